@@ -1,0 +1,163 @@
+/**
+ * `withAutoRefresh` runs an effect with a valid access token of a stored user access token, and
+ * `nextStep` turns the errors it can end with into the one thing left to do.
+ *
+ * | situation | outcome |
+ * | --- | --- |
+ * | no token stored | `ReauthRequired` (`Missing`), no request sent |
+ * | access token expires within the lead time, refresh token expired by the Clock | `RefreshTokenExpired`, no request sent |
+ * | access token expires within the lead time | refresh, store, then run with the new token |
+ * | the effect fails with `AccessTokenRejected` | retry with a newer stored token, or refresh and retry once |
+ * | rejected again after that | `InvalidAccessToken` |
+ * | digi.me says the refresh token expired | `RefreshTokenExpired` |
+ * | digi.me says the refresh token is invalid | `ReauthRequired` (`RefreshTokenInvalid`) |
+ * | the refresh fails otherwise | that error; the stored token is unchanged |
+ * | the effect fails with anything else | that error, unchanged |
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import { DigimeClient } from "./DigimeClient.js"
+import type {
+  AuthorizeOptions,
+  AuthorizeUrl,
+  AutoRefreshError,
+  Credentials,
+  PullOptions,
+  TokenCallError
+} from "./DigimeClient.js"
+import type { AccessTokenRejected, InvalidAccessToken, ReauthRequired, RefreshTokenExpired } from "./DigimeError.js"
+import type { TokenStoreError } from "./DigimeError.js"
+import type { TokenKey } from "./TokenKey.js"
+
+/**
+ * What the wrapped effect receives: the key, its contract id and the current access token.
+ * Every data call of `DigimeClient` accepts it as it is.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyedCredentials extends Credentials {
+  readonly key: TokenKey
+}
+
+/**
+ * Runs `use` with a valid access token of the token stored under `key`.
+ *
+ * The stored token is refreshed when its access token expires within the lead time, or when
+ * `use` fails with `AccessTokenRejected`; a refreshed token is stored (compare-and-set) before
+ * anyone uses it, and concurrent callers share one refresh. A caller interrupted while waiting
+ * does not cancel the refresh. The effect's own errors pass through unchanged, except
+ * `AccessTokenRejected`, which never escapes.
+ *
+ * @example
+ * import { AutoRefresh, DigimeClient, TokenKey } from "@digime-effect/core"
+ * import { Effect } from "effect"
+ *
+ * const accounts = Effect.gen(function*() {
+ *   const client = yield* DigimeClient.DigimeClient
+ *   const key = TokenKey.make("user-42", "contract-1")
+ *   return yield* AutoRefresh.withAutoRefresh(key, client.readAccounts)
+ * })
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const withAutoRefresh: {
+  (key: TokenKey): <A, E, R>(
+    use: (credentials: KeyedCredentials) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R | DigimeClient>
+  <A, E, R>(
+    key: TokenKey,
+    use: (credentials: KeyedCredentials) => Effect.Effect<A, E, R>
+  ): Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R | DigimeClient>
+} = function() {
+  const key = arguments[0] as TokenKey
+  const run = <A, E, R>(use: (credentials: KeyedCredentials) => Effect.Effect<A, E, R>) =>
+    Effect.flatMap(DigimeClient, (client) => client.withAutoRefresh(key, use))
+  return arguments.length === 1 ? run : run(arguments[1])
+} as never
+
+/**
+ * The errors `nextStep` handles.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TokenStateError = InvalidAccessToken | RefreshTokenExpired | ReauthRequired
+
+/**
+ * What to do about a token-state error: send the user to `url.url`, keeping `url.codeVerifier`
+ * and `url.state` until the callback.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type NextStep =
+  | { readonly _tag: "Reauthorize"; readonly key: TokenKey; readonly url: AuthorizeUrl }
+  | { readonly _tag: "Authorize"; readonly key: TokenKey; readonly url: AuthorizeUrl }
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface NextStepOptions {
+  readonly callbackUrl: string
+  readonly state?: string | undefined
+  readonly locale?: string | undefined
+  readonly sessionOptions?: PullOptions | undefined
+  /** Extra options of a fresh authorization (when reauthorization is impossible). */
+  readonly authorize?: Omit<AuthorizeOptions, "contractId" | "callbackUrl" | "state"> | undefined
+}
+
+/**
+ * Turns `RefreshTokenExpired`, `ReauthRequired` or `InvalidAccessToken` into the right next step:
+ * a reauthorization URL when digi.me accepts the stored access token for it, otherwise (nothing
+ * stored, or the access token refused) a fresh authorization URL. One call, whichever error.
+ *
+ * @example
+ * import { AutoRefresh, DigimeClient, TokenKey } from "@digime-effect/core"
+ * import { Effect } from "effect"
+ *
+ * const key = TokenKey.make("user-42", "contract-1")
+ * const accountsOrRedirect = Effect.flatMap(DigimeClient.DigimeClient, (client) =>
+ *   AutoRefresh.withAutoRefresh(key, client.readAccounts).pipe(
+ *     Effect.catchTags({
+ *       RefreshTokenExpired: (error) => AutoRefresh.nextStep(error, { callbackUrl: "https://app.example/callback" }),
+ *       ReauthRequired: (error) => AutoRefresh.nextStep(error, { callbackUrl: "https://app.example/callback" }),
+ *       InvalidAccessToken: (error) => AutoRefresh.nextStep(error, { callbackUrl: "https://app.example/callback" })
+ *     })
+ *   ))
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const nextStep = (
+  error: TokenStateError,
+  options: NextStepOptions
+): Effect.Effect<NextStep, TokenCallError | TokenStoreError, DigimeClient> =>
+  Effect.gen(function*() {
+    const client = yield* DigimeClient
+    const key = error.key
+    const authorize = client.getAuthorizeUrl({
+      ...options.authorize,
+      contractId: key.contractId,
+      callbackUrl: options.callbackUrl,
+      state: options.state,
+      locale: options.locale ?? options.authorize?.locale,
+      sessionOptions: options.sessionOptions ?? options.authorize?.sessionOptions
+    }).pipe(Effect.map((url): NextStep => ({ _tag: "Authorize", key, url })))
+    const canReauthorize = error._tag === "RefreshTokenExpired" ||
+      (error._tag === "ReauthRequired" && error.reason === "RefreshTokenInvalid")
+    if (!canReauthorize) return yield* authorize
+    return yield* client.getReauthorizeUrl({
+      key,
+      callbackUrl: options.callbackUrl,
+      state: options.state,
+      locale: options.locale,
+      sessionOptions: options.sessionOptions
+    }).pipe(
+      Effect.map((url): NextStep => ({ _tag: "Reauthorize", key, url })),
+      Effect.catchTags({ InvalidAccessToken: () => authorize, ReauthRequired: () => authorize })
+    )
+  }).pipe(Effect.withSpan("AutoRefresh.nextStep", { attributes: { "digime.contract_id": error.key.contractId } }))

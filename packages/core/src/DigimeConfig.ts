@@ -1,0 +1,234 @@
+/**
+ * Where digi.me lives and how this application talks to it: application id, contracts, API and
+ * onboarding URLs, the refresh lead time, the request timeout and the origins trusted to serve
+ * digi.me's signing keys.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type { Contract } from "./Contract.js"
+import { InvalidConfig, UnknownContract } from "./DigimeError.js"
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultBaseUrl = "https://api.digi.me/v1.7/"
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultOnboardUrl = "https://api.digi.me/apps/saas/"
+
+/**
+ * The identity sent as `agent.sdk` in request bodies. digi.me answers `SDKInvalid` or
+ * `SDKVersionInvalid` when it does not recognise it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SdkAgent {
+  readonly name: string
+  readonly version: string
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly applicationId: string
+  readonly contracts: ReadonlyArray<Contract>
+  /** API base URL; default `https://api.digi.me/v1.7/`. */
+  readonly baseUrl?: string | undefined
+  /** Onboarding (browser) base URL; default `https://api.digi.me/apps/saas/`. */
+  readonly onboardUrl?: string | undefined
+  /** Refresh an access token when it expires within this time; default 60 seconds. */
+  readonly refreshLeadTime?: Duration.DurationInput | undefined
+  /** Time limit of each HTTP attempt; default 30 seconds. */
+  readonly requestTimeout?: Duration.DurationInput | undefined
+  /** Origins allowed to serve the JWKS named by a token's `jku`; default: the origin of `baseUrl`. */
+  readonly jwksOrigins?: ReadonlyArray<string> | undefined
+  /** Sent as `agent.sdk`; default `{ name: "nodejs", version: "16.1.5" }`, the identity digi.me accepts. */
+  readonly sdkAgent?: SdkAgent | undefined
+}
+
+/**
+ * The validated configuration.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly applicationId: string
+  /** Always ends with `/`. */
+  readonly baseUrl: string
+  /** Always ends with `/`. */
+  readonly onboardUrl: string
+  readonly refreshLeadTime: Duration.Duration
+  readonly requestTimeout: Duration.Duration
+  readonly jwksOrigins: ReadonlySet<string>
+  readonly sdkAgent: SdkAgent
+  readonly contracts: ReadonlyMap<string, Contract>
+  /** The contract with this id, or `UnknownContract`. */
+  readonly contract: (contractId: string) => Effect.Effect<Contract, UnknownContract>
+}
+
+/**
+ * @since 0.1.0
+ * @category services
+ */
+export class DigimeConfig extends Context.Tag("@digime-effect/core/DigimeConfig")<DigimeConfig, Service>() {}
+
+const withSlash = (url: string): string => (url.endsWith("/") ? url : `${url}/`)
+
+const parseHttpUrl = (field: string, input: string): Effect.Effect<URL, InvalidConfig> => {
+  let url: URL
+  try {
+    url = new URL(input)
+  } catch {
+    return Effect.fail(new InvalidConfig({ field, reason: "is not an absolute URL" }))
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    return Effect.fail(new InvalidConfig({ field, reason: "must use http or https" }))
+  }
+  if (url.search !== "" || url.hash !== "") {
+    return Effect.fail(new InvalidConfig({ field, reason: "must not have a query or a fragment" }))
+  }
+  return Effect.succeed(url)
+}
+
+const positiveDuration = (
+  field: string,
+  input: Duration.DurationInput | undefined,
+  fallback: Duration.Duration
+): Effect.Effect<Duration.Duration, InvalidConfig> => {
+  if (input === undefined) return Effect.succeed(fallback)
+  // Duration.decode clamps negative numbers to zero: refuse them here instead.
+  if ((typeof input === "number" || typeof input === "bigint") && input < 0) {
+    return Effect.fail(new InvalidConfig({ field, reason: "must be a finite, non-negative duration" }))
+  }
+  const decoded = Option.getOrUndefined(Duration.decodeUnknown(input))
+  return decoded === undefined || Duration.lessThan(decoded, Duration.zero) || !Duration.isFinite(decoded)
+    ? Effect.fail(new InvalidConfig({ field, reason: "must be a finite, non-negative duration" }))
+    : Effect.succeed(decoded)
+}
+
+/**
+ * Validates the options. Fails with `InvalidConfig` naming the first unusable field.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
+  Effect.gen(function*() {
+    const applicationId = options.applicationId.trim()
+    if (applicationId === "") {
+      return yield* new InvalidConfig({ field: "applicationId", reason: "must not be empty" })
+    }
+    const baseUrl = yield* parseHttpUrl("baseUrl", options.baseUrl ?? defaultBaseUrl)
+    const onboardUrl = yield* parseHttpUrl("onboardUrl", options.onboardUrl ?? defaultOnboardUrl)
+    const refreshLeadTime = yield* positiveDuration("refreshLeadTime", options.refreshLeadTime, Duration.seconds(60))
+    const requestTimeout = yield* positiveDuration("requestTimeout", options.requestTimeout, Duration.seconds(30))
+    if (Duration.lessThanOrEqualTo(requestTimeout, Duration.zero)) {
+      return yield* new InvalidConfig({ field: "requestTimeout", reason: "must be positive" })
+    }
+    const jwksOrigins = new Set<string>()
+    for (const origin of options.jwksOrigins ?? [baseUrl.origin]) {
+      const url = yield* parseHttpUrl("jwksOrigins", origin)
+      jwksOrigins.add(url.origin)
+    }
+    if (options.contracts.length === 0) {
+      return yield* new InvalidConfig({ field: "contracts", reason: "must name at least one contract" })
+    }
+    const contracts = new Map<string, Contract>()
+    for (const contract of options.contracts) {
+      if (contract.contractId.trim() === "" || contract.contractId !== contract.contractId.trim()) {
+        return yield* new InvalidConfig({ field: "contracts", reason: "has an empty or padded contract id" })
+      }
+      if (contracts.has(contract.contractId)) {
+        return yield* new InvalidConfig({ field: "contracts", reason: `names contract ${contract.contractId} twice` })
+      }
+      if (Redacted.value(contract.privateKey).trim() === "") {
+        return yield* new InvalidConfig({
+          field: "contracts",
+          reason: `has an empty private key for contract ${contract.contractId}`
+        })
+      }
+      contracts.set(contract.contractId, contract)
+    }
+    const sdkAgent = options.sdkAgent ?? { name: "nodejs", version: "16.1.5" }
+    if (sdkAgent.name.trim() === "" || sdkAgent.version.trim() === "") {
+      return yield* new InvalidConfig({ field: "sdkAgent", reason: "needs a name and a version" })
+    }
+    return {
+      applicationId,
+      baseUrl: withSlash(baseUrl.href),
+      onboardUrl: withSlash(onboardUrl.href),
+      refreshLeadTime,
+      requestTimeout,
+      jwksOrigins,
+      sdkAgent,
+      contracts,
+      contract: (contractId) => {
+        const contract = contracts.get(contractId)
+        return contract === undefined ? Effect.fail(new UnknownContract({ contractId })) : Effect.succeed(contract)
+      }
+    }
+  })
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<DigimeConfig, InvalidConfig> =>
+  Layer.effect(DigimeConfig, make(options))
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<Options>
+): Layer.Layer<DigimeConfig, ConfigError.ConfigError | InvalidConfig> =>
+  Layer.effect(DigimeConfig, Effect.flatMap(Config.unwrap(config), make))
+
+/**
+ * Options read from the environment: `DIGIME_APPLICATION_ID`, one contract from
+ * `DIGIME_CONTRACT_ID` and `DIGIME_PRIVATE_KEY`, and optionally `DIGIME_BASE_URL`,
+ * `DIGIME_ONBOARD_URL`, `DIGIME_REFRESH_LEAD_TIME`, `DIGIME_REQUEST_TIMEOUT` (durations such as
+ * `"60 seconds"`) and `DIGIME_JWKS_ORIGINS` (comma separated).
+ *
+ * @example
+ * import { DigimeConfig } from "@digime-effect/core"
+ *
+ * const DigimeConfigLive = DigimeConfig.layerConfig(DigimeConfig.fromEnv)
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const fromEnv: Config.Config<Options> = Config.all({
+  applicationId: Config.string("DIGIME_APPLICATION_ID"),
+  contracts: Config.all([
+    Config.all({
+      contractId: Config.string("DIGIME_CONTRACT_ID"),
+      privateKey: Config.redacted("DIGIME_PRIVATE_KEY")
+    })
+  ]),
+  baseUrl: Config.string("DIGIME_BASE_URL").pipe(Config.option, Config.map(Option.getOrUndefined)),
+  onboardUrl: Config.string("DIGIME_ONBOARD_URL").pipe(Config.option, Config.map(Option.getOrUndefined)),
+  refreshLeadTime: Config.duration("DIGIME_REFRESH_LEAD_TIME").pipe(Config.option, Config.map(Option.getOrUndefined)),
+  requestTimeout: Config.duration("DIGIME_REQUEST_TIMEOUT").pipe(Config.option, Config.map(Option.getOrUndefined)),
+  jwksOrigins: Config.array(Config.string(), "DIGIME_JWKS_ORIGINS").pipe(
+    Config.option,
+    Config.map(Option.getOrUndefined)
+  )
+})

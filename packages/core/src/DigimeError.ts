@@ -1,0 +1,352 @@
+/**
+ * Every expected failure of digime-effect, as `Schema.TaggedError` classes. Fields hold what helps
+ * the caller act (contract id, key, HTTP status, digi.me code and reference), never a token, a
+ * private key, a client assertion or an authorization code.
+ *
+ * @since 0.1.0
+ */
+import * as Predicate from "effect/Predicate"
+import * as Schema from "effect/Schema"
+import { TokenKey } from "./TokenKey.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("@digime-effect/core/DigimeError")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+const describeKey = (key: TokenKey): string => `user ${key.userId} of contract ${key.contractId}`
+
+/**
+ * The configuration given to a layer is unusable (empty application id, malformed URL, ...).
+ * Raised when the layer is built, before any request.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidConfig extends Schema.TaggedError<InvalidConfig>("@digime-effect/core/InvalidConfig")(
+  "InvalidConfig",
+  { field: Schema.String, reason: Schema.String }
+) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return `Invalid digi.me configuration: ${this.field} ${this.reason}`
+  }
+}
+
+/**
+ * An option passed to an operation is unusable (empty code, bad callback URL, ...). Raised before
+ * any request is sent.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidOptions extends Schema.TaggedError<InvalidOptions>("@digime-effect/core/InvalidOptions")(
+  "InvalidOptions",
+  { operation: Schema.String, field: Schema.String, reason: Schema.String }
+) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return `Invalid options for ${this.operation}: ${this.field} ${this.reason}`
+  }
+}
+
+/**
+ * No contract with this id was configured in `DigimeConfig`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UnknownContract extends Schema.TaggedError<UnknownContract>("@digime-effect/core/UnknownContract")(
+  "UnknownContract",
+  { contractId: Schema.String }
+) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return `No contract ${this.contractId} is configured`
+  }
+}
+
+/**
+ * The private key of a contract cannot be used to sign client assertions. Names the contract,
+ * never the key.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidContractKey
+  extends Schema.TaggedError<InvalidContractKey>("@digime-effect/core/InvalidContractKey")("InvalidContractKey", {
+    contractId: Schema.String,
+    reason: Schema.Literal("Unreadable", "NotRsa", "TooShort", "SigningFailed")
+  })
+{
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    const what = this.reason === "Unreadable"
+      ? "is not a readable PEM private key"
+      : this.reason === "NotRsa"
+      ? "is not an RSA key"
+      : this.reason === "TooShort"
+      ? "is shorter than 2048 bits"
+      : "could not produce a signature"
+    return `The private key of contract ${this.contractId} ${what}`
+  }
+}
+
+/**
+ * The request never got an HTTP answer: network failure, timeout, or a request that could not be
+ * encoded.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RequestError extends Schema.TaggedError<RequestError>("@digime-effect/core/RequestError")(
+  "RequestError",
+  {
+    operation: Schema.String,
+    reason: Schema.Literal("Transport", "Timeout", "Encode"),
+    description: Schema.String
+  }
+) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return `${this.operation} failed (${this.reason}): ${this.description}`
+  }
+}
+
+/**
+ * digi.me answered with an error body (`{"error":{"code","message","reference"}}`) or an error
+ * status. Keeps digi.me's code, message and reference and the HTTP status.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ApiError extends Schema.TaggedError<ApiError>("@digime-effect/core/ApiError")("ApiError", {
+  operation: Schema.String,
+  status: Schema.Number,
+  code: Schema.String,
+  description: Schema.String,
+  reference: Schema.optional(Schema.String)
+}) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    const reference = this.reference === undefined ? "" : ` [reference ${this.reference}]`
+    return `digi.me rejected ${this.operation} with ${this.status} ${this.code}: ${this.description}${reference}`
+  }
+}
+
+/**
+ * digi.me's answer could not be understood: a body that does not match the protocol, or a
+ * success status where none was expected. A fault on the server side, not the caller's.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ResponseError extends Schema.TaggedError<ResponseError>("@digime-effect/core/ResponseError")(
+  "ResponseError",
+  { operation: Schema.String, status: Schema.Number, description: Schema.String }
+) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return `Unexpected answer to ${this.operation} (HTTP ${this.status}): ${this.description}`
+  }
+}
+
+/**
+ * A token signed by digi.me failed verification. Nothing from it was used or stored.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class VerificationError extends Schema.TaggedError<VerificationError>("@digime-effect/core/VerificationError")(
+  "VerificationError",
+  {
+    operation: Schema.String,
+    reason: Schema.Literal(
+      "Malformed",
+      "UnsupportedAlgorithm",
+      "UntrustedKeySet",
+      "KeySetUnavailable",
+      "UnknownKey",
+      "InvalidSignature",
+      "Expired",
+      "InvalidClaims"
+    ),
+    description: Schema.String
+  }
+) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return `The token in the answer to ${this.operation} failed verification (${this.reason}): ${this.description}`
+  }
+}
+
+/**
+ * digi.me refused the access token of a data call (`401 InvalidToken`). `withAutoRefresh`
+ * handles it; it never escapes from there.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AccessTokenRejected
+  extends Schema.TaggedError<AccessTokenRejected>("@digime-effect/core/AccessTokenRejected")("AccessTokenRejected", {
+    operation: Schema.String,
+    contractId: Schema.String,
+    status: Schema.Number,
+    code: Schema.String,
+    reference: Schema.optional(Schema.String)
+  })
+{
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return `digi.me rejected the access token of contract ${this.contractId} for ${this.operation} (${this.status} ${this.code})`
+  }
+}
+
+/**
+ * The access token was rejected again right after a refresh: the grant is gone and only a new
+ * authorization from scratch helps (reauthorization needs a valid access token).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidAccessToken
+  extends Schema.TaggedError<InvalidAccessToken>("@digime-effect/core/InvalidAccessToken")("InvalidAccessToken", {
+    key: TokenKey
+  })
+{
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return `The access token of ${describeKey(this.key)} is invalid: authorize the user again from scratch`
+  }
+}
+
+/**
+ * The refresh token has expired (by the Clock, before any request, or as digi.me answered). The
+ * stored token is kept: its access token is what reauthorization needs.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RefreshTokenExpired
+  extends Schema.TaggedError<RefreshTokenExpired>("@digime-effect/core/RefreshTokenExpired")("RefreshTokenExpired", {
+    key: TokenKey,
+    detectedBy: Schema.Literal("Clock", "Server")
+  })
+{
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return `The refresh token of ${describeKey(this.key)} has expired: reauthorize the user`
+  }
+}
+
+/**
+ * The user must go through digi.me again: nothing is stored for the key (`Missing`), or digi.me
+ * refused the refresh token as invalid (revoked, or rotated away: `RefreshTokenInvalid`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ReauthRequired extends Schema.TaggedError<ReauthRequired>("@digime-effect/core/ReauthRequired")(
+  "ReauthRequired",
+  { key: TokenKey, reason: Schema.Literal("Missing", "RefreshTokenInvalid") }
+) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return this.reason === "Missing"
+      ? `No token is stored for ${describeKey(this.key)}: authorize the user`
+      : `digi.me refused the refresh token of ${describeKey(this.key)}: reauthorize the user`
+  }
+}
+
+/**
+ * The token store failed. A refreshed token that could not be stored is reported this way rather
+ * than used.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TokenStoreError extends Schema.TaggedError<TokenStoreError>("@digime-effect/core/TokenStoreError")(
+  "TokenStoreError",
+  {
+    operation: Schema.String,
+    key: Schema.optional(TokenKey),
+    description: Schema.String
+  }
+) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    const of = this.key === undefined ? "" : ` for ${describeKey(this.key)}`
+    return `Token store ${this.operation} failed${of}: ${this.description}`
+  }
+}
+
+/**
+ * The query digi.me sent to the callback URL is not a usable answer: a state that does not match,
+ * a missing code, or a refusal (`success=false&errorCode=...`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CallbackError extends Schema.TaggedError<CallbackError>("@digime-effect/core/CallbackError")(
+  "CallbackError",
+  {
+    reason: Schema.Literal("StateMismatch", "MissingState", "MissingCode", "Denied", "Malformed"),
+    errorCode: Schema.optional(Schema.String)
+  }
+) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    switch (this.reason) {
+      case "StateMismatch":
+        return "The callback's state does not match the expected one"
+      case "MissingState":
+        return "The callback has no state"
+      case "MissingCode":
+        return "The callback reports success but has no code"
+      case "Denied":
+        return `digi.me reported a failed authorization (errorCode ${this.errorCode ?? "absent"})`
+      case "Malformed":
+        return "The callback query is not a digi.me answer"
+    }
+  }
+}
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type DigimeError =
+  | InvalidConfig
+  | InvalidOptions
+  | UnknownContract
+  | InvalidContractKey
+  | RequestError
+  | ApiError
+  | ResponseError
+  | VerificationError
+  | AccessTokenRejected
+  | InvalidAccessToken
+  | RefreshTokenExpired
+  | ReauthRequired
+  | TokenStoreError
+  | CallbackError
+
+/**
+ * @since 0.1.0
+ * @category guards
+ */
+export const isDigimeError = (u: unknown): u is DigimeError => Predicate.hasProperty(u, TypeId)
+
+/**
+ * @since 0.1.0
+ * @category guards
+ */
+export const isAccessTokenRejected = (u: unknown): u is AccessTokenRejected =>
+  isDigimeError(u) && u._tag === "AccessTokenRejected"

@@ -1,0 +1,126 @@
+/**
+ * Signs the client assertion that every digi.me call carries: a compact JWS with header
+ * `{"alg":"PS512","typ":"JWT"}` (RSASSA-PSS, SHA-512, MGF1-SHA-512, 64-byte salt) signed with the
+ * contract's private key.
+ *
+ * Core declares the service and a Web Crypto implementation that runs on any platform;
+ * `@digime-effect/node` provides a faster one on `node:crypto`.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import type { Contract } from "./Contract.js"
+import { InvalidContractKey } from "./DigimeError.js"
+import { parsePem, pkcs1PrivateToPkcs8 } from "./internal/der.js"
+import { base64url, encodeUtf8, jsonSegment } from "./internal/encoding.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  /**
+   * Signs `claims` as a PS512 JWT with the contract's key. The claims are sent as given: the
+   * caller adds `client_id`, `nonce` and `timestamp`.
+   */
+  readonly sign: (
+    contract: Contract,
+    claims: Readonly<Record<string, unknown>>
+  ) => Effect.Effect<Redacted.Redacted<string>, InvalidContractKey>
+}
+
+/**
+ * @since 0.1.0
+ * @category services
+ */
+export class Signer extends Context.Tag("@digime-effect/core/Signer")<Signer, Service>() {}
+
+/**
+ * A signing function for one prepared key: takes the JWS signing input, returns the signature.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SignBytes = (input: Uint8Array<ArrayBuffer>) => Effect.Effect<Uint8Array, InvalidContractKey>
+
+/**
+ * The protected header of every client assertion, already encoded.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const encodedHeader: string = jsonSegment({ alg: "PS512", typ: "JWT" })
+
+/**
+ * Builds a signer from a way to prepare a key. Each contract's key is prepared once (on first
+ * use) and kept for as long as the contract's `privateKey` is the same value; a key that cannot be
+ * prepared fails every time with `InvalidContractKey`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  prepare: (contract: Contract) => Effect.Effect<SignBytes, InvalidContractKey>
+): Effect.Effect<Service> =>
+  Effect.sync(() => {
+    const prepared = new Map<string, {
+      readonly privateKey: Redacted.Redacted<string>
+      readonly signBytes: Effect.Effect<SignBytes, InvalidContractKey>
+    }>()
+    const signBytesFor = (contract: Contract): Effect.Effect<SignBytes, InvalidContractKey> => {
+      const entry = prepared.get(contract.contractId)
+      if (entry !== undefined && entry.privateKey === contract.privateKey) return entry.signBytes
+      const signBytes = Effect.runSync(Effect.cached(prepare(contract)))
+      prepared.set(contract.contractId, { privateKey: contract.privateKey, signBytes })
+      return signBytes
+    }
+    return {
+      sign: (contract, claims) =>
+        Effect.flatMap(signBytesFor(contract), (signBytes) => {
+          const input = `${encodedHeader}.${jsonSegment(claims)}`
+          return Effect.map(
+            signBytes(encodeUtf8(input)),
+            (signature) => Redacted.make(`${input}.${base64url(signature)}`)
+          )
+        })
+    }
+  })
+
+const webCryptoPrepare = (contract: Contract): Effect.Effect<SignBytes, InvalidContractKey> =>
+  Effect.gen(function*() {
+    const fail = (reason: InvalidContractKey["reason"]) =>
+      new InvalidContractKey({ contractId: contract.contractId, reason })
+    const pem = parsePem(Redacted.value(contract.privateKey))
+    if (pem === undefined) return yield* fail("Unreadable")
+    const pkcs8 = pem.label === "RSA PRIVATE KEY"
+      ? pkcs1PrivateToPkcs8(pem.der)
+      : pem.label === "PRIVATE KEY"
+      ? pem.der
+      : undefined
+    if (pkcs8 === undefined) return yield* fail(pem.label.includes("PRIVATE") ? "NotRsa" : "Unreadable")
+    const key = yield* Effect.tryPromise({
+      try: () =>
+        globalThis.crypto.subtle.importKey("pkcs8", pkcs8, { name: "RSA-PSS", hash: "SHA-512" }, false, ["sign"]),
+      catch: () => fail("NotRsa")
+    })
+    const algorithm = key.algorithm as RsaHashedKeyAlgorithm
+    if (algorithm.modulusLength < 2048) return yield* fail("TooShort")
+    return (input: Uint8Array<ArrayBuffer>) =>
+      Effect.tryPromise({
+        try: async () =>
+          new Uint8Array(await globalThis.crypto.subtle.sign({ name: "RSA-PSS", saltLength: 64 }, key, input)),
+        catch: () => fail("SigningFailed")
+      })
+  })
+
+/**
+ * A signer on Web Crypto (`globalThis.crypto.subtle`): runs on Node, Deno, Bun, workers and
+ * browsers. On Node, `NodeSigner.layer` from `@digime-effect/node` is faster.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerWebCrypto: Layer.Layer<Signer> = Layer.effect(Signer, make(webCryptoPrepare))

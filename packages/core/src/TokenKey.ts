@@ -1,0 +1,46 @@
+/**
+ * Identifies one stored user access token: the application's own user id plus the digi.me
+ * contract the token was granted for.
+ *
+ * @since 0.1.0
+ */
+import * as Hash from "effect/Hash"
+import * as Schema from "effect/Schema"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export class TokenKey extends Schema.Class<TokenKey>("@digime-effect/core/TokenKey")({
+  /** The application's identifier for the user (not digi.me's). */
+  userId: Schema.NonEmptyTrimmedString,
+  /** The digi.me contract the token belongs to. */
+  contractId: Schema.NonEmptyTrimmedString
+}) {}
+
+/**
+ * Builds a key, checking that both parts are non-empty.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (userId: string, contractId: string): TokenKey => new TokenKey({ userId, contractId })
+
+/**
+ * A string that identifies the key in maps and database rows. Injective: the contract id and the
+ * user id are joined with a separator that neither may contain unescaped.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const toId = (key: TokenKey): string =>
+  `${encodeURIComponent(key.contractId)}/${encodeURIComponent(key.userId)}`
+
+/**
+ * A short, non-reversible tag of the user id, for span attributes and logs where the id itself
+ * should not appear.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const hash = (key: TokenKey): string => (Hash.string(toId(key)) >>> 0).toString(16).padStart(8, "0")

@@ -1,0 +1,53 @@
+import * as Either from "effect/Either"
+import * as Encoding from "effect/Encoding"
+
+const utf8 = new TextEncoder()
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true })
+
+/** @internal */
+export const encodeUtf8 = (input: string): Uint8Array<ArrayBuffer> => utf8.encode(input)
+
+/** @internal */
+export const decodeUtf8 = (input: Uint8Array): string | undefined => {
+  try {
+    return utf8Decoder.decode(input)
+  } catch {
+    return undefined
+  }
+}
+
+/** @internal */
+export const base64url = (input: Uint8Array | string): string => Encoding.encodeBase64Url(input)
+
+/** @internal */
+export const fromBase64url = (input: string): Uint8Array | undefined =>
+  /^[A-Za-z0-9_-]*$/.test(input) ? Either.getOrUndefined(Encoding.decodeBase64Url(input)) : undefined
+
+/** @internal */
+export const jsonSegment = (value: unknown): string => base64url(JSON.stringify(value))
+
+/** 128 bits or more from the platform's CSPRNG (Web Crypto). */
+/** @internal */
+export const randomBytes = (size: number): Uint8Array<ArrayBuffer> => {
+  const bytes = new Uint8Array(size)
+  globalThis.crypto.getRandomValues(bytes)
+  return bytes
+}
+
+const alphanumeric = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+/** Uniform over [A-Za-z0-9] by rejection sampling (248 = 62 * 4). */
+/** @internal */
+export const randomAlphanumeric = (length: number): string => {
+  let out = ""
+  while (out.length < length) {
+    for (const byte of randomBytes(length * 2)) {
+      if (byte < 248 && out.length < length) out += alphanumeric[byte % 62]
+    }
+  }
+  return out
+}
+
+/** @internal */
+export const sha256 = async (input: string): Promise<Uint8Array> =>
+  new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", encodeUtf8(input)))

@@ -1,0 +1,113 @@
+import { Contract, DigimeConfig } from "@digime-effect/core"
+import { assert, describe, it } from "@effect/vitest"
+import { ConfigProvider, Duration, Effect, Layer, Redacted } from "effect"
+
+const contract = Contract.make({ contractId: "contract-1", privateKey: Redacted.make("-----BEGIN PRIVATE KEY-----") })
+
+const failure = (options: DigimeConfig.Options) => Effect.flip(DigimeConfig.make(options))
+
+describe("DigimeConfig", () => {
+  it.effect("applies the documented defaults", () =>
+    Effect.gen(function*() {
+      const config = yield* DigimeConfig.make({ applicationId: "app", contracts: [contract] })
+      assert.strictEqual(config.baseUrl, "https://api.digi.me/v1.7/")
+      assert.strictEqual(config.onboardUrl, "https://api.digi.me/apps/saas/")
+      assert.isTrue(Duration.equals(config.refreshLeadTime, Duration.seconds(60)))
+      assert.isTrue(Duration.equals(config.requestTimeout, Duration.seconds(30)))
+      assert.deepStrictEqual([...config.jwksOrigins], ["https://api.digi.me"])
+      assert.strictEqual((yield* config.contract("contract-1")).contractId, "contract-1")
+    }))
+
+  it.effect("adds the trailing slash to both URLs", () =>
+    Effect.gen(function*() {
+      const config = yield* DigimeConfig.make({
+        applicationId: "app",
+        contracts: [contract],
+        baseUrl: "http://127.0.0.1:8080/v1.7",
+        onboardUrl: "http://127.0.0.1:8080/onboard"
+      })
+      assert.strictEqual(config.baseUrl, "http://127.0.0.1:8080/v1.7/")
+      assert.strictEqual(config.onboardUrl, "http://127.0.0.1:8080/onboard/")
+      assert.deepStrictEqual([...config.jwksOrigins], ["http://127.0.0.1:8080"])
+    }))
+
+  it.effect("rejects an empty application id", () =>
+    Effect.gen(function*() {
+      const error = yield* failure({ applicationId: "  ", contracts: [contract] })
+      assert.strictEqual(error._tag, "InvalidConfig")
+      assert.strictEqual(error.field, "applicationId")
+    }))
+
+  it.effect("rejects malformed URLs and durations", () =>
+    Effect.gen(function*() {
+      const base = { applicationId: "app", contracts: [contract] }
+      assert.strictEqual((yield* failure({ ...base, baseUrl: "not a url" })).field, "baseUrl")
+      assert.strictEqual((yield* failure({ ...base, onboardUrl: "ftp://x.example/" })).field, "onboardUrl")
+      assert.strictEqual((yield* failure({ ...base, baseUrl: "https://x.example/?a=b" })).field, "baseUrl")
+      assert.strictEqual((yield* failure({ ...base, jwksOrigins: ["nope"] })).field, "jwksOrigins")
+      assert.strictEqual((yield* failure({ ...base, requestTimeout: 0 })).field, "requestTimeout")
+      assert.strictEqual((yield* failure({ ...base, refreshLeadTime: -5 })).field, "refreshLeadTime")
+    }))
+
+  it.effect("rejects missing, duplicate and empty contracts", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* failure({ applicationId: "app", contracts: [] })).field, "contracts")
+      assert.strictEqual((yield* failure({ applicationId: "app", contracts: [contract, contract] })).field, "contracts")
+      const empty = Contract.make({ contractId: "", privateKey: Redacted.make("x") })
+      assert.strictEqual((yield* failure({ applicationId: "app", contracts: [empty] })).field, "contracts")
+      const noKey = Contract.make({ contractId: "c", privateKey: Redacted.make(" ") })
+      const error = yield* failure({ applicationId: "app", contracts: [noKey] })
+      assert.include(error.message, "empty private key")
+    }))
+
+  it.effect("fails with UnknownContract for an id it was not given", () =>
+    Effect.gen(function*() {
+      const config = yield* DigimeConfig.make({ applicationId: "app", contracts: [contract] })
+      const error = yield* Effect.flip(config.contract("other"))
+      assert.strictEqual(error._tag, "UnknownContract")
+      assert.strictEqual(error.contractId, "other")
+    }))
+
+  it.effect("layerConfig reads the environment through Config, keeping the key redacted", () =>
+    Effect.gen(function*() {
+      const provider = ConfigProvider.fromMap(
+        new Map([
+          ["DIGIME_APPLICATION_ID", "app-env"],
+          ["DIGIME_CONTRACT_ID", "contract-env"],
+          ["DIGIME_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----secret"],
+          ["DIGIME_BASE_URL", "https://sandbox.example/v1.7"],
+          ["DIGIME_REFRESH_LEAD_TIME", "2 minutes"]
+        ])
+      )
+      const config = yield* DigimeConfig.DigimeConfig.pipe(
+        Effect.provide(DigimeConfig.layerConfig(DigimeConfig.fromEnv).pipe(
+          Layer.provide(Layer.setConfigProvider(provider))
+        ))
+      )
+      assert.strictEqual(config.applicationId, "app-env")
+      assert.strictEqual(config.baseUrl, "https://sandbox.example/v1.7/")
+      assert.isTrue(Duration.equals(config.refreshLeadTime, Duration.minutes(2)))
+      const stored = yield* config.contract("contract-env")
+      assert.isTrue(Redacted.isRedacted(stored.privateKey))
+      assert.notInclude(String(stored.privateKey), "secret")
+    }))
+
+  it.effect("layerConfig fails with InvalidConfig when the values are unusable", () =>
+    Effect.gen(function*() {
+      const provider = ConfigProvider.fromMap(
+        new Map([
+          ["DIGIME_APPLICATION_ID", "app"],
+          ["DIGIME_CONTRACT_ID", "c"],
+          ["DIGIME_PRIVATE_KEY", "k"],
+          ["DIGIME_BASE_URL", "::"]
+        ])
+      )
+      const error = yield* DigimeConfig.DigimeConfig.pipe(
+        Effect.provide(DigimeConfig.layerConfig(DigimeConfig.fromEnv).pipe(
+          Layer.provide(Layer.setConfigProvider(provider))
+        )),
+        Effect.flip
+      )
+      assert.strictEqual(error._tag, "InvalidConfig")
+    }))
+})
