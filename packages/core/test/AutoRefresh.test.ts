@@ -1,0 +1,460 @@
+import { AutoRefresh, DigimeClient, DigimeError, TokenKey, TokenStore } from "@digime-effect/core"
+import { DigimeSimulator } from "@digime-effect/core/testing"
+import { assert, describe, it } from "@effect/vitest"
+import { Data, Effect, Fiber, Layer, Option, pipe, Redacted, TestClock } from "effect"
+import { authorize, callbackUrl, key, stack, stats, stored, totalRequests } from "./fixtures.js"
+
+const readAccounts = (credentials: DigimeClient.Credentials) =>
+  Effect.flatMap(DigimeClient.DigimeClient, (client) => client.readAccounts(credentials))
+
+class Boom extends Data.TaggedError("Boom")<{ readonly n: number }> {}
+
+/** A store that fails `compareAndSet` `failures` times (Infinity: always), then works. */
+const flakyStore = (failures: number) =>
+  Layer.effect(
+    TokenStore.TokenStore,
+    Effect.gen(function*() {
+      const inner = yield* TokenStore.makeMemory
+      let left = failures
+      return {
+        ...inner,
+        compareAndSet: (k, expected, token) =>
+          Effect.suspend(() =>
+            left-- > 0
+              ? Effect.fail(new DigimeError.TokenStoreError({ operation: "compareAndSet", key: k, description: "down" }))
+              : inner.compareAndSet(k, expected, token)
+          )
+      } satisfies TokenStore.Service
+    })
+  )
+
+describe("withAutoRefresh", () => {
+  it.effect("no token stored: ReauthRequired (Missing), no request sent", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(error._tag, "ReauthRequired")
+      if (error._tag !== "ReauthRequired") return
+      assert.strictEqual(error.reason, "Missing")
+      assert.isTrue(TokenKey.TokenKey.prototype.isPrototypeOf(error.key))
+      assert.strictEqual(error.key.userId, "user-1")
+      assert.strictEqual(yield* totalRequests, 0)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("a valid token is used as it is: one data request, no refresh", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const before = yield* stored()
+      let seen: Redacted.Redacted<string> | undefined
+      const accounts = yield* AutoRefresh.withAutoRefresh(key, (credentials) => {
+        seen = credentials.accessToken
+        return readAccounts(credentials)
+      })
+      assert.isAbove(accounts.length, 0)
+      assert.strictEqual(Redacted.value(seen!), Redacted.value(before.token.accessToken.value))
+      const s = yield* stats
+      assert.strictEqual(s.refreshes, 0)
+      assert.strictEqual(s.requests.accounts, 1)
+      assert.strictEqual((yield* stored()).version, before.version)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("the pipeable form works the same", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const accounts = yield* pipe(readAccounts, AutoRefresh.withAutoRefresh(key))
+      assert.isAbove(accounts.length, 0)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("access token within the lead time: refreshes first, stores, then runs with the new token", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const before = yield* stored()
+      // 1 hour lifetime, 60 s lead time: at 59 min 30 s the token is due.
+      yield* TestClock.adjust("3570 seconds")
+      const store = yield* TokenStore.TokenStore
+      const accounts = yield* AutoRefresh.withAutoRefresh(key, (credentials) =>
+        Effect.gen(function*() {
+          // Write before use: what we are given is already the stored token.
+          const now = Option.getOrThrow(yield* store.get(key))
+          assert.isAbove(now.version, before.version)
+          assert.strictEqual(Redacted.value(credentials.accessToken), Redacted.value(now.token.accessToken.value))
+          assert.notStrictEqual(
+            Redacted.value(credentials.accessToken),
+            Redacted.value(before.token.accessToken.value)
+          )
+          return yield* readAccounts(credentials)
+        }))
+      assert.isAbove(accounts.length, 0)
+      const s = yield* stats
+      assert.strictEqual(s.refreshes, 1)
+      assert.strictEqual(s.requests.token, 2) // exchange + refresh
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("not yet within the lead time: no refresh", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      yield* TestClock.adjust("3539 seconds")
+      yield* AutoRefresh.withAutoRefresh(key, readAccounts)
+      assert.strictEqual((yield* stats).refreshes, 0)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("refresh token expired by the Clock: RefreshTokenExpired, no request, stored token kept", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const before = yield* stored()
+      const requests = yield* totalRequests
+      yield* TestClock.adjust("31 days")
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(error._tag, "RefreshTokenExpired")
+      if (error._tag !== "RefreshTokenExpired") return
+      assert.strictEqual(error.detectedBy, "Clock")
+      assert.strictEqual(error.key.userId, key.userId)
+      assert.strictEqual(yield* totalRequests, requests)
+      assert.strictEqual((yield* stored()).version, before.version)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("rejected, and the store already holds a newer token: retries with it, no refresh", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const client = yield* DigimeClient.DigimeClient
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const store = yield* TokenStore.TokenStore
+      const first = yield* stored()
+      // Another process refreshed meanwhile: a newer token exists, the old access token is revoked.
+      const newer = yield* client.refreshToken({ contractId: key.contractId, refreshToken: first.token.refreshToken.value })
+      yield* simulator.revokeAccessToken(Redacted.value(first.token.accessToken.value))
+      const refreshesBefore = (yield* stats).refreshes
+      const used: Array<string> = []
+      let calls = 0
+      yield* AutoRefresh.withAutoRefresh(key, (credentials) =>
+        Effect.gen(function*() {
+          if (calls++ === 0) yield* store.set(key, newer) // lands while the first attempt runs
+          used.push(Redacted.value(credentials.accessToken))
+          return yield* readAccounts(credentials)
+        }))
+      assert.deepStrictEqual(used, [
+        Redacted.value(first.token.accessToken.value),
+        Redacted.value(newer.accessToken.value)
+      ])
+      assert.strictEqual((yield* stats).refreshes, refreshesBefore)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("rejected, nothing newer stored: refreshes and retries once", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const first = yield* stored()
+      yield* simulator.revokeAccessToken(Redacted.value(first.token.accessToken.value))
+      const accounts = yield* AutoRefresh.withAutoRefresh(key, readAccounts)
+      assert.isAbove(accounts.length, 0)
+      const s = yield* stats
+      assert.strictEqual(s.refreshes, 1)
+      assert.strictEqual(s.requests.accounts, 2)
+      assert.isAbove((yield* stored()).version, first.version)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("rejected again right after a refresh: InvalidAccessToken", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      let attempts = 0
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, (credentials) => {
+        attempts++
+        return Effect.fail(
+          new DigimeError.AccessTokenRejected({
+            operation: "custom",
+            contractId: credentials.contractId,
+            status: 401,
+            code: "InvalidToken"
+          })
+        )
+      }))
+      assert.strictEqual(error._tag, "InvalidAccessToken")
+      assert.strictEqual(attempts, 2)
+      assert.strictEqual((yield* stats).refreshes, 1)
+      assert.include(error.message, "user-1")
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("refresh answered 'refresh token expired': RefreshTokenExpired (Server), stored token unchanged", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const before = yield* stored()
+      yield* simulator.injectFault({
+        _tag: "Status",
+        endpoint: "token",
+        status: 401,
+        code: "InvalidToken",
+        message: "The token (refresh_token) is expired"
+      })
+      yield* TestClock.adjust("1 hour")
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(error._tag, "RefreshTokenExpired")
+      assert.strictEqual(error._tag === "RefreshTokenExpired" && error.detectedBy, "Server")
+      assert.strictEqual((yield* stored()).version, before.version)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("refresh answered 'refresh token invalid': ReauthRequired (RefreshTokenInvalid), stored token unchanged", () =>
+    Effect.gen(function*() {
+      const token = yield* authorize()
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const before = yield* stored()
+      yield* simulator.revokeUser(token.digimeUserId!)
+      yield* TestClock.adjust("1 hour")
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(error._tag, "ReauthRequired")
+      assert.strictEqual(error._tag === "ReauthRequired" && error.reason, "RefreshTokenInvalid")
+      assert.strictEqual((yield* stored()).version, before.version)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("refresh fails with a server error: that ApiError, one attempt only, stored token unchanged", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const before = yield* stored()
+      yield* simulator.injectFault({ _tag: "Status", endpoint: "token", status: 503 })
+      yield* TestClock.adjust("1 hour")
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(error._tag, "ApiError")
+      assert.strictEqual(error._tag === "ApiError" && error.status, 503)
+      assert.strictEqual((yield* stats).requests.token, 2) // exchange + the one refresh attempt
+      assert.strictEqual((yield* stored()).version, before.version)
+      // The next call refreshes normally.
+      yield* AutoRefresh.withAutoRefresh(key, readAccounts)
+      assert.strictEqual((yield* stats).refreshes, 1)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("refresh times out: RequestError (Timeout), stored token unchanged", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const before = yield* stored()
+      yield* TestClock.adjust("1 hour")
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      yield* simulator.injectFault({ _tag: "Delay", endpoint: "token", delay: "1 minute" })
+      const fiber = yield* Effect.fork(Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts)))
+      yield* TestClock.adjust("30 seconds")
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag, "RequestError")
+      assert.strictEqual(error._tag === "RequestError" && error.reason, "Timeout")
+      assert.strictEqual((yield* stored()).version, before.version)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("a lost refresh answer is a RequestError and is not repeated blindly (it would be a replay)", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const before = yield* stored()
+      yield* simulator.injectFault({ _tag: "DropResponse", endpoint: "token" })
+      yield* TestClock.adjust("1 hour")
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(error._tag, "RequestError")
+      assert.strictEqual(error._tag === "RequestError" && error.reason, "Transport")
+      assert.strictEqual((yield* stored()).version, before.version)
+      const s = yield* stats
+      assert.strictEqual(s.requests.token, 2)
+      assert.strictEqual(s.replays, 0)
+      // digi.me rotated the token though: the stored refresh token is spent, so the next try is a
+      // replay, which a strict server punishes by revoking the family: the user must reauthorize.
+      const next = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(next._tag, "ReauthRequired")
+      assert.strictEqual((yield* stats).replays, 1)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("the effect's own errors pass through unchanged", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const boom = new Boom({ n: 7 })
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, () => Effect.fail(boom)))
+      assert.strictEqual(error, boom)
+      assert.strictEqual((yield* stats).refreshes, 0)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("other digi.me errors of the effect pass through unchanged (no refresh)", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      yield* simulator.injectFault({ _tag: "Status", endpoint: "trigger", status: 403, code: "InsufficientScope" })
+      const client = yield* DigimeClient.DigimeClient
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, client.readSession))
+      assert.strictEqual(error._tag, "ApiError")
+      assert.strictEqual(error._tag === "ApiError" && error.code, "InsufficientScope")
+      assert.strictEqual((yield* stats).refreshes, 0)
+    }).pipe(Effect.provide(stack())))
+})
+
+describe("withAutoRefresh: single flight", () => {
+  it.effect("1,000 concurrent calls on a stale token with strict rotation: one refresh, 1,000 successes, no replay", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      yield* TestClock.adjust("1 hour")
+      const results = yield* Effect.all(
+        Array.from({ length: 1000 }, () => AutoRefresh.withAutoRefresh(key, readAccounts)),
+        { concurrency: "unbounded" }
+      )
+      assert.strictEqual(results.length, 1000)
+      assert.isTrue(results.every((accounts) => accounts.length > 0))
+      const s = yield* stats
+      assert.strictEqual(s.refreshes, 1)
+      assert.strictEqual(s.requests.token, 2)
+      assert.strictEqual(s.replays, 0)
+      assert.strictEqual(s.revocations, 0)
+      assert.strictEqual(s.requests.accounts, 1000)
+    }).pipe(Effect.provide(stack({ simulator: { strictRotation: true } }))), { timeout: 120_000 })
+
+  it.effect("concurrent callers share the failure of the one refresh", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      yield* simulator.injectFault({ _tag: "Status", endpoint: "token", status: 500 })
+      yield* TestClock.adjust("1 hour")
+      const errors = yield* Effect.all(
+        Array.from({ length: 50 }, () => Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))),
+        { concurrency: "unbounded" }
+      )
+      assert.isTrue(errors.every((error) => error._tag === "ApiError" && error.status === 500))
+      assert.strictEqual((yield* stats).requests.token, 2)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("concurrent rejections of one access token cause one refresh", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const first = yield* stored()
+      yield* simulator.revokeAccessToken(Redacted.value(first.token.accessToken.value))
+      yield* Effect.all(
+        Array.from({ length: 100 }, () => AutoRefresh.withAutoRefresh(key, readAccounts)),
+        { concurrency: "unbounded" }
+      )
+      const s = yield* stats
+      assert.strictEqual(s.refreshes, 1)
+      assert.strictEqual(s.replays, 0)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("different keys refresh independently", () =>
+    Effect.gen(function*() {
+      const other = TokenKey.make("user-2", key.contractId)
+      yield* authorize(key)
+      yield* authorize(other)
+      yield* TestClock.adjust("1 hour")
+      yield* Effect.all([
+        AutoRefresh.withAutoRefresh(key, readAccounts),
+        AutoRefresh.withAutoRefresh(other, readAccounts)
+      ], { concurrency: "unbounded" })
+      assert.strictEqual((yield* stats).refreshes, 2)
+    }).pipe(Effect.provide(stack())))
+})
+
+describe("withAutoRefresh: storing the refreshed token", () => {
+  it.effect("a store write that fails is retried; the token is stored before use", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const before = yield* stored()
+      yield* TestClock.adjust("1 hour")
+      const fiber = yield* Effect.fork(AutoRefresh.withAutoRefresh(key, readAccounts))
+      for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
+      const accounts = yield* Fiber.join(fiber)
+      assert.isAbove(accounts.length, 0)
+      assert.isAbove((yield* stored()).version, before.version)
+      assert.strictEqual((yield* stats).refreshes, 1)
+    }).pipe(Effect.provide(stack({ store: flakyStore(2) }))))
+
+  it.effect("a store that keeps failing: TokenStoreError, the effect never runs, and the rotated token is not lost", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const before = yield* stored()
+      yield* TestClock.adjust("1 hour")
+      let ran = false
+      const fiber = yield* Effect.fork(Effect.flip(AutoRefresh.withAutoRefresh(key, (credentials) => {
+        ran = true
+        return readAccounts(credentials)
+      })))
+      for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag, "TokenStoreError")
+      assert.isFalse(ran)
+      assert.strictEqual((yield* stored()).version, before.version)
+      assert.strictEqual((yield* stats).refreshes, 1)
+    }).pipe(Effect.provide(stack({ store: flakyStore(Infinity) }))))
+
+  it.effect("once the store recovers, the kept token is stored without spending the refresh token again", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const before = yield* stored()
+      yield* TestClock.adjust("1 hour")
+      // 5 failures: the first refresh's write attempts (1 + 4 retries) all fail.
+      const fiber = yield* Effect.fork(Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts)))
+      for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* Fiber.join(fiber))._tag, "TokenStoreError")
+      const accounts = yield* AutoRefresh.withAutoRefresh(key, readAccounts)
+      assert.isAbove(accounts.length, 0)
+      const s = yield* stats
+      assert.strictEqual(s.refreshes, 1)
+      assert.strictEqual(s.replays, 0)
+      assert.isAbove((yield* stored()).version, before.version)
+    }).pipe(Effect.provide(stack({ store: flakyStore(5) }))))
+
+  it.effect("a caller interrupted during the refresh does not cancel it: the new token is stored", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const before = yield* stored()
+      yield* TestClock.adjust("1 hour")
+      yield* simulator.injectFault({ _tag: "Delay", endpoint: "token", delay: "5 seconds" })
+      const caller = yield* Effect.fork(AutoRefresh.withAutoRefresh(key, readAccounts))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.interrupt(caller)
+      assert.strictEqual((yield* stored()).version, before.version)
+      yield* TestClock.adjust("5 seconds")
+      const after = yield* stored()
+      assert.isAbove(after.version, before.version)
+      assert.strictEqual((yield* stats).refreshes, 1)
+      // And the stored token is the one digi.me now accepts.
+      const accounts = yield* AutoRefresh.withAutoRefresh(key, readAccounts)
+      assert.isAbove(accounts.length, 0)
+      assert.strictEqual((yield* stats).refreshes, 1)
+    }).pipe(Effect.provide(stack())))
+})
+
+describe("nextStep", () => {
+  it.effect("RefreshTokenExpired becomes a reauthorization URL; completing it restores access", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const client = yield* DigimeClient.DigimeClient
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      yield* TestClock.adjust("31 days")
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(error._tag, "RefreshTokenExpired")
+      if (error._tag !== "RefreshTokenExpired") return
+      const step = yield* AutoRefresh.nextStep(error, { callbackUrl })
+      assert.strictEqual(step._tag, "Reauthorize")
+      assert.include(step.url.url, "/user-reauth?code=")
+      const callback = yield* simulator.consent(step.url.url)
+      const result = yield* DigimeClient.parseCallback(callback, step.url.state)
+      yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: step.url.codeVerifier })
+      const accounts = yield* AutoRefresh.withAutoRefresh(key, readAccounts)
+      assert.isAbove(accounts.length, 0)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("when digi.me refuses the stored access token for reauthorization, falls back to authorize", () =>
+    Effect.gen(function*() {
+      const token = yield* authorize()
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      yield* simulator.revokeUser(token.digimeUserId!)
+      yield* TestClock.adjust("1 hour")
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(error._tag, "ReauthRequired")
+      if (error._tag !== "ReauthRequired") return
+      const step = yield* AutoRefresh.nextStep(error, { callbackUrl })
+      assert.strictEqual(step._tag, "Authorize")
+      assert.include(step.url.url, "/authorize?code=")
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("ReauthRequired (Missing) and InvalidAccessToken become an authorization URL without asking for reauth", () =>
+    Effect.gen(function*() {
+      const missing = yield* AutoRefresh.nextStep(new DigimeError.ReauthRequired({ key, reason: "Missing" }), {
+        callbackUrl
+      })
+      assert.strictEqual(missing._tag, "Authorize")
+      const invalid = yield* AutoRefresh.nextStep(new DigimeError.InvalidAccessToken({ key }), { callbackUrl })
+      assert.strictEqual(invalid._tag, "Authorize")
+      assert.strictEqual((yield* stats).requests.reference, 0)
+    }).pipe(Effect.provide(stack())))
+})

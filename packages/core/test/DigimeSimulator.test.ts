@@ -1,0 +1,654 @@
+import { Signer } from "@digime-effect/core"
+import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { assert, describe, it } from "@effect/vitest"
+import { Clock, Effect, Either, Encoding, Fiber, Layer, Redacted, TestClock } from "effect"
+
+const applicationId = "app-1"
+const contractId = "contract-1"
+const clientId = `${applicationId}_${contractId}`
+const baseUrl = "https://api.digi.me/v1.7/"
+const callbackUrl = "https://app.example/digime/callback"
+const agent = { sdk: { name: "simulator-test", version: "1.0.0", meta: { runtime: "vitest" } } }
+
+const testContract = await Effect.runPromise(TestContract.make(contractId))
+const pkcs8Contract = await Effect.runPromise(TestContract.make("contract-2", { format: "pkcs8" }))
+
+const simulatorOptions: DigimeSimulator.Options = {
+  applicationId,
+  contracts: [
+    { contractId, publicKeyPem: testContract.publicKeyPem },
+    { contractId: "contract-2", publicKeyPem: pkcs8Contract.publicKeyPem }
+  ]
+}
+
+const TestLayer = (options: Partial<DigimeSimulator.Options> = {}) =>
+  Layer.merge(DigimeSimulator.layer({ ...simulatorOptions, ...options }), Signer.layerWebCrypto)
+
+// --- helpers ---------------------------------------------------------------------------------
+
+const alphanumeric = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+const makeNonce = () => Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => alphanumeric[b % 62]).join("")
+const utf8 = new TextEncoder()
+const segment = (value: unknown) => Encoding.encodeBase64Url(JSON.stringify(value))
+const decodeSegment = (value: string): any =>
+  JSON.parse(new TextDecoder().decode(Either.getOrThrow(Encoding.decodeBase64Url(value))))
+const decodeJwt = (jwt: string) => {
+  const [header, payload, signature] = jwt.split(".")
+  return { header: decodeSegment(header!), payload: decodeSegment(payload!), signature: signature! }
+}
+
+/** The claims every call carries, for the default contract, read from the Clock. */
+const baseClaims = Effect.map(Clock.currentTimeMillis, (now) => ({
+  client_id: clientId,
+  nonce: makeNonce(),
+  timestamp: now
+}))
+
+const sign = (claims: Record<string, unknown>, contract = testContract.contract) =>
+  Effect.flatMap(Signer.Signer, (signer) => signer.sign(contract, claims)).pipe(Effect.map(Redacted.value))
+
+interface Answer {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string>>
+  readonly json: any
+}
+
+/** Sends one request to the handler, with an assertion (as given) and an optional JSON body. */
+const send = (
+  method: string,
+  path: string,
+  jwt: string | undefined,
+  body?: unknown,
+  url = `${baseUrl}${path}`
+) =>
+  Effect.gen(function*() {
+    const simulator = yield* DigimeSimulator.DigimeSimulator
+    const response = yield* simulator.handle({
+      method,
+      url,
+      headers: {
+        ...(jwt === undefined ? {} : { authorization: `Bearer ${jwt}` }),
+        ...(body === undefined ? {} : { "content-type": "application/json" })
+      },
+      body: body === undefined ? undefined : utf8.encode(JSON.stringify(body))
+    })
+    return {
+      status: response.status,
+      headers: response.headers,
+      json: response.body === "" ? undefined : JSON.parse(response.body)
+    } satisfies Answer
+  })
+
+/** A correctly signed call: the common claims plus `claims`. */
+const call = (method: string, path: string, claims: Record<string, unknown>, body?: unknown) =>
+  Effect.gen(function*() {
+    const jwt = yield* sign({ ...(yield* baseClaims), ...claims })
+    return yield* send(method, path, jwt, body)
+  })
+
+const assertError = (answer: Answer, status: number, code: string, message?: string) => {
+  assert.strictEqual(answer.status, status)
+  assert.strictEqual(answer.json.error.code, code)
+  if (message !== undefined) assert.strictEqual(answer.json.error.message, message)
+  assert.isString(answer.json.error.reference)
+  assert.strictEqual(answer.headers["x-error-code"], code)
+  assert.strictEqual(answer.headers["x-error-reference"], answer.json.error.reference)
+}
+
+const pkce = Effect.promise(async () => {
+  const verifier = Encoding.encodeBase64Url(makeNonce())
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", utf8.encode(verifier)))
+  return { verifier, challenge: Encoding.encodeBase64Url(digest) }
+})
+
+const authorizeClaims = (challenge: string, extra: Record<string, unknown> = {}) => ({
+  code_challenge: challenge,
+  code_challenge_method: "S256",
+  redirect_uri: callbackUrl,
+  state: "state-1",
+  response_mode: "query",
+  response_type: "code",
+  ...extra
+})
+
+/** authorize → consent: the callback's parameters and the verifier. */
+const consented = (extra: Record<string, unknown> = {}) =>
+  Effect.gen(function*() {
+    const simulator = yield* DigimeSimulator.DigimeSimulator
+    const { challenge, verifier } = yield* pkce
+    const answer = yield* call("POST", "oauth/authorize", authorizeClaims(challenge, extra), { agent })
+    assert.strictEqual(answer.status, 201)
+    const code = decodeJwt(answer.json.token).payload.preauthorization_code
+    const callback = new URL(yield* simulator.consent(`${simulator.onboardUrl}authorize?code=${code}&sourceType=pull`))
+    return { callback, verifier, code: callback.searchParams.get("code")! }
+  })
+
+const exchange = (code: string, verifier: string) =>
+  call("POST", "oauth/token", { grant_type: "authorization_code", code, code_verifier: verifier })
+
+const refresh = (refreshToken: string) => call("POST", "oauth/token", { grant_type: "refresh_token", refresh_token: refreshToken })
+
+/** authorize → consent → exchange: the token payload. */
+const authorized = Effect.gen(function*() {
+  const { code, verifier, callback } = yield* consented()
+  const answer = yield* exchange(code, verifier)
+  assert.strictEqual(answer.status, 201)
+  return { token: decodeJwt(answer.json.token).payload, accountReference: callback.searchParams.get("accountReference") }
+})
+
+const accounts = (accessToken: string) => call("GET", "permission-access/accounts", { access_token: accessToken })
+
+// PKCS#1 RSAPublicKey → SPKI, to check the JWKS key with Web Crypto.
+const derLength = (n: number) => n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff]
+const tlv = (tag: number, content: Uint8Array) => Uint8Array.from([tag, ...derLength(content.length), ...content])
+const rsaAlgorithm = Uint8Array.from([0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00])
+const pemBody = (pem: string) =>
+  Either.getOrThrow(Encoding.decodeBase64(pem.replace(/-----[A-Z ]+-----/g, "").replace(/\s+/g, "")))
+
+const verifyWithJwks = (jwt: string, pem: string) =>
+  Effect.promise(async () => {
+    const pkcs1 = pemBody(pem)
+    const spki = tlv(0x30, Uint8Array.from([...rsaAlgorithm, ...tlv(0x03, Uint8Array.from([0, ...pkcs1]))]))
+    const key = await crypto.subtle.importKey("spki", spki, { name: "RSA-PSS", hash: "SHA-512" }, false, ["verify"])
+    const cut = jwt.lastIndexOf(".")
+    const signature = Either.getOrThrow(Encoding.decodeBase64Url(jwt.slice(cut + 1)))
+    return crypto.subtle.verify({ name: "RSA-PSS", saltLength: 64 }, key, signature, utf8.encode(jwt.slice(0, cut)))
+  })
+
+// --- tests -----------------------------------------------------------------------------------
+
+describe("TestContract", () => {
+  it("makes PKCS#1 private keys by default, PKCS#8 on request, SPKI public keys", () => {
+    assert.match(Redacted.value(testContract.contract.privateKey), /^-----BEGIN RSA PRIVATE KEY-----\n/)
+    assert.match(Redacted.value(pkcs8Contract.contract.privateKey), /^-----BEGIN PRIVATE KEY-----\n/)
+    assert.match(testContract.publicKeyPem, /^-----BEGIN PUBLIC KEY-----\n/)
+    assert.strictEqual(testContract.contract.contractId, contractId)
+    assert.notInclude(String(testContract.contract.privateKey), "BEGIN")
+  })
+})
+
+describe("DigimeSimulator: JWKS and signed answers", () => {
+  it.effect("serves one PKCS#1 key; answers are PS512 tokens with jku and kid that verify against it", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      assert.strictEqual(simulator.jwksUrl, `${baseUrl}jwks/oauth`)
+      const jwks = yield* send("GET", "", undefined, undefined, simulator.jwksUrl)
+      assert.strictEqual(jwks.status, 200)
+      assert.lengthOf(jwks.json.keys, 1)
+      const [key] = jwks.json.keys
+      assert.deepStrictEqual(Object.keys(key).sort(), ["kid", "pem"])
+      assert.match(key.pem, /^-----BEGIN RSA PUBLIC KEY-----\n[\s\S]+-----END RSA PUBLIC KEY-----\n$/)
+
+      const { challenge } = yield* pkce
+      const answer = yield* call("POST", "oauth/authorize", authorizeClaims(challenge), { agent })
+      assert.strictEqual(answer.status, 201)
+      assert.isNumber(answer.json.session.expiry)
+      assert.isString(answer.json.session.key)
+      const { header, payload } = decodeJwt(answer.json.token)
+      assert.deepStrictEqual(header, { alg: "PS512", typ: "JWT", jku: simulator.jwksUrl, kid: key.kid })
+      assert.deepStrictEqual(Object.keys(payload), ["preauthorization_code"])
+      assert.isTrue(yield* verifyWithJwks(answer.json.token, key.pem))
+
+      yield* simulator.rotateSigningKey
+      const rotated = yield* send("GET", "", undefined, undefined, simulator.jwksUrl)
+      assert.lengthOf(rotated.json.keys, 1)
+      assert.notStrictEqual(rotated.json.keys[0].kid, key.kid)
+      assert.strictEqual((yield* simulator.stats).requests.jwks, 2)
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("unknown paths are 404, a wrong method is 405", () =>
+    Effect.gen(function*() {
+      assertError(yield* call("POST", "oauth/nothing", {}), 404, "NotFound")
+      assertError(yield* call("GET", "oauth/token", {}), 405, "MethodNotAllowed")
+      assertError(yield* send("GET", "", undefined, undefined, "https://evil.example/v1.7/jwks/oauth"), 404, "NotFound")
+      const recorded = yield* Effect.flatMap(DigimeSimulator.DigimeSimulator, (s) => s.requests)
+      assert.deepStrictEqual(recorded.map((r) => [r.endpoint, r.status]), [["unknown", 404], ["token", 405], [
+        "unknown",
+        404
+      ]])
+    }).pipe(Effect.provide(TestLayer())))
+})
+
+describe("DigimeSimulator: the token lifecycle through handle", () => {
+  it.effect("authorize → consent → exchange → accounts → refresh → trigger → delete", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const { callback, code, verifier } = yield* consented()
+      assert.strictEqual(`${callback.origin}${callback.pathname}`, callbackUrl)
+      assert.deepStrictEqual([...callback.searchParams.keys()], ["success", "state", "code", "accountReference"])
+      assert.strictEqual(callback.searchParams.get("success"), "true")
+      assert.strictEqual(callback.searchParams.get("state"), "state-1")
+
+      const exchanged = yield* exchange(code, verifier)
+      assert.strictEqual(exchanged.status, 201)
+      assert.deepStrictEqual(Object.keys(exchanged.json), ["token"])
+      const token = decodeJwt(exchanged.json.token).payload
+      assert.match(token.access_token.value, /^[A-Za-z0-9_-]{32,}$/)
+      assert.match(token.refresh_token.value, /^[A-Za-z0-9_-]{32,}$/)
+      // Seconds since the epoch: the TestClock starts at 0.
+      assert.strictEqual(token.access_token.expires_on, 3600)
+      assert.strictEqual(token.refresh_token.expires_on, 30 * 24 * 3600)
+      assert.isString(token.sub)
+      assert.isString(token.consentid)
+      assert.deepStrictEqual(token.identifier, { id: token.sub })
+      assert.strictEqual(token.token_type, "Bearer")
+      assert.isUndefined(token.iat)
+      assert.isUndefined(token.exp)
+
+      const listed = yield* accounts(token.access_token.value)
+      assert.strictEqual(listed.status, 202)
+      assert.isArray(listed.json)
+      assert.strictEqual(listed.json[0].reference, callback.searchParams.get("accountReference"))
+      for (const field of ["id", "type", "createdDate", "updatedDate", "serviceGroupId", "serviceTypeName", "sourceId"]) {
+        assert.property(listed.json[0], field)
+      }
+
+      yield* TestClock.adjust("10 minutes")
+      const refreshed = yield* refresh(token.refresh_token.value)
+      assert.strictEqual(refreshed.status, 201)
+      const next = decodeJwt(refreshed.json.token).payload
+      assert.notStrictEqual(next.access_token.value, token.access_token.value)
+      assert.notStrictEqual(next.refresh_token.value, token.refresh_token.value)
+      assert.strictEqual(next.access_token.expires_on, 600 + 3600)
+      assert.strictEqual(next.sub, token.sub)
+      // The old access token stays valid until it expires.
+      assert.strictEqual((yield* accounts(token.access_token.value)).status, 202)
+
+      const trigger = yield* call("POST", "permission-access/trigger", { access_token: next.access_token.value }, {
+        agent,
+        limits: { duration: { sourceFetch: 60 } }
+      })
+      assert.strictEqual(trigger.status, 202)
+      assert.isString(trigger.json.session.key)
+
+      const deleted = yield* call("DELETE", "user", { access_token: next.access_token.value })
+      assert.strictEqual(deleted.status, 201)
+      assert.deepStrictEqual(deleted.json, {})
+      assertError(yield* accounts(next.access_token.value), 401, "InvalidToken", "The token (access_token) is invalid")
+      assertError(yield* refresh(next.refresh_token.value), 401, "InvalidToken", "The token (refresh_token) is invalid")
+
+      const stats = yield* simulator.stats
+      assert.deepStrictEqual(stats.requests, {
+        authorize: 1,
+        token: 3,
+        reference: 0,
+        trigger: 1,
+        accounts: 3,
+        deleteUser: 1,
+        jwks: 0
+      })
+      assert.strictEqual(stats.exchanges, 1)
+      assert.strictEqual(stats.refreshes, 1)
+      assert.strictEqual(stats.revocations, 1)
+      assert.strictEqual(stats.rejectedAssertions, 0)
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("access expiry, refresh expiry by the Clock, then reauthorization with the expired access token", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const { token } = yield* authorized
+      yield* TestClock.adjust("1 hour")
+      assertError(yield* accounts(token.access_token.value), 401, "InvalidToken", "The token (access_token) is invalid")
+      yield* TestClock.adjust("30 days")
+      assertError(yield* refresh(token.refresh_token.value), 401, "InvalidToken", "The token (refresh_token) is expired")
+      // The family is kept: the expired token is still "expired", not "invalid".
+      assertError(yield* refresh(token.refresh_token.value), 401, "InvalidToken", "The token (refresh_token) is expired")
+
+      const { challenge, verifier } = yield* pkce
+      const reference = yield* call("POST", "oauth/token/reference", {
+        access_token: token.access_token.value,
+        code_challenge: challenge,
+        code_challenge_method: "S256",
+        redirect_uri: callbackUrl
+      }, { agent })
+      assert.strictEqual(reference.status, 201)
+      const referenceCode = decodeJwt(reference.json.token).payload.reference_code
+      const callback = new URL(yield* simulator.consent(`${simulator.onboardUrl}user-reauth?code=${referenceCode}`))
+      assert.deepStrictEqual([...callback.searchParams.keys()], ["success", "code"])
+      const renewed = yield* exchange(callback.searchParams.get("code")!, verifier)
+      assert.strictEqual(renewed.status, 201)
+      const next = decodeJwt(renewed.json.token).payload
+      assert.strictEqual(next.sub, token.sub)
+      assert.strictEqual((yield* accounts(next.access_token.value)).status, 202)
+      // The previous family was revoked by the reauthorization.
+      assertError(yield* refresh(token.refresh_token.value), 401, "InvalidToken", "The token (refresh_token) is invalid")
+      assert.strictEqual((yield* simulator.stats).exchanges, 2)
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("fixed refresh expiry: a refreshed refresh token inherits the family's expiry", () =>
+    Effect.gen(function*() {
+      const { token } = yield* authorized
+      yield* TestClock.adjust("1 day")
+      const next = decodeJwt((yield* refresh(token.refresh_token.value)).json.token).payload
+      assert.strictEqual(next.refresh_token.expires_on, token.refresh_token.expires_on)
+    }).pipe(Effect.provide(TestLayer({ refreshTokenExpiry: "fixed" }))))
+
+  it.effect("strict rotation: a rotated refresh token presented again revokes the whole family", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const { token } = yield* authorized
+      const next = decodeJwt((yield* refresh(token.refresh_token.value)).json.token).payload
+      assertError(yield* refresh(token.refresh_token.value), 401, "InvalidToken", "The token (refresh_token) is invalid")
+      assertError(yield* refresh(next.refresh_token.value), 401, "InvalidToken", "The token (refresh_token) is invalid")
+      assertError(yield* accounts(next.access_token.value), 401, "InvalidToken")
+      const stats = yield* simulator.stats
+      assert.strictEqual(stats.refreshes, 1)
+      assert.strictEqual(stats.replays, 1)
+      assert.strictEqual(stats.revocations, 1)
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("without strict rotation a rotated refresh token is accepted again", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const { token } = yield* authorized
+      assert.strictEqual((yield* refresh(token.refresh_token.value)).status, 201)
+      assert.strictEqual((yield* refresh(token.refresh_token.value)).status, 201)
+      const stats = yield* simulator.stats
+      assert.strictEqual(stats.refreshes, 2)
+      assert.strictEqual(stats.replays, 0)
+    }).pipe(Effect.provide(TestLayer({ strictRotation: false }))))
+
+  it.effect("authorization codes are single use, expire, and need the matching verifier", () =>
+    Effect.gen(function*() {
+      const first = yield* consented()
+      assert.strictEqual((yield* exchange(first.code, first.verifier)).status, 201)
+      assertError(yield* exchange(first.code, first.verifier), 400, "InvalidGrant")
+
+      const second = yield* consented()
+      const { verifier: otherVerifier } = yield* pkce
+      const mismatch = yield* exchange(second.code, otherVerifier)
+      assertError(mismatch, 400, "InvalidGrant", "The code_verifier does not match the code_challenge")
+
+      const third = yield* consented()
+      yield* TestClock.adjust("11 minutes")
+      assertError(yield* exchange(third.code, third.verifier), 400, "InvalidGrant", "The authorization code is expired")
+      assertError(yield* exchange("no-such-code", third.verifier), 400, "InvalidGrant")
+      assert.strictEqual((yield* Effect.flatMap(DigimeSimulator.DigimeSimulator, (s) => s.stats)).exchanges, 1)
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("an access token passed to authorize links the new authorization to its user", () =>
+    Effect.gen(function*() {
+      const { token } = yield* authorized
+      const { code, verifier } = yield* consented({ access_token: token.access_token.value })
+      const linked = decodeJwt((yield* exchange(code, verifier)).json.token).payload
+      assert.strictEqual(linked.sub, token.sub)
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("consent: Deny, unknown and used codes", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const { challenge } = yield* pkce
+      const answer = yield* call("POST", "oauth/authorize", authorizeClaims(challenge), { agent })
+      const url = `${simulator.onboardUrl}authorize?code=${decodeJwt(answer.json.token).payload.preauthorization_code}`
+      const denied = new URL(yield* simulator.consent(url, { allow: false }))
+      assert.strictEqual(denied.searchParams.get("success"), "false")
+      assert.strictEqual(denied.searchParams.get("errorCode"), "AccessDenied")
+      assert.strictEqual(denied.searchParams.get("state"), "state-1")
+      assert.isNull(denied.searchParams.get("code"))
+      const used = yield* Effect.flip(simulator.consent(url))
+      assert.strictEqual(used._tag, "SimulatorError")
+      const unknown = yield* Effect.flip(simulator.consent(`${simulator.onboardUrl}authorize?code=nope`))
+      assert.strictEqual(unknown._tag, "SimulatorError")
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("records requests with secret claims redacted", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const { token } = yield* authorized
+      yield* refresh(token.refresh_token.value)
+      const recorded = yield* simulator.requests
+      assert.deepStrictEqual(recorded.map((r) => [r.endpoint, r.method, r.path, r.status]), [
+        ["authorize", "POST", "/v1.7/oauth/authorize", 201],
+        ["token", "POST", "/v1.7/oauth/token", 201],
+        ["token", "POST", "/v1.7/oauth/token", 201]
+      ])
+      assert.strictEqual(recorded[1]!.claims!.code, "<redacted>")
+      assert.strictEqual(recorded[1]!.claims!.code_verifier, "<redacted>")
+      assert.strictEqual(recorded[2]!.claims!.refresh_token, "<redacted>")
+      assert.strictEqual(recorded[2]!.claims!.grant_type, "refresh_token")
+      assert.notInclude(JSON.stringify(recorded), token.refresh_token.value)
+    }).pipe(Effect.provide(TestLayer())))
+})
+
+describe("DigimeSimulator: client assertions", () => {
+  it.effect("a signature that does not verify: 406 ValidationErrors", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const jwt = yield* sign({ ...(yield* baseClaims), access_token: "x" })
+      const [header, payload, signature] = jwt.split(".")
+      const flipped = `${signature!.slice(0, 10)}${signature![10] === "A" ? "B" : "A"}${signature!.slice(11)}`
+      assertError(
+        yield* send("GET", "permission-access/accounts", `${header}.${payload}.${flipped}`),
+        406,
+        "ValidationErrors",
+        "Parameter validation errors"
+      )
+      // Signed by another contract's key.
+      const foreign = yield* sign({ ...(yield* baseClaims), access_token: "x" }, pkcs8Contract.contract)
+      assertError(yield* send("GET", "permission-access/accounts", foreign), 406, "ValidationErrors")
+      assertError(yield* send("GET", "permission-access/accounts", undefined), 406, "ValidationErrors")
+      assertError(yield* send("GET", "permission-access/accounts", "not.a-jwt"), 406, "ValidationErrors")
+      assert.strictEqual((yield* simulator.stats).rejectedAssertions, 4)
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("the salt must be 64 bytes: a Web Crypto signature with salt 190 is refused, salt 64 accepted", () =>
+    Effect.gen(function*() {
+      const key = yield* Effect.promise(() =>
+        crypto.subtle.importKey(
+          "pkcs8",
+          pemBody(Redacted.value(pkcs8Contract.contract.privateKey)),
+          { name: "RSA-PSS", hash: "SHA-512" },
+          false,
+          ["sign"]
+        )
+      )
+      const signWithSalt = (saltLength: number) =>
+        Effect.gen(function*() {
+          const claims = { ...(yield* baseClaims), client_id: `${applicationId}_contract-2`, access_token: "x" }
+          const input = `${segment({ alg: "PS512", typ: "JWT" })}.${segment(claims)}`
+          const signature = yield* Effect.promise(() =>
+            crypto.subtle.sign({ name: "RSA-PSS", saltLength }, key, utf8.encode(input))
+          )
+          return `${input}.${Encoding.encodeBase64Url(new Uint8Array(signature))}`
+        })
+      assertError(yield* send("GET", "permission-access/accounts", yield* signWithSalt(190)), 406, "ValidationErrors")
+      // Salt 64 passes the assertion check and reaches the token check.
+      assertError(yield* send("GET", "permission-access/accounts", yield* signWithSalt(64)), 401, "InvalidToken")
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("the header must be exactly {alg: PS512, typ: JWT}", () =>
+    Effect.gen(function*() {
+      const claims = { ...(yield* baseClaims), access_token: "x" }
+      const valid = yield* sign(claims)
+      const [, payload, signature] = valid.split(".")
+      for (const header of [{ alg: "RS256", typ: "JWT" }, { alg: "PS512", typ: "JWT", kid: "k" }, { alg: "none" }]) {
+        assertError(
+          yield* send("GET", "permission-access/accounts", `${segment(header)}.${payload}.${signature}`),
+          406,
+          "ValidationErrors"
+        )
+      }
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("unknown client_id: 401 InvalidClient", () =>
+    Effect.gen(function*() {
+      const jwt = yield* sign({ ...(yield* baseClaims), client_id: "app-1_contract-9", access_token: "x" })
+      assertError(
+        yield* send("GET", "permission-access/accounts", jwt),
+        401,
+        "InvalidClient",
+        "The client_id (app-1_contract-9) is invalid"
+      )
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("a nonce used twice: 406 InvalidRequest", () =>
+    Effect.gen(function*() {
+      const claims = { ...(yield* baseClaims), access_token: "x" }
+      assertError(yield* send("GET", "permission-access/accounts", yield* sign(claims)), 401, "InvalidToken")
+      assertError(
+        yield* send("GET", "permission-access/accounts", yield* sign(claims)),
+        406,
+        "InvalidRequest",
+        `The nonce provided in JWT payload (${claims.nonce}) has already been used`
+      )
+      assertError(yield* call("GET", "permission-access/accounts", { nonce: "short" }), 406, "ValidationErrors")
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("timestamp outside the allowed age: 406 ValidationErrors", () =>
+    Effect.gen(function*() {
+      yield* TestClock.adjust("1 hour")
+      const now = yield* Clock.currentTimeMillis
+      const stale = yield* call("GET", "permission-access/accounts", { access_token: "x", timestamp: now - 6 * 60_000 })
+      assertError(stale, 406, "ValidationErrors")
+      const future = yield* call("GET", "permission-access/accounts", { access_token: "x", timestamp: now + 6 * 60_000 })
+      assertError(future, 406, "ValidationErrors")
+      const seconds = yield* call("GET", "permission-access/accounts", { access_token: "x", timestamp: now / 1000 + 0.5 })
+      assertError(seconds, 406, "ValidationErrors")
+      assertError(yield* call("GET", "permission-access/accounts", { access_token: "x" }), 401, "InvalidToken")
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("an unknown claim or a missing one: 400 ValidationErrors", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const { challenge } = yield* pkce
+      const extra = yield* call("POST", "oauth/authorize", authorizeClaims(challenge, { iat: 1 }), { agent })
+      assertError(extra, 400, "ValidationErrors", "Parameter validation errors")
+      const { state: _state, ...withoutState } = authorizeClaims(challenge)
+      assertError(yield* call("POST", "oauth/authorize", withoutState, { agent }), 400, "ValidationErrors")
+      const badMethod = authorizeClaims(challenge, { code_challenge_method: "plain" })
+      assertError(yield* call("POST", "oauth/authorize", badMethod, { agent }), 400, "ValidationErrors")
+      const relative = authorizeClaims(challenge, { redirect_uri: "/callback" })
+      assertError(yield* call("POST", "oauth/authorize", relative, { agent }), 400, "ValidationErrors")
+      // response_mode belongs to authorize only.
+      const dataWithExtra = yield* call("GET", "permission-access/accounts", { access_token: "x", response_mode: "query" })
+      assertError(dataWithExtra, 400, "ValidationErrors")
+      assertError(yield* call("POST", "oauth/token", { grant_type: "refresh_token" }), 400, "ValidationErrors")
+      assertError(yield* call("POST", "oauth/token", { grant_type: "password", refresh_token: "x" }), 400, "ValidationErrors")
+      const recorded = yield* simulator.requests
+      assert.deepStrictEqual(recorded.slice(0, 2).map((r) => r.problem), ["unexpected claim: iat", "missing claim: state"])
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("bodies: agent.sdk required, token calls take none, trigger options at the top level", () =>
+    Effect.gen(function*() {
+      const { challenge } = yield* pkce
+      const claims = authorizeClaims(challenge)
+      assertError(yield* call("POST", "oauth/authorize", claims, {}), 400, "SDKInvalid", "The SDK is invalid")
+      assertError(yield* call("POST", "oauth/authorize", claims, { agent: { sdk: { name: "x" } } }), 400, "SDKInvalid")
+      assertError(yield* call("POST", "oauth/authorize", claims), 400, "ValidationErrors")
+      assertError(yield* call("POST", "oauth/authorize", claims, { agent, extra: 1 }), 400, "ValidationErrors")
+      const withActions = yield* call("POST", "oauth/authorize", claims, { agent, actions: { pull: { limits: {} } } })
+      assert.strictEqual(withActions.status, 201)
+
+      const { token } = yield* authorized
+      const refreshWithBody = yield* call("POST", "oauth/token", {
+        grant_type: "refresh_token",
+        refresh_token: token.refresh_token.value
+      }, {})
+      assertError(refreshWithBody, 400, "ValidationErrors")
+      const wrapped = yield* call("POST", "permission-access/trigger", { access_token: token.access_token.value }, {
+        agent,
+        actions: { pull: {} }
+      })
+      assertError(wrapped, 400, "ValidationErrors")
+      const noAgent = yield* call("POST", "permission-access/trigger", { access_token: token.access_token.value }, {
+        limits: {}
+      })
+      assertError(noAgent, 400, "SDKInvalid")
+    }).pipe(Effect.provide(TestLayer())))
+})
+
+describe("DigimeSimulator: faults and the HttpClient adapter", () => {
+  it.effect("TamperToken: the answer carries a bad token, the request is processed", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const pem = (yield* send("GET", "", undefined, undefined, simulator.jwksUrl)).json.keys[0].pem
+      const { code, verifier } = yield* consented()
+
+      yield* simulator.injectFault({ _tag: "TamperToken", tamper: "BadSignature" })
+      const bad = yield* exchange(code, verifier)
+      assert.strictEqual(bad.status, 201)
+      assert.isFalse(yield* verifyWithJwks(bad.json.token, pem))
+      // Processed: the code is spent and the exchange counted.
+      assert.strictEqual((yield* simulator.stats).exchanges, 1)
+      assertError(yield* exchange(code, verifier), 400, "InvalidGrant")
+
+      const tokenOf = (tamper: DigimeSimulator.Fault & { _tag: "TamperToken" }) =>
+        Effect.gen(function*() {
+          yield* simulator.injectFault(tamper)
+          const { challenge } = yield* pkce
+          return (yield* call("POST", "oauth/authorize", authorizeClaims(challenge), { agent })).json.token as string
+        })
+      assert.strictEqual(decodeJwt(yield* tokenOf({ _tag: "TamperToken", tamper: "AlgNone" })).header.alg, "none")
+      assert.strictEqual(decodeJwt(yield* tokenOf({ _tag: "TamperToken", tamper: "AlgRS256" })).header.alg, "RS256")
+      assert.strictEqual(
+        new URL(decodeJwt(yield* tokenOf({ _tag: "TamperToken", tamper: "ForeignJku" })).header.jku).origin,
+        "https://evil.example"
+      )
+      assert.notProperty(decodeJwt(yield* tokenOf({ _tag: "TamperToken", tamper: "MissingJku" })).header, "jku")
+      assert.isNumber(decodeJwt(yield* tokenOf({ _tag: "TamperToken", tamper: "Expired" })).payload.exp)
+      assert.deepStrictEqual(decodeJwt(yield* tokenOf({ _tag: "TamperToken", tamper: "MissingFields" })).payload, {})
+      assert.notInclude(yield* tokenOf({ _tag: "TamperToken", tamper: "Garbage" }), ".")
+      const unknownKid = yield* tokenOf({ _tag: "TamperToken", tamper: "UnknownKid" })
+      assert.notStrictEqual(decodeJwt(unknownKid).header.kid, decodeJwt(bad.json.token).header.kid)
+      assert.isFalse(yield* verifyWithJwks(unknownKid, pem))
+      // One-shot: the next token is sound again.
+      const { challenge } = yield* pkce
+      const sound = (yield* call("POST", "oauth/authorize", authorizeClaims(challenge), { agent })).json.token
+      assert.isTrue(yield* verifyWithJwks(sound, pem))
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("through HttpClient: Status answers without processing, DropResponse processes then fails", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const client = yield* HttpClient.HttpClient
+      const { token } = yield* authorized
+      const refreshRequest = Effect.gen(function*() {
+        const jwt = yield* sign({
+          ...(yield* baseClaims),
+          grant_type: "refresh_token",
+          refresh_token: token.refresh_token.value
+        })
+        return HttpClientRequest.post(`${baseUrl}oauth/token`).pipe(HttpClientRequest.bearerToken(jwt))
+      })
+
+      yield* simulator.injectFault({ _tag: "Status", endpoint: "token", status: 503 })
+      const unavailable = yield* client.execute(yield* refreshRequest)
+      assert.strictEqual(unavailable.status, 503)
+      assert.strictEqual(((yield* unavailable.json) as any).error.code, "SimulatedFault")
+      assert.strictEqual((yield* simulator.stats).refreshes, 0)
+
+      yield* simulator.injectFault({ _tag: "DropResponse", endpoint: "token" })
+      const dropped = yield* Effect.flip(client.execute(yield* refreshRequest))
+      assert.strictEqual(dropped._tag, "RequestError")
+      assert.strictEqual(dropped._tag === "RequestError" && dropped.reason, "Transport")
+      assert.strictEqual((yield* simulator.stats).refreshes, 1)
+
+      // The token was rotated: presenting it again is a replay.
+      const replay = yield* client.execute(yield* refreshRequest)
+      assert.strictEqual(replay.status, 401)
+      assert.strictEqual(replay.headers["x-error-code"], "InvalidToken")
+      assert.strictEqual((yield* simulator.stats).replays, 1)
+
+      // A JSON body built by the platform arrives with its content type.
+      const { challenge } = yield* pkce
+      const jwt = yield* sign({ ...(yield* baseClaims), ...authorizeClaims(challenge) })
+      const authorize = yield* HttpClientRequest.post(`${baseUrl}oauth/authorize`).pipe(
+        HttpClientRequest.bearerToken(jwt),
+        HttpClientRequest.bodyJson({ agent }),
+        Effect.flatMap(client.execute)
+      )
+      assert.strictEqual(authorize.status, 201)
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("latency and Delay faults run on the caller's Clock", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      yield* simulator.injectFault({ _tag: "Delay", endpoint: "jwks", delay: "5 seconds" })
+      const fiber = yield* Effect.fork(send("GET", "", undefined, undefined, simulator.jwksUrl))
+      yield* TestClock.adjust("6 seconds")
+      assert.isUndefined(fiber.unsafePoll())
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* Fiber.join(fiber)).status, 200)
+    }).pipe(Effect.provide(TestLayer({ latency: "2 seconds" }))))
+})
