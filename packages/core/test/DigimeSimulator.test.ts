@@ -2,7 +2,7 @@ import { Signer } from "@digime-effect/core"
 import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Either, Encoding, Fiber, Layer, Redacted, TestClock } from "effect"
+import { Clock, Effect, Either, Encoding, Fiber, Layer, Option, Redacted, TestClock } from "effect"
 
 const applicationId = "app-1"
 const contractId = "contract-1"
@@ -87,6 +87,9 @@ const call = (method: string, path: string, claims: Record<string, unknown>, bod
     return yield* send(method, path, jwt, body)
   })
 
+const refreshExpired = "The token (refresh_token) is expired"
+const refreshInvalid = "The token (refresh_token) is invalid"
+
 const assertError = (answer: Answer, status: number, code: string, message?: string) => {
   assert.strictEqual(answer.status, status)
   assert.strictEqual(answer.json.error.code, code)
@@ -127,14 +130,18 @@ const consented = (extra: Record<string, unknown> = {}) =>
 const exchange = (code: string, verifier: string) =>
   call("POST", "oauth/token", { grant_type: "authorization_code", code, code_verifier: verifier })
 
-const refresh = (refreshToken: string) => call("POST", "oauth/token", { grant_type: "refresh_token", refresh_token: refreshToken })
+const refresh = (refreshToken: string) =>
+  call("POST", "oauth/token", { grant_type: "refresh_token", refresh_token: refreshToken })
 
 /** authorize → consent → exchange: the token payload. */
 const authorized = Effect.gen(function*() {
   const { code, verifier, callback } = yield* consented()
   const answer = yield* exchange(code, verifier)
   assert.strictEqual(answer.status, 201)
-  return { token: decodeJwt(answer.json.token).payload, accountReference: callback.searchParams.get("accountReference") }
+  return {
+    token: decodeJwt(answer.json.token).payload,
+    accountReference: callback.searchParams.get("accountReference")
+  }
 })
 
 const accounts = (accessToken: string) => call("GET", "permission-access/accounts", { access_token: accessToken })
@@ -142,9 +149,13 @@ const accounts = (accessToken: string) => call("GET", "permission-access/account
 // PKCS#1 RSAPublicKey → SPKI, to check the JWKS key with Web Crypto.
 const derLength = (n: number) => n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff]
 const tlv = (tag: number, content: Uint8Array) => Uint8Array.from([tag, ...derLength(content.length), ...content])
-const rsaAlgorithm = Uint8Array.from([0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00])
+// AlgorithmIdentifier { rsaEncryption, NULL }
+const rsaAlgorithm = Uint8Array.from([
+  ...[0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86],
+  ...[0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00]
+])
 const pemBody = (pem: string) =>
-  Either.getOrThrow(Encoding.decodeBase64(pem.replace(/-----[A-Z ]+-----/g, "").replace(/\s+/g, "")))
+  new Uint8Array(Either.getOrThrow(Encoding.decodeBase64(pem.replace(/-----[A-Z ]+-----/g, "").replace(/\s+/g, ""))))
 
 const verifyWithJwks = (jwt: string, pem: string) =>
   Effect.promise(async () => {
@@ -152,7 +163,7 @@ const verifyWithJwks = (jwt: string, pem: string) =>
     const spki = tlv(0x30, Uint8Array.from([...rsaAlgorithm, ...tlv(0x03, Uint8Array.from([0, ...pkcs1]))]))
     const key = await crypto.subtle.importKey("spki", spki, { name: "RSA-PSS", hash: "SHA-512" }, false, ["verify"])
     const cut = jwt.lastIndexOf(".")
-    const signature = Either.getOrThrow(Encoding.decodeBase64Url(jwt.slice(cut + 1)))
+    const signature = new Uint8Array(Either.getOrThrow(Encoding.decodeBase64Url(jwt.slice(cut + 1))))
     return crypto.subtle.verify({ name: "RSA-PSS", saltLength: 64 }, key, signature, utf8.encode(jwt.slice(0, cut)))
   })
 
@@ -240,7 +251,8 @@ describe("DigimeSimulator: the token lifecycle through handle", () => {
       assert.strictEqual(listed.status, 202)
       assert.isArray(listed.json)
       assert.strictEqual(listed.json[0].reference, callback.searchParams.get("accountReference"))
-      for (const field of ["id", "type", "createdDate", "updatedDate", "serviceGroupId", "serviceTypeName", "sourceId"]) {
+      const fields = ["id", "type", "createdDate", "updatedDate", "serviceGroupId", "serviceTypeName", "sourceId"]
+      for (const field of fields) {
         assert.property(listed.json[0], field)
       }
 
@@ -291,9 +303,9 @@ describe("DigimeSimulator: the token lifecycle through handle", () => {
       yield* TestClock.adjust("1 hour")
       assertError(yield* accounts(token.access_token.value), 401, "InvalidToken", "The token (access_token) is invalid")
       yield* TestClock.adjust("30 days")
-      assertError(yield* refresh(token.refresh_token.value), 401, "InvalidToken", "The token (refresh_token) is expired")
+      assertError(yield* refresh(token.refresh_token.value), 401, "InvalidToken", refreshExpired)
       // The family is kept: the expired token is still "expired", not "invalid".
-      assertError(yield* refresh(token.refresh_token.value), 401, "InvalidToken", "The token (refresh_token) is expired")
+      assertError(yield* refresh(token.refresh_token.value), 401, "InvalidToken", refreshExpired)
 
       const { challenge, verifier } = yield* pkce
       const reference = yield* call("POST", "oauth/token/reference", {
@@ -312,7 +324,7 @@ describe("DigimeSimulator: the token lifecycle through handle", () => {
       assert.strictEqual(next.sub, token.sub)
       assert.strictEqual((yield* accounts(next.access_token.value)).status, 202)
       // The previous family was revoked by the reauthorization.
-      assertError(yield* refresh(token.refresh_token.value), 401, "InvalidToken", "The token (refresh_token) is invalid")
+      assertError(yield* refresh(token.refresh_token.value), 401, "InvalidToken", refreshInvalid)
       assert.strictEqual((yield* simulator.stats).exchanges, 2)
     }).pipe(Effect.provide(TestLayer())))
 
@@ -329,7 +341,7 @@ describe("DigimeSimulator: the token lifecycle through handle", () => {
       const simulator = yield* DigimeSimulator.DigimeSimulator
       const { token } = yield* authorized
       const next = decodeJwt((yield* refresh(token.refresh_token.value)).json.token).payload
-      assertError(yield* refresh(token.refresh_token.value), 401, "InvalidToken", "The token (refresh_token) is invalid")
+      assertError(yield* refresh(token.refresh_token.value), 401, "InvalidToken", refreshInvalid)
       assertError(yield* refresh(next.refresh_token.value), 401, "InvalidToken", "The token (refresh_token) is invalid")
       assertError(yield* accounts(next.access_token.value), 401, "InvalidToken")
       const stats = yield* simulator.stats
@@ -501,9 +513,15 @@ describe("DigimeSimulator: client assertions", () => {
       const now = yield* Clock.currentTimeMillis
       const stale = yield* call("GET", "permission-access/accounts", { access_token: "x", timestamp: now - 6 * 60_000 })
       assertError(stale, 406, "ValidationErrors")
-      const future = yield* call("GET", "permission-access/accounts", { access_token: "x", timestamp: now + 6 * 60_000 })
+      const future = yield* call("GET", "permission-access/accounts", {
+        access_token: "x",
+        timestamp: now + 6 * 60_000
+      })
       assertError(future, 406, "ValidationErrors")
-      const seconds = yield* call("GET", "permission-access/accounts", { access_token: "x", timestamp: now / 1000 + 0.5 })
+      const seconds = yield* call("GET", "permission-access/accounts", {
+        access_token: "x",
+        timestamp: now / 1000 + 0.5
+      })
       assertError(seconds, 406, "ValidationErrors")
       assertError(yield* call("GET", "permission-access/accounts", { access_token: "x" }), 401, "InvalidToken")
     }).pipe(Effect.provide(TestLayer())))
@@ -521,12 +539,19 @@ describe("DigimeSimulator: client assertions", () => {
       const relative = authorizeClaims(challenge, { redirect_uri: "/callback" })
       assertError(yield* call("POST", "oauth/authorize", relative, { agent }), 400, "ValidationErrors")
       // response_mode belongs to authorize only.
-      const dataWithExtra = yield* call("GET", "permission-access/accounts", { access_token: "x", response_mode: "query" })
+      const dataWithExtra = yield* call("GET", "permission-access/accounts", {
+        access_token: "x",
+        response_mode: "query"
+      })
       assertError(dataWithExtra, 400, "ValidationErrors")
       assertError(yield* call("POST", "oauth/token", { grant_type: "refresh_token" }), 400, "ValidationErrors")
-      assertError(yield* call("POST", "oauth/token", { grant_type: "password", refresh_token: "x" }), 400, "ValidationErrors")
+      const password = yield* call("POST", "oauth/token", { grant_type: "password", refresh_token: "x" })
+      assertError(password, 400, "ValidationErrors")
       const recorded = yield* simulator.requests
-      assert.deepStrictEqual(recorded.slice(0, 2).map((r) => r.problem), ["unexpected claim: iat", "missing claim: state"])
+      assert.deepStrictEqual(recorded.slice(0, 2).map((r) => r.problem), [
+        "unexpected claim: iat",
+        "missing claim: state"
+      ])
     }).pipe(Effect.provide(TestLayer())))
 
   it.effect("bodies: agent.sdk required, token calls take none, trigger options at the top level", () =>
@@ -573,7 +598,7 @@ describe("DigimeSimulator: faults and the HttpClient adapter", () => {
       assert.strictEqual((yield* simulator.stats).exchanges, 1)
       assertError(yield* exchange(code, verifier), 400, "InvalidGrant")
 
-      const tokenOf = (tamper: DigimeSimulator.Fault & { _tag: "TamperToken" }) =>
+      const tokenOf = (tamper: Extract<DigimeSimulator.Fault, { readonly _tag: "TamperToken" }>) =>
         Effect.gen(function*() {
           yield* simulator.injectFault(tamper)
           const { challenge } = yield* pkce
@@ -647,7 +672,7 @@ describe("DigimeSimulator: faults and the HttpClient adapter", () => {
       yield* simulator.injectFault({ _tag: "Delay", endpoint: "jwks", delay: "5 seconds" })
       const fiber = yield* Effect.fork(send("GET", "", undefined, undefined, simulator.jwksUrl))
       yield* TestClock.adjust("6 seconds")
-      assert.isUndefined(fiber.unsafePoll())
+      assert.isTrue(Option.isNone(yield* Fiber.poll(fiber)))
       yield* TestClock.adjust("1 second")
       assert.strictEqual((yield* Fiber.join(fiber)).status, 200)
     }).pipe(Effect.provide(TestLayer({ latency: "2 seconds" }))))

@@ -83,7 +83,7 @@ const program = Effect.gen(function*() {
 
   const token = Effect.map(store.get(key), Option.getOrThrow)
 
-  yield* log(`simulated digi.me at ${simulator.baseUrl} (access ${accessLifetime} s, refresh ${refreshLifetime} s)`)
+  yield* log(`simulated digi.me (in memory, no network) at ${simulator.baseUrl} (access ${accessLifetime} s, refresh ${refreshLifetime} s)`)
 
   // 1. Authorization
   const start = yield* client.getAuthorizeUrl({ contractId, callbackUrl })

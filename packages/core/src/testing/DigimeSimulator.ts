@@ -429,7 +429,9 @@ const checkJsonBody = (
   checks: Readonly<Record<string, Check>>
 ): Refusal | undefined => {
   const contentType = request.headers["content-type"] ?? ""
-  if (!/^application\/json\s*(;|$)/i.test(contentType)) return validation(400, "body: content-type is not application/json")
+  if (!/^application\/json\s*(;|$)/i.test(contentType)) {
+    return validation(400, "body: content-type is not application/json")
+  }
   const text = request.body === undefined ? undefined : decodeUtf8(request.body)
   const body = text === undefined ? undefined : parseJson(text)
   if (!isRecord(body)) return validation(400, "body: not a JSON object")
@@ -538,7 +540,9 @@ const importVerifyKey = (contractId: string, pem: string): Promise<CryptoKey> =>
     ? pkcs1PublicToSpki(parsed.der)
     : undefined
   if (spki === undefined) {
-    return Promise.reject(new Error(`DigimeSimulator: the public key of contract ${contractId} is not an RSA public PEM`))
+    return Promise.reject(
+      new Error(`DigimeSimulator: the public key of contract ${contractId} is not an RSA public PEM`)
+    )
   }
   return globalThis.crypto.subtle.importKey("spki", spki, { name: "RSA-PSS", hash: "SHA-512" }, false, ["verify"])
 }
@@ -855,9 +859,11 @@ export const make = (options: Options): Effect.Effect<Service> =>
         case "deleteUser": {
           const token = usableAccessToken(claims.access_token, now, clientId)
           if (token === undefined) {
-            return invalidToken("access_token", `${endpoint}: access token unknown, expired, revoked or of another client`)
+            return invalidToken("access_token", `${endpoint}: access token unknown, expired, revoked or of another app`)
           }
-          if (endpoint === "trigger") return { _tag: "Response", response: jsonResponse(202, { session: session(now) }) }
+          if (endpoint === "trigger") {
+            return { _tag: "Response", response: jsonResponse(202, { session: session(now) }) }
+          }
           const user = userOf(token.family.userId)
           if (endpoint === "accounts") {
             return {
@@ -932,7 +938,9 @@ export const make = (options: Options): Effect.Effect<Service> =>
         return { endpoint: "unknown", path: request.url, refusal: refuse(404, "NotFound", "Not found", "not a URL") }
       }
       const address = `${url.origin}${url.pathname}`
-      const relative = url.origin === baseOrigin && address.startsWith(baseUrl) ? address.slice(baseUrl.length) : undefined
+      const relative = url.origin === baseOrigin && address.startsWith(baseUrl)
+        ? address.slice(baseUrl.length)
+        : undefined
       const found = relative === undefined ? undefined : routes[relative]
       if (found === undefined) {
         return {
@@ -945,7 +953,12 @@ export const make = (options: Options): Effect.Effect<Service> =>
         return {
           endpoint: found.endpoint,
           path: url.pathname,
-          refusal: refuse(405, "MethodNotAllowed", `Method ${request.method} is not allowed`, `expected ${found.method}`)
+          refusal: refuse(
+            405,
+            "MethodNotAllowed",
+            `Method ${request.method} is not allowed`,
+            `expected ${found.method}`
+          )
         }
       }
       return { endpoint: found.endpoint, path: url.pathname }
@@ -983,7 +996,10 @@ export const make = (options: Options): Effect.Effect<Service> =>
         })
 
         if (endpoint === "jwks") {
-          if (!isEmptyBody(request)) return done(validation(400, "body: this call takes no body").response, undefined, "body")
+          if (!isEmptyBody(request)) {
+            const refusal = validation(400, "body: this call takes no body")
+            return done(refusal.response, undefined, refusal.problem)
+          }
           return done(jsonResponse(200, { keys: [{ kid: signing.kid, pem: signing.pem }] }), undefined, undefined)
         }
 
@@ -1231,6 +1247,7 @@ export const layer = (options: Options): Layer.Layer<DigimeSimulator | HttpClien
   Layer.effectContext(
     Effect.map(
       make(options),
-      (simulator) => Context.make(DigimeSimulator, simulator).pipe(Context.add(HttpClient.HttpClient, httpClient(simulator)))
+      (simulator) =>
+        Context.make(DigimeSimulator, simulator).pipe(Context.add(HttpClient.HttpClient, httpClient(simulator)))
     )
   )

@@ -54,8 +54,10 @@ export const make: (contractId: string, options?: Options) => Effect.Effect<Test
       ["sign", "verify"]
     )
   )
-  const pkcs8 = new Uint8Array(yield* Effect.promise(() => globalThis.crypto.subtle.exportKey("pkcs8", pair.privateKey)))
-  const spki = new Uint8Array(yield* Effect.promise(() => globalThis.crypto.subtle.exportKey("spki", pair.publicKey)))
+  const exportKey = (format: "pkcs8" | "spki", key: CryptoKey) =>
+    Effect.promise(async () => new Uint8Array(await globalThis.crypto.subtle.exportKey(format, key)))
+  const pkcs8 = yield* exportKey("pkcs8", pair.privateKey)
+  const spki = yield* exportKey("spki", pair.publicKey)
   const pkcs1Private = pkcs8ToPkcs1Private(pkcs8)
   const pkcs1Public = spkiToPkcs1Public(spki)
   if (pkcs1Private === undefined || pkcs1Public === undefined) {
