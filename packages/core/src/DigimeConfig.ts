@@ -57,7 +57,11 @@ export interface Options {
   readonly requestTimeout?: Duration.DurationInput | undefined
   /** Origins allowed to serve the JWKS named by a token's `jku`; default: the origin of `baseUrl`. */
   readonly jwksOrigins?: ReadonlyArray<string> | undefined
-  /** Sent as `agent.sdk`; default `{ name: "nodejs", version: "16.1.5" }`, the identity digi.me accepts. */
+  /**
+   * Sent as `agent.sdk` in request bodies; default `{ name: "nodejs", version: "16.1.5" }`, the
+   * identity of digi.me's own Node SDK. digi.me answers `SDKInvalid` or `SDKVersionInvalid` for
+   * an identity it does not recognise or no longer supports, so change it only if digi.me asks.
+   */
   readonly sdkAgent?: SdkAgent | undefined
 }
 

@@ -20,7 +20,8 @@ const tlv = (tag: number, content: Uint8Array): Uint8Array<ArrayBuffer> => {
   return out
 }
 
-const concat = (...parts: ReadonlyArray<Uint8Array>): Uint8Array<ArrayBuffer> => {
+/** @internal */
+export const concat = (...parts: ReadonlyArray<Uint8Array>): Uint8Array<ArrayBuffer> => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
   let offset = 0
   for (const part of parts) {
@@ -76,4 +77,17 @@ export const parsePem = (pem: string): Pem | undefined => {
 export const toPem = (label: string, der: Uint8Array): string => {
   const body = Encoding.encodeBase64(der).replace(/.{1,64}/g, "$&\n")
   return `-----BEGIN ${label}-----\n${body}-----END ${label}-----\n`
+}
+
+/** The SPKI DER of an RSA public key given as a "PUBLIC KEY" (SPKI) or "RSA PUBLIC KEY" (PKCS#1) PEM. */
+/** @internal */
+export const publicPemToSpki = (pem: string): Uint8Array<ArrayBuffer> | undefined => {
+  const parsed = parsePem(pem)
+  return parsed === undefined
+    ? undefined
+    : parsed.label === "PUBLIC KEY"
+    ? parsed.der
+    : parsed.label === "RSA PUBLIC KEY"
+    ? pkcs1PublicToSpki(parsed.der)
+    : undefined
 }

@@ -10,7 +10,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as jose from "jose"
 import { VerificationError } from "../DigimeError.js"
-import { parsePem, pkcs1PublicToSpki } from "./der.js"
+import { publicPemToSpki } from "./der.js"
 import { JwksKey } from "./protocol.js"
 
 /** @internal */
@@ -29,14 +29,7 @@ export type FetchJwks = (url: string) => Effect.Effect<unknown, string>
 const importKey = (entry: typeof JwksKey.Type): Effect.Effect<Option.Option<CryptoKey>> => {
   const algorithm = { name: "RSA-PSS", hash: "SHA-512" }
   if (entry.pem !== undefined) {
-    const pem = parsePem(entry.pem)
-    const spki = pem === undefined
-      ? undefined
-      : pem.label === "PUBLIC KEY"
-      ? pem.der
-      : pem.label === "RSA PUBLIC KEY"
-      ? pkcs1PublicToSpki(pem.der)
-      : undefined
+    const spki = publicPemToSpki(entry.pem)
     if (spki === undefined) return Effect.succeedNone
     return Effect.tryPromise(() => globalThis.crypto.subtle.importKey("spki", spki, algorithm, false, ["verify"])).pipe(
       Effect.option

@@ -24,7 +24,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { parsePem, pkcs1PublicToSpki, toPem } from "../internal/der.js"
+import { concat, publicPemToSpki, toPem } from "../internal/der.js"
 import { base64url, decodeUtf8, encodeUtf8, fromBase64url, jsonSegment, randomBytes } from "../internal/encoding.js"
 import { spkiToPkcs1Public } from "./internal/derReader.js"
 
@@ -531,14 +531,7 @@ type Outcome =
 type Tamper = Extract<Fault, { readonly _tag: "TamperToken" }>["tamper"]
 
 const importVerifyKey = (contractId: string, pem: string): Promise<CryptoKey> => {
-  const parsed = parsePem(pem)
-  const spki = parsed === undefined
-    ? undefined
-    : parsed.label === "PUBLIC KEY"
-    ? parsed.der
-    : parsed.label === "RSA PUBLIC KEY"
-    ? pkcs1PublicToSpki(parsed.der)
-    : undefined
+  const spki = publicPemToSpki(pem)
   if (spki === undefined) {
     return Promise.reject(
       new Error(`DigimeSimulator: the public key of contract ${contractId} is not an RSA public PEM`)
@@ -1174,16 +1167,7 @@ const collectBody = (
       )
     case "Stream":
       return Stream.runCollect(body.stream).pipe(
-        Effect.map((chunks) => {
-          const parts = Chunk.toReadonlyArray(chunks)
-          const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0))
-          let offset = 0
-          for (const part of parts) {
-            out.set(part, offset)
-            offset += part.length
-          }
-          return out
-        }),
+        Effect.map((chunks) => concat(...Chunk.toReadonlyArray(chunks))),
         Effect.mapError((cause) => new HttpClientError.RequestError({ request, reason: "Encode", cause }))
       )
   }

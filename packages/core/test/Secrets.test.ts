@@ -1,0 +1,84 @@
+import { AutoRefresh, DigimeClient, DigimeError, type UserAccessToken } from "@digime-effect/core"
+import { DigimeSimulator } from "@digime-effect/core/testing"
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, Effect, Exit, HashMap, Inspectable, Logger, Redacted, TestClock } from "effect"
+import { callbackUrl, key, stack, stored, testContract } from "./fixtures.js"
+
+/**
+ * Drives the token through every kind of failure while recording each log line and each error,
+ * then checks that none of the secrets it handled (access and refresh tokens, codes, verifiers,
+ * private key) shows up in any of them.
+ */
+describe("secrets", () => {
+  it.effect("no token, code, verifier or key appears in errors or logs", () => {
+    const lines: Array<string> = []
+    const recorder = Logger.make(({ annotations, message }) => {
+      lines.push(Inspectable.toStringUnknown(message))
+      HashMap.forEach(annotations, (value, name) => lines.push(`${name}=${Inspectable.toStringUnknown(value)}`))
+    })
+    return Effect.gen(function*() {
+      const client = yield* DigimeClient.DigimeClient
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const secrets: Array<string> = []
+      const errors: Array<unknown> = []
+      const keep = (token: UserAccessToken.UserAccessToken) => {
+        secrets.push(Redacted.value(token.accessToken.value), Redacted.value(token.refreshToken.value))
+      }
+      const attempt = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        Effect.exit(effect).pipe(Effect.tap((exit) => {
+          if (Exit.isFailure(exit)) errors.push(...Cause.failures(exit.cause), Cause.pretty(exit.cause))
+        }))
+
+      const start = yield* client.getAuthorizeUrl({ contractId: key.contractId, callbackUrl })
+      secrets.push(Redacted.value(start.codeVerifier))
+      const callback = yield* simulator.consent(start.url)
+      const result = yield* DigimeClient.parseCallback(callback, start.state)
+      secrets.push(Redacted.value(result.code))
+      yield* attempt(DigimeClient.parseCallback(callback, "wrong-state"))
+      keep(yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier }))
+      // The code is single-use: a second exchange fails.
+      yield* attempt(client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier }))
+
+      yield* simulator.injectFault({ _tag: "Status", endpoint: "token", status: 503 })
+      yield* TestClock.adjust("1 hour")
+      yield* attempt(AutoRefresh.withAutoRefresh(key, client.readAccounts))
+      yield* AutoRefresh.withAutoRefresh(key, client.readAccounts)
+      keep((yield* stored()).token)
+      const rejected = new DigimeError.AccessTokenRejected({
+        operation: "custom",
+        contractId: key.contractId,
+        status: 401,
+        code: "InvalidToken"
+      })
+      yield* attempt(AutoRefresh.withAutoRefresh(key, () => Effect.fail(rejected)))
+      keep((yield* stored()).token)
+      // A refresh whose answer fails verification: digi.me rotated, the client refuses the token.
+      yield* simulator.injectFault({ _tag: "TamperToken", tamper: "BadSignature" })
+      yield* TestClock.adjust("1 hour")
+      yield* attempt(AutoRefresh.withAutoRefresh(key, client.readAccounts))
+      yield* simulator.injectFault({ _tag: "DropResponse", endpoint: "token" })
+      yield* TestClock.adjust("1 hour")
+      yield* attempt(AutoRefresh.withAutoRefresh(key, client.readAccounts))
+      yield* attempt(AutoRefresh.withAutoRefresh(key, client.readAccounts)) // a replay: the family is revoked
+      const accessToken = (yield* stored()).token.accessToken.value
+      yield* attempt(client.readAccounts({ contractId: key.contractId, accessToken }))
+      yield* TestClock.adjust("31 days")
+      yield* attempt(AutoRefresh.withAutoRefresh(key, client.readAccounts))
+      yield* attempt(client.getReauthorizeUrl({ key, callbackUrl }))
+
+      assert.isAtLeast(errors.length, 10)
+      assert.isAtLeast(secrets.length, 8)
+      const texts = errors.flatMap((error) =>
+        typeof error === "string" ? [error] : [String(error), JSON.stringify(error), (error as Error).message ?? ""]
+      )
+      // A line of the private key's PEM body.
+      secrets.push(Redacted.value(testContract.contract.privateKey).split("\n")[1]!)
+      for (const secret of secrets) {
+        for (const text of [...texts, ...lines]) assert.notInclude(text, secret)
+      }
+    }).pipe(
+      Effect.provide(stack()),
+      Effect.provide(Logger.replace(Logger.defaultLogger, recorder))
+    )
+  })
+})
