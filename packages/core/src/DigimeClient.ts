@@ -876,7 +876,10 @@ export const make: Effect.Effect<
       const now = yield* DateTime.now
       const due = force || current.version === staleVersion ||
         UserAccessToken.accessTokenExpiresWithin(current.token, now, config.refreshLeadTime)
-      if (!due) return current
+      if (!due) {
+        yield* Effect.annotateCurrentSpan("digime.outcome", "reused")
+        return current
+      }
       if (UserAccessToken.isRefreshTokenExpired(current.token, now)) {
         return yield* new RefreshTokenExpired({ key, detectedBy: "Clock" })
       }
@@ -890,8 +893,11 @@ export const make: Effect.Effect<
               : Effect.fail(new ReauthRequired({ key, reason: "RefreshTokenInvalid" }))
         )
       )
-      return yield* persist(key, current.version, token)
+      const stored = yield* persist(key, current.version, token)
+      yield* Effect.annotateCurrentSpan("digime.outcome", "refreshed")
+      return stored
     }).pipe(
+      Effect.tapError((error) => Effect.annotateCurrentSpan("digime.outcome", error._tag)),
       (effect) => store.withLock(key, effect),
       Effect.withSpan("AutoRefresh.refresh", { attributes: { "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) } })
     )

@@ -7,7 +7,8 @@
  */
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
-import { TokenKey } from "./TokenKey.js"
+import type { TokenKey } from "./TokenKey.js"
+import * as TokenKeyModule from "./TokenKey.js"
 
 /**
  * @since 0.1.0
@@ -20,6 +21,9 @@ export const TypeId: unique symbol = Symbol.for("@digime-effect/core/DigimeError
  * @category type ids
  */
 export type TypeId = typeof TypeId
+
+// Suspended: TokenKey's own module refers to this one, so neither may need the other at load time.
+const Key: Schema.Schema<TokenKey, typeof TokenKeyModule.TokenKey.Encoded> = Schema.suspend(() => TokenKeyModule.TokenKey)
 
 const describeKey = (key: TokenKey): string => `user ${key.userId} of contract ${key.contractId}`
 
@@ -218,7 +222,7 @@ export class AccessTokenRejected
  */
 export class InvalidAccessToken
   extends Schema.TaggedError<InvalidAccessToken>("@digime-effect/core/InvalidAccessToken")("InvalidAccessToken", {
-    key: TokenKey
+    key: Key
   })
 {
   readonly [TypeId]: TypeId = TypeId
@@ -236,7 +240,7 @@ export class InvalidAccessToken
  */
 export class RefreshTokenExpired
   extends Schema.TaggedError<RefreshTokenExpired>("@digime-effect/core/RefreshTokenExpired")("RefreshTokenExpired", {
-    key: TokenKey,
+    key: Key,
     detectedBy: Schema.Literal("Clock", "Server")
   })
 {
@@ -255,7 +259,7 @@ export class RefreshTokenExpired
  */
 export class ReauthRequired extends Schema.TaggedError<ReauthRequired>("@digime-effect/core/ReauthRequired")(
   "ReauthRequired",
-  { key: TokenKey, reason: Schema.Literal("Missing", "RefreshTokenInvalid") }
+  { key: Key, reason: Schema.Literal("Missing", "RefreshTokenInvalid") }
 ) {
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
@@ -276,7 +280,7 @@ export class TokenStoreError extends Schema.TaggedError<TokenStoreError>("@digim
   "TokenStoreError",
   {
     operation: Schema.String,
-    key: Schema.optional(TokenKey),
+    key: Schema.optional(Key),
     description: Schema.String
   }
 ) {

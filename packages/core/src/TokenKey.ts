@@ -4,8 +4,10 @@
  *
  * @since 0.1.0
  */
+import * as Effect from "effect/Effect"
 import * as Hash from "effect/Hash"
 import * as Schema from "effect/Schema"
+import { InvalidOptions } from "./DigimeError.js"
 
 /**
  * @since 0.1.0
@@ -19,12 +21,31 @@ export class TokenKey extends Schema.Class<TokenKey>("@digime-effect/core/TokenK
 }) {}
 
 /**
- * Builds a key, checking that both parts are non-empty.
+ * Builds a key from parts known to be valid; throws on an empty or padded part. For ids that come
+ * from outside (a request, a database row), use `decode`.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (userId: string, contractId: string): TokenKey => new TokenKey({ userId, contractId })
+
+/**
+ * Builds a key from untrusted parts, failing with `InvalidOptions` instead of throwing.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const decode = (userId: string, contractId: string): Effect.Effect<TokenKey, InvalidOptions> =>
+  Schema.decodeUnknown(TokenKey)({ userId, contractId }).pipe(
+    Effect.map((fields) => new TokenKey(fields)),
+    Effect.mapError(() =>
+      new InvalidOptions({
+        operation: "TokenKey.decode",
+        field: userId.trim() === "" || userId !== userId.trim() ? "userId" : "contractId",
+        reason: "must be non-empty, without leading or trailing spaces"
+      })
+    )
+  )
 
 /**
  * A string that identifies the key in maps and database rows. Injective: the contract id and the
