@@ -16,18 +16,14 @@
  *
  * @since 0.1.0
  */
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Authorization from "./Authorization.js"
 import { DigimeClient } from "./DigimeClient.js"
-import type {
-  AuthorizeOptions,
-  AuthorizeUrl,
-  AutoRefreshError,
-  Credentials,
-  PullOptions,
-  TokenCallError
-} from "./DigimeClient.js"
+import type { AutoRefreshError, Credentials, PullOptions, TokenCallError } from "./DigimeClient.js"
 import type { AccessTokenRejected, InvalidAccessToken, ReauthRequired, RefreshTokenExpired } from "./DigimeError.js"
 import type { TokenStoreError } from "./DigimeError.js"
+import type { PendingAuthorizations } from "./PendingAuthorizations.js"
 import type { TokenKey } from "./TokenKey.js"
 
 /**
@@ -87,45 +83,37 @@ export const withAutoRefresh: {
 export type TokenStateError = InvalidAccessToken | RefreshTokenExpired | ReauthRequired
 
 /**
- * What to do about a token-state error: send the user to `url.url`, keeping `url.codeVerifier`
- * and `url.state` until the callback.
- *
- * @since 0.1.0
- * @category models
- */
-export type NextStep =
-  | { readonly _tag: "Reauthorize"; readonly key: TokenKey; readonly url: AuthorizeUrl }
-  | { readonly _tag: "Authorize"; readonly key: TokenKey; readonly url: AuthorizeUrl }
-
-/**
  * @since 0.1.0
  * @category models
  */
 export interface NextStepOptions {
   readonly callbackUrl: string
-  readonly state?: string | undefined
+  /** How long the user has to come back; default 10 minutes. */
+  readonly expiresIn?: Duration.DurationInput | undefined
   readonly locale?: string | undefined
   readonly sessionOptions?: PullOptions | undefined
   /** Extra options of a fresh authorization (when reauthorization is impossible). */
-  readonly authorize?: Omit<AuthorizeOptions, "contractId" | "callbackUrl" | "state"> | undefined
+  readonly authorize?: Omit<Authorization.StartOptions, "key" | "callbackUrl" | "expiresIn"> | undefined
 }
 
 /**
- * Turns `RefreshTokenExpired`, `ReauthRequired` or `InvalidAccessToken` into the right next step:
- * a reauthorization URL when digi.me accepts the stored access token for it, otherwise (nothing
- * stored, or the access token refused) a fresh authorization URL. One call, whichever error.
+ * Turns `RefreshTokenExpired`, `ReauthRequired` or `InvalidAccessToken` into the right next step,
+ * already started: a reauthorization when digi.me accepts the stored access token for it,
+ * otherwise (nothing stored, or the access token refused) a fresh authorization. Send the user to
+ * the `url` of the result; `Authorization.completeAuthorization` finishes either kind.
  *
  * @example
  * import { AutoRefresh, DigimeClient, TokenKey } from "@digime-effect/core"
  * import { Effect } from "effect"
  *
  * const key = TokenKey.make("user-42", "contract-1")
+ * const callbackUrl = "https://app.example/digime/callback"
  * const accountsOrRedirect = Effect.flatMap(DigimeClient.DigimeClient, (client) =>
  *   AutoRefresh.withAutoRefresh(key, client.readAccounts).pipe(
  *     Effect.catchTags({
- *       RefreshTokenExpired: (error) => AutoRefresh.nextStep(error, { callbackUrl: "https://app.example/callback" }),
- *       ReauthRequired: (error) => AutoRefresh.nextStep(error, { callbackUrl: "https://app.example/callback" }),
- *       InvalidAccessToken: (error) => AutoRefresh.nextStep(error, { callbackUrl: "https://app.example/callback" })
+ *       RefreshTokenExpired: (error) => AutoRefresh.nextStep(error, { callbackUrl }),
+ *       ReauthRequired: (error) => AutoRefresh.nextStep(error, { callbackUrl }),
+ *       InvalidAccessToken: (error) => AutoRefresh.nextStep(error, { callbackUrl })
  *     })
  *   ))
  *
@@ -135,29 +123,33 @@ export interface NextStepOptions {
 export const nextStep = (
   error: TokenStateError,
   options: NextStepOptions
-): Effect.Effect<NextStep, TokenCallError | TokenStoreError, DigimeClient> =>
-  Effect.gen(function*() {
-    const client = yield* DigimeClient
-    const key = error.key
-    const authorize = client.getAuthorizeUrl({
-      ...options.authorize,
-      contractId: key.contractId,
-      callbackUrl: options.callbackUrl,
-      state: options.state,
-      locale: options.locale ?? options.authorize?.locale,
-      sessionOptions: options.sessionOptions ?? options.authorize?.sessionOptions
-    }).pipe(Effect.map((url): NextStep => ({ _tag: "Authorize", key, url })))
-    const canReauthorize = error._tag === "RefreshTokenExpired" ||
-      (error._tag === "ReauthRequired" && error.reason === "RefreshTokenInvalid")
-    if (!canReauthorize) return yield* authorize
-    return yield* client.getReauthorizeUrl({
+): Effect.Effect<
+  Authorization.Started,
+  TokenCallError | TokenStoreError,
+  DigimeClient | PendingAuthorizations
+> => {
+  const key = error.key
+  const authorize = Authorization.startAuthorization({
+    ...options.authorize,
+    key,
+    callbackUrl: options.callbackUrl,
+    expiresIn: options.expiresIn,
+    locale: options.locale ?? options.authorize?.locale,
+    sessionOptions: options.sessionOptions ?? options.authorize?.sessionOptions
+  })
+  const canReauthorize = error._tag === "RefreshTokenExpired" ||
+    (error._tag === "ReauthRequired" && error.reason === "RefreshTokenInvalid")
+  return (canReauthorize
+    ? Authorization.startReauthorization({
       key,
       callbackUrl: options.callbackUrl,
-      state: options.state,
+      expiresIn: options.expiresIn,
       locale: options.locale,
       sessionOptions: options.sessionOptions
-    }).pipe(
-      Effect.map((url): NextStep => ({ _tag: "Reauthorize", key, url })),
-      Effect.catchTags({ InvalidAccessToken: () => authorize, ReauthRequired: () => authorize })
+    }).pipe(Effect.catchTags({ InvalidAccessToken: () => authorize, ReauthRequired: () => authorize }))
+    : authorize).pipe(
+      Effect.withSpan("AutoRefresh.nextStep", {
+        attributes: { "digime.contract_id": key.contractId, "digime.error": error._tag }
+      })
     )
-  }).pipe(Effect.withSpan("AutoRefresh.nextStep", { attributes: { "digime.contract_id": error.key.contractId } }))
+}

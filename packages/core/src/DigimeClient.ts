@@ -41,6 +41,7 @@ import {
 } from "./DigimeError.js"
 import type { InvalidContractKey, TokenStoreError, UnknownContract } from "./DigimeError.js"
 import { base64url, randomAlphanumeric, randomBytes, sha256 } from "./internal/encoding.js"
+import { toSearchParams } from "./internal/callback.js"
 import { makeVerifier } from "./internal/jwt.js"
 import * as Protocol from "./internal/protocol.js"
 import { Signer } from "./Signer.js"
@@ -219,6 +220,15 @@ export type RefreshOptions =
     readonly refreshToken: Redacted.Redacted<string>
     readonly key?: undefined
   }
+
+/**
+ * A callback as the application received it: the full URL, its query string, parsed parameters,
+ * or a record of them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type CallbackQuery = string | URL | URLSearchParams | Readonly<Record<string, string | undefined>>
 
 /**
  * What a successful callback carries.
@@ -417,23 +427,14 @@ const randomState = (): string => base64url(randomBytes(16))
  * @category callbacks
  */
 export const parseCallback = (
-  query: string | URL | URLSearchParams | Readonly<Record<string, string | undefined>>,
+  query: CallbackQuery,
   expectedState: string
 ): Effect.Effect<CallbackResult, CallbackError | InvalidOptions> =>
   Effect.gen(function*() {
     if (expectedState.trim() === "") {
       return yield* new InvalidOptions({ operation: "parseCallback", field: "expectedState", reason: "must not be empty" })
     }
-    let params: URLSearchParams
-    if (query instanceof URL) params = query.searchParams
-    else if (query instanceof URLSearchParams) params = query
-    else if (typeof query === "string") {
-      const questionMark = query.indexOf("?")
-      params = new URLSearchParams(questionMark >= 0 ? query.slice(questionMark + 1) : query)
-    } else {
-      params = new URLSearchParams()
-      for (const [name, value] of Object.entries(query)) if (typeof value === "string") params.set(name, value)
-    }
+    const params = toSearchParams(query)
     const state = params.get("state")
     if (state === null || state === "") return yield* new CallbackError({ reason: "MissingState" })
     if (!constantTimeEquals(state, expectedState)) return yield* new CallbackError({ reason: "StateMismatch" })

@@ -292,8 +292,9 @@ export class TokenStoreError extends Schema.TaggedError<TokenStoreError>("@digim
 }
 
 /**
- * The query digi.me sent to the callback URL is not a usable answer: a state that does not match,
- * a missing code, or a refusal (`success=false&errorCode=...`).
+ * The query digi.me sent to the callback URL is not a usable answer: a state that does not match
+ * (or matches no authorization in progress, an expired one or one already completed), a missing
+ * code, or a refusal (`success=false&errorCode=...`).
  *
  * @since 0.1.0
  * @category errors
@@ -301,7 +302,16 @@ export class TokenStoreError extends Schema.TaggedError<TokenStoreError>("@digim
 export class CallbackError extends Schema.TaggedError<CallbackError>("@digime-effect/core/CallbackError")(
   "CallbackError",
   {
-    reason: Schema.Literal("StateMismatch", "MissingState", "MissingCode", "Denied", "Malformed"),
+    reason: Schema.Literal(
+      "StateMismatch",
+      "MissingState",
+      "MissingCode",
+      "Denied",
+      "Malformed",
+      "UnknownState",
+      "ExpiredState",
+      "ReusedState"
+    ),
     errorCode: Schema.optional(Schema.String)
   }
 ) {
@@ -318,6 +328,12 @@ export class CallbackError extends Schema.TaggedError<CallbackError>("@digime-ef
         return `digi.me reported a failed authorization (errorCode ${this.errorCode ?? "absent"})`
       case "Malformed":
         return "The callback query is not a digi.me answer"
+      case "UnknownState":
+        return "The callback's state matches no authorization in progress"
+      case "ExpiredState":
+        return "The authorization of this callback has expired: start again"
+      case "ReusedState":
+        return "The authorization of this callback was already completed (a replayed callback)"
     }
   }
 }

@@ -1,4 +1,11 @@
 /**
+ * Authorization in two calls: start (URL to redirect to), complete (from the callback).
+ *
+ * @since 0.1.0
+ */
+export * as Authorization from "./Authorization.js"
+
+/**
  * `withAutoRefresh` and the typed error channel it adds.
  *
  * @since 0.1.0
@@ -32,6 +39,13 @@ export * as DigimeConfig from "./DigimeConfig.js"
  * @since 0.1.0
  */
 export * as DigimeError from "./DigimeError.js"
+
+/**
+ * Authorizations in progress, by state.
+ *
+ * @since 0.1.0
+ */
+export * as PendingAuthorizations from "./PendingAuthorizations.js"
 
 /**
  * PS512 client assertions.

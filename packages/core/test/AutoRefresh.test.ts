@@ -1,4 +1,4 @@
-import { AutoRefresh, DigimeClient, DigimeError, TokenKey, TokenStore } from "@digime-effect/core"
+import { Authorization, AutoRefresh, DigimeClient, DigimeError, TokenKey, TokenStore } from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Data, Effect, Fiber, Layer, Option, pipe, Redacted, TestClock } from "effect"
@@ -414,21 +414,20 @@ describe("withAutoRefresh: storing the refreshed token", () => {
 })
 
 describe("nextStep", () => {
-  it.effect("RefreshTokenExpired becomes a reauthorization URL; completing it restores access", () =>
+  it.effect("RefreshTokenExpired becomes a reauthorization; completing it restores access", () =>
     Effect.gen(function*() {
       yield* authorize()
-      const client = yield* DigimeClient.DigimeClient
       const simulator = yield* DigimeSimulator.DigimeSimulator
       yield* TestClock.adjust("31 days")
       const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
       assert.strictEqual(error._tag, "RefreshTokenExpired")
       if (error._tag !== "RefreshTokenExpired") return
       const step = yield* AutoRefresh.nextStep(error, { callbackUrl })
-      assert.strictEqual(step._tag, "Reauthorize")
-      assert.include(step.url.url, "/user-reauth?code=")
-      const callback = yield* simulator.consent(step.url.url)
-      const result = yield* DigimeClient.parseCallback(callback, step.url.state)
-      yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: step.url.codeVerifier })
+      assert.strictEqual(step.kind, "reauthorize")
+      assert.include(step.url, "/user-reauth?code=")
+      const completed = yield* Authorization.completeAuthorization(yield* simulator.consent(step.url))
+      assert.strictEqual(completed.kind, "reauthorize")
+      assert.strictEqual(completed.key, key)
       const accounts = yield* AutoRefresh.withAutoRefresh(key, readAccounts)
       assert.isAbove(accounts.length, 0)
     }).pipe(Effect.provide(stack())))
@@ -443,18 +442,21 @@ describe("nextStep", () => {
       assert.strictEqual(error._tag, "ReauthRequired")
       if (error._tag !== "ReauthRequired") return
       const step = yield* AutoRefresh.nextStep(error, { callbackUrl })
-      assert.strictEqual(step._tag, "Authorize")
-      assert.include(step.url.url, "/authorize?code=")
+      assert.strictEqual(step.kind, "authorize")
+      assert.include(step.url, "/authorize?code=")
+      assert.strictEqual((yield* stats).requests.reference, 1) // it did ask
+      yield* Authorization.completeAuthorization(yield* simulator.consent(step.url))
+      assert.isAbove((yield* AutoRefresh.withAutoRefresh(key, readAccounts)).length, 0)
     }).pipe(Effect.provide(stack())))
 
-  it.effect("ReauthRequired (Missing) and InvalidAccessToken become an authorization URL without asking for reauth", () =>
+  it.effect("ReauthRequired (Missing) and InvalidAccessToken become an authorization without asking for reauth", () =>
     Effect.gen(function*() {
       const missing = yield* AutoRefresh.nextStep(new DigimeError.ReauthRequired({ key, reason: "Missing" }), {
         callbackUrl
       })
-      assert.strictEqual(missing._tag, "Authorize")
+      assert.strictEqual(missing.kind, "authorize")
       const invalid = yield* AutoRefresh.nextStep(new DigimeError.InvalidAccessToken({ key }), { callbackUrl })
-      assert.strictEqual(invalid._tag, "Authorize")
+      assert.strictEqual(invalid.kind, "authorize")
       assert.strictEqual((yield* stats).requests.reference, 0)
     }).pipe(Effect.provide(stack())))
 })

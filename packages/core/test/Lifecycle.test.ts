@@ -1,4 +1,4 @@
-import { AutoRefresh, DigimeClient, TokenStore } from "@digime-effect/core"
+import { Authorization, AutoRefresh, DigimeClient, TokenStore } from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Redacted, TestClock } from "effect"
@@ -52,16 +52,11 @@ describe("the whole lifecycle", () => {
 
         // 8. reauthorize with the stored (expired but genuine) access token
         const step = yield* AutoRefresh.nextStep(expired, { callbackUrl })
-        assert.strictEqual(step._tag, "Reauthorize")
-        const reauthCallback = yield* simulator.consent(step.url.url)
-        const reauth = yield* DigimeClient.parseCallback(reauthCallback, step.url.state)
-        assert.isUndefined(reauth.accountReference)
-        const renewed = yield* client.exchangeCodeForToken({
-          key,
-          code: reauth.code,
-          codeVerifier: step.url.codeVerifier
-        })
-        assert.strictEqual(renewed.digimeUserId, token.digimeUserId)
+        assert.strictEqual(step.kind, "reauthorize")
+        const reauthCallback = yield* simulator.consent(step.url)
+        assert.notInclude(reauthCallback, "accountReference")
+        const renewed = yield* Authorization.completeAuthorization(reauthCallback)
+        assert.strictEqual(renewed.token.digimeUserId, token.digimeUserId)
 
         // 9. read again
         const again = yield* read

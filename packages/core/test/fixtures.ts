@@ -2,7 +2,7 @@
  * Shared set-up of the core tests: one test contract (key generation is slow, so it is made once
  * per file), and the layer stack of a client talking to the simulated digi.me.
  */
-import { DigimeClient, DigimeConfig, Signer, TokenKey, TokenStore } from "@digime-effect/core"
+import { DigimeClient, DigimeConfig, PendingAuthorizations, Signer, TokenKey, TokenStore } from "@digime-effect/core"
 import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
 import type { HttpClient } from "@effect/platform"
 import { Effect, Layer, Option } from "effect"
@@ -19,6 +19,7 @@ export type Services =
   | DigimeClient.DigimeClient
   | DigimeConfig.DigimeConfig
   | TokenStore.TokenStore
+  | PendingAuthorizations.PendingAuthorizations
   | DigimeSimulator.DigimeSimulator
   | HttpClient.HttpClient
 
@@ -41,7 +42,8 @@ export const stack = (options: StackOptions = {}): Layer.Layer<Services, never> 
   }).pipe(Layer.orDie)
   return DigimeClient.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(config, Signer.layerWebCrypto, options.store ?? TokenStore.layerMemory)),
-    Layer.provideMerge(simulator)
+    Layer.provideMerge(simulator),
+    Layer.merge(PendingAuthorizations.layerMemory)
   )
 }
 

@@ -6,7 +6,15 @@
  *
  *   pnpm demo [--access-lifetime 3] [--refresh-lifetime 10] [--concurrency 200]
  */
-import { AutoRefresh, DigimeClient, DigimeConfig, TokenKey, TokenStore } from "@digime-effect/core"
+import {
+  Authorization,
+  AutoRefresh,
+  DigimeClient,
+  DigimeConfig,
+  PendingAuthorizations,
+  TokenKey,
+  TokenStore
+} from "@digime-effect/core"
 import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
 import { NodeSigner } from "@digime-effect/node"
 import { Console, DateTime, Duration, Effect, Layer, Option } from "effect"
@@ -86,14 +94,16 @@ const program = Effect.gen(function*() {
   yield* log(`simulated digi.me (in memory, no network) at ${simulator.baseUrl} (access ${accessLifetime} s, refresh ${refreshLifetime} s)`)
 
   // 1. Authorization
-  const start = yield* client.getAuthorizeUrl({ contractId, callbackUrl })
-  yield* log(`1. authorize: send the user to ${start.url.split("?")[0]}?code=…`)
+  const start = yield* Authorization.startAuthorization({ key, callbackUrl })
+  yield* log(`1. startAuthorization: send the user to ${start.url.split("?")[0]}?code=…`)
   const callback = yield* simulator.consent(start.url)
   yield* log("2. the user clicks Allow; digi.me redirects to the callback with a code")
-  const result = yield* DigimeClient.parseCallback(callback, start.state)
-  yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
+  yield* Authorization.completeAuthorization(callback)
   const first = yield* token
-  yield* log(`3. code exchanged and stored (version ${first.version}); access token expires at ${DateTime.formatIso(first.token.accessToken.expiresAt)}`)
+  yield* log(
+    `3. completeAuthorization: code exchanged and stored (version ${first.version}); ` +
+      `access token expires at ${DateTime.formatIso(first.token.accessToken.expiresAt)}`
+  )
 
   // 2. Reads with a valid token
   const accounts = yield* read
@@ -125,12 +135,12 @@ const program = Effect.gen(function*() {
 
   // 6. Reauthorize
   const step = yield* AutoRefresh.nextStep(error, { callbackUrl })
-  yield* log(`8. nextStep: ${step._tag} — send the user to ${step.url.url.split("?")[0]}?code=…`)
-  const reauthCallback = yield* simulator.consent(step.url.url)
-  const reauth = yield* DigimeClient.parseCallback(reauthCallback, step.url.state)
-  yield* client.exchangeCodeForToken({ key, code: reauth.code, codeVerifier: step.url.codeVerifier })
+  yield* log(`8. nextStep: ${step.kind} — send the user to ${step.url.split("?")[0]}?code=…`)
+  yield* Authorization.completeAuthorization(yield* simulator.consent(step.url))
   const again = yield* read
-  yield* log(`9. reauthorized, stored (version ${(yield* token).version}), read ${again.length} account(s) — ${yield* counts}`)
+  yield* log(
+    `9. reauthorized, stored (version ${(yield* token).version}), read ${again.length} account(s) — ${yield* counts}`
+  )
   yield* log("done: every token decision above was made by withAutoRefresh")
 })
 
@@ -150,6 +160,7 @@ const main = Effect.gen(function*() {
       NodeSigner.layer,
       TokenStore.layerMemory
     )),
+    Layer.merge(PendingAuthorizations.layerMemory),
     Layer.provideMerge(DigimeSimulator.layer(simulatorOptions))
   )
   yield* Effect.provide(program, layer)

@@ -97,6 +97,12 @@ export interface Options {
   readonly assertionMaxAge?: Duration.DurationInput | undefined
   /** Waits this long (on the caller's `Clock`) before answering each request. */
   readonly latency?: Duration.DurationInput | undefined
+  /**
+   * Answers every `nth` API request (the `nth`, `2 × nth`, …; counted over the known endpoints, JWKS
+   * included, whatever their answer) with `status` and a `SimulatedFault` error body, without
+   * processing it. `nth` is a positive integer, `status` 500 to 599.
+   */
+  readonly failEvery?: { readonly nth: number; readonly status: number } | undefined
 }
 
 /**
@@ -146,7 +152,9 @@ export interface RecordedRequest {
  *
  * - `Status`: answer with this status and an error body, without processing the request.
  * - `DropResponse`: process the request fully (a refresh rotates the token), then fail the HTTP
- *   call with a transport error.
+ *   call with a transport error. With `grant` (endpoint `token` only), the fault waits for the next
+ *   *successful* token answer of that grant: `grant: "refresh_token"` drops the answer of a refresh
+ *   that has rotated the refresh token.
  * - `Delay`: process the request, then hold the answer back (on the caller's `Clock`).
  * - `TamperToken`: the request is processed, but the next answer that carries a token
  *   (authorize, token, reference) carries a bad one.
@@ -162,7 +170,11 @@ export type Fault =
     readonly code?: string | undefined
     readonly message?: string | undefined
   }
-  | { readonly _tag: "DropResponse"; readonly endpoint: Endpoint }
+  | {
+    readonly _tag: "DropResponse"
+    readonly endpoint: Endpoint
+    readonly grant?: "authorization_code" | "refresh_token" | undefined
+  }
   | { readonly _tag: "Delay"; readonly endpoint: Endpoint; readonly delay: Duration.DurationInput }
   | {
     readonly _tag: "TamperToken"
@@ -194,6 +206,21 @@ export class SimulatorError extends Schema.TaggedError<SimulatorError>("@digime-
 }
 
 /**
+ * What an onboarding URL asks for, as `describeConsent` reads it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConsentRequest {
+  /** `"authorize"` for `{onboardUrl}authorize?code=…`, `"reauth"` for `{onboardUrl}user-reauth?code=…`. */
+  readonly kind: "authorize" | "reauth"
+  readonly applicationId: string
+  readonly contractId: string
+  /** The callback URL the browser is sent back to. */
+  readonly redirectUri: string
+}
+
+/**
  * @since 0.1.0
  * @category models
  */
@@ -204,6 +231,7 @@ export interface Service {
   readonly onboardUrl: string
   /** Where the signing keys are published; every token names it in `jku`. */
   readonly jwksUrl: string
+  readonly applicationId: string
   /** The request handler. Reads the `Clock`; never fails. */
   readonly handle: (request: SimRequest) => Effect.Effect<SimResponse>
   /**
@@ -214,6 +242,16 @@ export interface Service {
     onboardingUrl: string,
     options?: { readonly allow?: boolean | undefined; readonly errorCode?: string | undefined }
   ) => Effect.Effect<string, SimulatorError>
+  /**
+   * Reads an onboarding URL without using its code: what it asks for, or why `consent` would
+   * refuse it (unknown, used or expired code).
+   */
+  readonly describeConsent: (onboardingUrl: string) => Effect.Effect<ConsentRequest, SimulatorError>
+  /**
+   * Makes a contract known from now on (or replaces its key): client assertions of
+   * `{applicationId}_{contractId}` are verified with this public key (SPKI or PKCS#1 PEM).
+   */
+  readonly registerContract: (contractId: string, publicKeyPem: string) => Effect.Effect<void, SimulatorError>
   readonly stats: Effect.Effect<Stats>
   readonly requests: Effect.Effect<ReadonlyArray<RecordedRequest>>
   /** That access token is refused from now on (401 `InvalidToken`). */

@@ -1,0 +1,227 @@
+/**
+ * Authorization in two calls. `startAuthorization` (or `startReauthorization`) makes the PKCE
+ * verifier and an unguessable single-use state, keeps them server-side in `PendingAuthorizations`
+ * bound to the key, and returns the URL to send the user to. `completeAuthorization` takes the
+ * callback as it arrived, refuses unknown, expired and replayed states, exchanges the code with
+ * the kept verifier and stores the token under the key.
+ *
+ * @example
+ * import { Authorization, TokenKey } from "@digime-effect/core"
+ * import { Effect } from "effect"
+ *
+ * const connect = (userId: string) =>
+ *   Authorization.startAuthorization({
+ *     key: TokenKey.make(userId, "contract-1"),
+ *     callbackUrl: "https://app.example/digime/callback"
+ *   }).pipe(Effect.map((started) => started.url)) // redirect the browser there
+ *
+ * const callback = (requestUrl: string) => Authorization.completeAuthorization(requestUrl)
+ *
+ * @since 0.1.0
+ */
+import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import { DigimeClient } from "./DigimeClient.js"
+import type { AuthorizeOptions, CallbackQuery, PullOptions, Session, TokenCallError } from "./DigimeClient.js"
+import * as DigimeClientModule from "./DigimeClient.js"
+import { CallbackError, InvalidOptions } from "./DigimeError.js"
+import type { InvalidAccessToken, ReauthRequired, TokenStoreError } from "./DigimeError.js"
+import { toSearchParams } from "./internal/callback.js"
+import { base64url, randomBytes } from "./internal/encoding.js"
+import { PendingAuthorizations } from "./PendingAuthorizations.js"
+import type { Pending } from "./PendingAuthorizations.js"
+import type { TokenKey } from "./TokenKey.js"
+import type { UserAccessToken } from "./UserAccessToken.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface StartOptions extends Omit<AuthorizeOptions, "contractId" | "callbackUrl" | "state"> {
+  /** Whose token this authorization is for; the contract comes from the key. */
+  readonly key: TokenKey
+  readonly callbackUrl: string
+  /** How long the user has to come back; default 10 minutes. */
+  readonly expiresIn?: Duration.DurationInput | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReauthorizeStartOptions {
+  readonly key: TokenKey
+  readonly callbackUrl: string
+  readonly locale?: string | undefined
+  readonly triggerQuery?: boolean | undefined
+  readonly sessionOptions?: PullOptions | undefined
+  /** How long the user has to come back; default 10 minutes. */
+  readonly expiresIn?: Duration.DurationInput | undefined
+}
+
+/**
+ * An authorization in progress: send the user's browser to `url`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Started {
+  readonly kind: "authorize" | "reauthorize"
+  readonly key: TokenKey
+  readonly url: string
+  /** The state digi.me will echo; already kept server-side, returned for logging and tests. */
+  readonly state: string
+  readonly expiresAt: DateTime.Utc
+  readonly session: Session
+}
+
+/**
+ * A completed authorization: the token is stored under `key`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Completed {
+  readonly kind: "authorize" | "reauthorize"
+  readonly key: TokenKey
+  readonly token: UserAccessToken
+  /** Present after a first authorization; matches `reference` in `readAccounts`. */
+  readonly accountReference?: string | undefined
+}
+
+const defaultExpiry = Duration.minutes(10)
+
+const expiryOf = (operation: string, input: Duration.DurationInput | undefined) => {
+  if (input === undefined) return Effect.succeed(defaultExpiry)
+  const duration = Duration.decodeUnknown(input)
+  return duration._tag === "Some" && Duration.greaterThan(duration.value, Duration.zero) &&
+      Duration.isFinite(duration.value)
+    ? Effect.succeed(duration.value)
+    : Effect.fail(new InvalidOptions({ operation, field: "expiresIn", reason: "must be a positive, finite duration" }))
+}
+
+// 256 bits from the platform's CSPRNG.
+const newState = (): string => base64url(randomBytes(32))
+
+const remember = <E>(
+  kind: Pending["kind"],
+  options: {
+    readonly key: TokenKey
+    readonly callbackUrl: string
+    readonly expiresIn?: Duration.DurationInput | undefined
+  },
+  begin: (state: string) => Effect.Effect<DigimeClientModule.AuthorizeUrl, E>
+): Effect.Effect<Started, E | InvalidOptions | TokenStoreError, PendingAuthorizations> =>
+  Effect.gen(function*() {
+    const operation = kind === "authorize" ? "startAuthorization" : "startReauthorization"
+    const lifetime = yield* expiryOf(operation, options.expiresIn)
+    const pendingAuthorizations = yield* PendingAuthorizations
+    const state = newState()
+    const started = yield* begin(state)
+    const expiresAt = DateTime.addDuration(yield* DateTime.now, lifetime)
+    yield* pendingAuthorizations.put(state, {
+      key: options.key,
+      kind,
+      codeVerifier: started.codeVerifier,
+      callbackUrl: options.callbackUrl,
+      expiresAt
+    })
+    return { kind, key: options.key, url: started.url, state, expiresAt, session: started.session } satisfies Started
+  })
+
+/**
+ * Starts a first authorization (or the addition of a contract to a user's library, given
+ * `accessToken`). Next: redirect to `url`; digi.me calls back; `completeAuthorization`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const startAuthorization = (
+  options: StartOptions
+): Effect.Effect<Started, TokenCallError | TokenStoreError, DigimeClient | PendingAuthorizations> =>
+  Effect.flatMap(DigimeClient, (client) => {
+    const { callbackUrl, expiresIn: _expiresIn, key, ...rest } = options
+    return remember(
+      "authorize",
+      options,
+      (state) => client.getAuthorizeUrl({ ...rest, contractId: key.contractId, callbackUrl, state })
+    )
+  }).pipe(Effect.withSpan("Authorization.startAuthorization", {
+    attributes: { "digime.contract_id": options.key.contractId }
+  }))
+
+/**
+ * Starts a reauthorization with the stored access token (needed when the refresh token expired or
+ * was refused). Fails with `InvalidAccessToken` when digi.me refuses that access token: only
+ * `startAuthorization` helps then (`AutoRefresh.nextStep` does that fall-back for you).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const startReauthorization = (
+  options: ReauthorizeStartOptions
+): Effect.Effect<
+  Started,
+  TokenCallError | TokenStoreError | InvalidAccessToken | ReauthRequired,
+  DigimeClient | PendingAuthorizations
+> =>
+  Effect.flatMap(DigimeClient, (client) =>
+    remember("reauthorize", options, (state) =>
+      client.getReauthorizeUrl({
+        key: options.key,
+        callbackUrl: options.callbackUrl,
+        state,
+        locale: options.locale,
+        triggerQuery: options.triggerQuery,
+        sessionOptions: options.sessionOptions
+      }))).pipe(Effect.withSpan("Authorization.startReauthorization", {
+      attributes: { "digime.contract_id": options.key.contractId }
+    }))
+
+/**
+ * Finishes an authorization from its callback (the request URL, its query, or the parameters).
+ * Refuses a callback whose state is missing, unknown, expired or already used, and a refusal
+ * (`success=false`), each with a `CallbackError`; the pending entry is consumed by the first
+ * callback that names it, so a replay changes nothing. Then exchanges the code with the kept
+ * verifier and stores the token under the pending entry's key.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const completeAuthorization = (
+  callback: CallbackQuery
+): Effect.Effect<
+  Completed,
+  CallbackError | InvalidOptions | TokenCallError | TokenStoreError,
+  DigimeClient | PendingAuthorizations
+> =>
+  Effect.gen(function*() {
+    const params = toSearchParams(callback)
+    const state = params.get("state")
+    if (state === null || state === "") return yield* new CallbackError({ reason: "MissingState" })
+    const pendingAuthorizations = yield* PendingAuthorizations
+    const consumed = yield* pendingAuthorizations.consume(state, yield* DateTime.now)
+    switch (consumed._tag) {
+      case "Unknown":
+        return yield* new CallbackError({ reason: "UnknownState" })
+      case "Expired":
+        return yield* new CallbackError({ reason: "ExpiredState" })
+      case "AlreadyUsed":
+        return yield* new CallbackError({ reason: "ReusedState" })
+    }
+    const { pending } = consumed
+    const result = yield* DigimeClientModule.parseCallback(params, state)
+    const client = yield* DigimeClient
+    const token = yield* client.exchangeCodeForToken({
+      key: pending.key,
+      code: result.code,
+      codeVerifier: pending.codeVerifier
+    })
+    return {
+      kind: pending.kind,
+      key: pending.key,
+      token,
+      ...(result.accountReference === undefined ? {} : { accountReference: result.accountReference })
+    } satisfies Completed
+  }).pipe(Effect.withSpan("Authorization.completeAuthorization"))
