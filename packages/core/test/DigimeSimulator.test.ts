@@ -677,3 +677,127 @@ describe("DigimeSimulator: faults and the HttpClient adapter", () => {
       assert.strictEqual((yield* Fiber.join(fiber)).status, 200)
     }).pipe(Effect.provide(TestLayer({ latency: "2 seconds" }))))
 })
+
+describe("DigimeSimulator: run-time contracts, consent descriptions, failEvery, grant drops", () => {
+  it.effect("failEvery answers every nth API request with the status, without processing it", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const statuses: Array<number> = []
+      for (let i = 0; i < 6; i++) {
+        const answer = yield* send("GET", "", undefined, undefined, simulator.jwksUrl)
+        statuses.push(answer.status)
+        if (answer.status === 503) assertError(answer, 503, "SimulatedFault")
+      }
+      // Unknown paths are not API requests: they neither count nor fail.
+      assert.strictEqual((yield* send("GET", "nowhere", undefined)).status, 404)
+      statuses.push((yield* send("GET", "", undefined, undefined, simulator.jwksUrl)).status)
+      assert.deepStrictEqual(statuses, [200, 200, 503, 200, 200, 503, 200])
+      const recorded = yield* simulator.requests
+      assert.strictEqual(recorded.filter((request) => request.problem?.startsWith("failEvery") === true).length, 2)
+    }).pipe(Effect.provide(TestLayer({ failEvery: { nth: 3, status: 503 } }))))
+
+  it.effect("failEvery must name a positive nth and a 5xx status", () =>
+    Effect.gen(function*() {
+      for (const failEvery of [{ nth: 0, status: 503 }, { nth: 2, status: 404 }]) {
+        const exit = yield* Effect.exit(DigimeSimulator.make({ ...simulatorOptions, failEvery }))
+        assert.isTrue(exit._tag === "Failure")
+      }
+    }))
+
+  it.effect("DropResponse with a grant waits for the next successful answer of that grant", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const handleRaw = (claims: Record<string, unknown>) =>
+        Effect.gen(function*() {
+          const jwt = yield* sign({ ...(yield* baseClaims), ...claims })
+          return yield* simulator.handle({
+            method: "POST",
+            url: `${baseUrl}oauth/token`,
+            headers: { authorization: `Bearer ${jwt}` },
+            body: undefined
+          })
+        })
+      yield* simulator.injectFault({ _tag: "DropResponse", endpoint: "token", grant: "refresh_token" })
+      // An exchange and a failed refresh leave the fault in place.
+      const { code, verifier } = yield* consented()
+      const exchanged = yield* handleRaw({ grant_type: "authorization_code", code, code_verifier: verifier })
+      assert.strictEqual(exchanged.status, 201)
+      assert.isUndefined(exchanged.dropConnection)
+      const token = decodeJwt(JSON.parse(exchanged.body).token).payload
+      const unknown = yield* handleRaw({ grant_type: "refresh_token", refresh_token: "unknown" })
+      assert.strictEqual(unknown.status, 401)
+      assert.isUndefined(unknown.dropConnection)
+      // The successful refresh is processed (rotated), then its answer dropped.
+      const dropped = yield* handleRaw({ grant_type: "refresh_token", refresh_token: token.refresh_token.value })
+      assert.strictEqual(dropped.status, 201)
+      assert.isTrue(dropped.dropConnection)
+      assert.strictEqual((yield* simulator.stats).refreshes, 1)
+      // One-shot.
+      const next = decodeJwt(JSON.parse(dropped.body).token).payload
+      const again = yield* handleRaw({ grant_type: "refresh_token", refresh_token: next.refresh_token.value })
+      assert.strictEqual(again.status, 201)
+      assert.isUndefined(again.dropConnection)
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("registerContract makes a contract known at run time; bad keys and ids are refused", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const late = yield* TestContract.make("contract-late")
+      const claims = Effect.map(baseClaims, (claims) => ({ ...claims, client_id: `${applicationId}_contract-late` }))
+      const jwks = (yield* send("GET", "", undefined, undefined, simulator.jwksUrl)).status
+      assert.strictEqual(jwks, 200)
+      const { challenge } = yield* pkce
+      const before = yield* send(
+        "POST",
+        "oauth/authorize",
+        yield* sign({ ...(yield* claims), ...authorizeClaims(challenge) }, late.contract),
+        { agent }
+      )
+      assertError(before, 401, "InvalidClient")
+      yield* simulator.registerContract("contract-late", late.publicKeyPem)
+      const after = yield* send(
+        "POST",
+        "oauth/authorize",
+        yield* sign({ ...(yield* claims), ...authorizeClaims(challenge) }, late.contract),
+        { agent }
+      )
+      assert.strictEqual(after.status, 201)
+      const bad = yield* Effect.flip(simulator.registerContract("contract-bad", "not a pem"))
+      assert.strictEqual(bad._tag, "SimulatorError")
+      const empty = yield* Effect.flip(simulator.registerContract(" ", late.publicKeyPem))
+      assert.strictEqual(empty._tag, "SimulatorError")
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("describeConsent reads an onboarding URL without using its code", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const { challenge } = yield* pkce
+      const answer = yield* call("POST", "oauth/authorize", authorizeClaims(challenge), { agent })
+      const code = decodeJwt(answer.json.token).payload.preauthorization_code
+      const url = `${simulator.onboardUrl}authorize?code=${code}&sourceType=pull`
+      const described = yield* simulator.describeConsent(url)
+      assert.deepStrictEqual(described, { kind: "authorize", applicationId, contractId, redirectUri: callbackUrl })
+      assert.strictEqual(yield* simulator.describeConsent(url).pipe(Effect.map((d) => d.kind)), "authorize")
+      yield* simulator.consent(url)
+      assert.include((yield* Effect.flip(simulator.describeConsent(url))).reason, "already used")
+      const unknown = yield* Effect.flip(simulator.describeConsent(`${simulator.onboardUrl}authorize?code=x`))
+      assert.include(unknown.reason, "unknown")
+      // A reauthorization's URL.
+      const { token } = yield* authorized
+      const reference = yield* call("POST", "oauth/token/reference", {
+        access_token: token.access_token.value,
+        code_challenge: challenge,
+        code_challenge_method: "S256",
+        redirect_uri: callbackUrl
+      }, { agent })
+      const referenceCode = decodeJwt(reference.json.token).payload.reference_code
+      const reauthUrl = `${simulator.onboardUrl}user-reauth?code=${referenceCode}`
+      const reauth = yield* simulator.describeConsent(reauthUrl)
+      assert.strictEqual(reauth.kind, "reauth")
+      assert.strictEqual(reauth.contractId, contractId)
+      // Expired after 10 minutes.
+      yield* TestClock.adjust("11 minutes")
+      const expired = yield* Effect.flip(simulator.describeConsent(reauthUrl))
+      assert.include(expired.reason, "expired")
+    }).pipe(Effect.provide(TestLayer())))
+})

@@ -11,3 +11,11 @@ export * as NodeDigime from "./NodeDigime.js"
  * @since 0.1.0
  */
 export * as NodeSigner from "./NodeSigner.js"
+
+/**
+ * The simulated digi.me served over real HTTP on Node: the API, the key set, consent pages and
+ * control endpoints, for whole user journeys and for pointing an application at it.
+ *
+ * @since 0.1.0
+ */
+export * as NodeDigimeSimulator from "./NodeDigimeSimulator.js"

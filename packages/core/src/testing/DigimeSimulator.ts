@@ -625,6 +625,15 @@ export const make = (options: Options): Effect.Effect<Service> =>
     const latency = options.latency === undefined ? undefined : Duration.decode(options.latency)
     const slidingExpiry = (options.refreshTokenExpiry ?? "sliding") === "sliding"
     const strictRotation = options.strictRotation ?? true
+    const failEvery = options.failEvery
+    if (
+      failEvery !== undefined &&
+      (!Number.isSafeInteger(failEvery.nth) || failEvery.nth < 1 || !Number.isInteger(failEvery.status) ||
+        failEvery.status < 500 || failEvery.status > 599)
+    ) {
+      return yield* Effect.dieMessage("DigimeSimulator: failEvery needs a positive integer nth and a 5xx status")
+    }
+    let apiRequests = 0
 
     const verifyKeys = new Map<string, CryptoKey>()
     for (const contract of options.contracts) {
@@ -1005,7 +1014,8 @@ export const make = (options: Options): Effect.Effect<Service> =>
     const answer = (request: SimRequest, endpoint: Endpoint, now: number): Effect.Effect<Answer> =>
       Effect.gen(function*() {
         const fault = takeFault((fault): fault is Exclude<Fault, { readonly _tag: "TamperToken" }> =>
-          fault._tag !== "TamperToken" && fault.endpoint === endpoint
+          fault._tag !== "TamperToken" && fault.endpoint === endpoint &&
+          !(fault._tag === "DropResponse" && fault.grant !== undefined)
         )
         if (fault?._tag === "Status") {
           const code = fault.code ?? "SimulatedFault"
@@ -1060,17 +1070,35 @@ export const make = (options: Options): Effect.Effect<Service> =>
           const token = yield* signToken(result.payload, result.mainFields, tamper, now)
           return jsonResponse(result.status, result.session ? { token, session: session(now) } : { token })
         }).pipe(Effect.either)
-        return outcome._tag === "Right"
-          ? done(outcome.right, seen.claims, undefined)
-          : done(outcome.left.response, seen.claims, outcome.left.problem)
+        if (outcome._tag === "Left") return done(outcome.left.response, seen.claims, outcome.left.problem)
+        // A DropResponse fault with a grant waits for a successful answer of that grant.
+        const grant = endpoint === "token" ? seen.claims?.grant_type : undefined
+        const isGrantDrop = (fault: Fault): fault is Extract<Fault, { readonly _tag: "DropResponse" }> =>
+          fault._tag === "DropResponse" && fault.endpoint === "token" && fault.grant !== undefined &&
+          fault.grant === grant
+        const answered = done(outcome.right, seen.claims, undefined)
+        return grant !== undefined && takeFault(isGrantDrop) !== undefined
+          ? { ...answered, response: { ...answered.response, dropConnection: true } }
+          : answered
       })
 
     const handle = (request: SimRequest): Effect.Effect<SimResponse> =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const routed = route(request)
-        if (routed.endpoint !== "unknown") requestCounts[routed.endpoint]++
-        const result: Answer = routed.refusal !== undefined || routed.endpoint === "unknown"
+        if (routed.endpoint !== "unknown") {
+          requestCounts[routed.endpoint]++
+          apiRequests++
+        }
+        const failed = failEvery !== undefined && routed.endpoint !== "unknown" && apiRequests % failEvery.nth === 0
+        const result: Answer = failed
+          ? {
+            response: errorResponse(failEvery.status, "SimulatedFault", `Simulated ${failEvery.status} answer`),
+            claims: undefined,
+            problem: `failEvery: request ${apiRequests}`,
+            delay: undefined
+          }
+          : routed.refusal !== undefined || routed.endpoint === "unknown"
           ? {
             response: routed.refusal!.response,
             claims: undefined,
@@ -1091,12 +1119,9 @@ export const make = (options: Options): Effect.Effect<Service> =>
         return result.response
       })
 
-    const consent = (
-      onboardingUrl: string,
-      consentOptions?: { readonly allow?: boolean | undefined; readonly errorCode?: string | undefined }
-    ): Effect.Effect<string, SimulatorError> =>
+    // The pending pre-authorization an onboarding URL names, if `consent` may use it at `now`.
+    const pendingConsent = (onboardingUrl: string, now: number): Effect.Effect<PreAuthorization, SimulatorError> =>
       Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
         const fail = (reason: string) => Effect.fail(new SimulatorError({ reason }))
         let url: URL
         try {
@@ -1120,6 +1145,28 @@ export const make = (options: Options): Effect.Effect<Service> =>
         }
         if (preAuthorization.used) return yield* fail("the onboarding URL's code was already used")
         if (now >= preAuthorization.expiresAt) return yield* fail("the onboarding URL's code is expired")
+        return preAuthorization
+      })
+
+    const describeConsent = (onboardingUrl: string): Effect.Effect<ConsentRequest, SimulatorError> =>
+      Effect.gen(function*() {
+        const preAuthorization = yield* pendingConsent(onboardingUrl, yield* Clock.currentTimeMillis)
+        return {
+          kind: preAuthorization.kind,
+          applicationId: options.applicationId,
+          contractId: preAuthorization.clientId.slice(options.applicationId.length + 1),
+          redirectUri: preAuthorization.redirectUri
+        }
+      })
+
+    const consent = (
+      onboardingUrl: string,
+      consentOptions?: { readonly allow?: boolean | undefined; readonly errorCode?: string | undefined }
+    ): Effect.Effect<string, SimulatorError> =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const preAuthorization = yield* pendingConsent(onboardingUrl, now)
+        const kind = preAuthorization.kind
         preAuthorization.used = true
 
         const callback = new URL(preAuthorization.redirectUri)
@@ -1159,8 +1206,22 @@ export const make = (options: Options): Effect.Effect<Service> =>
       baseUrl,
       onboardUrl,
       jwksUrl,
+      applicationId: options.applicationId,
       handle,
       consent,
+      describeConsent,
+      registerContract: (contractId, publicKeyPem) =>
+        Effect.gen(function*() {
+          if (contractId.trim() === "" || contractId !== contractId.trim()) {
+            return yield* new SimulatorError({ reason: "a contract id must not be empty or padded" })
+          }
+          const key = yield* Effect.tryPromise({
+            try: () => importVerifyKey(contractId, publicKeyPem),
+            catch: () =>
+              new SimulatorError({ reason: `the public key of contract ${contractId} is not an RSA public PEM` })
+          })
+          verifyKeys.set(`${options.applicationId}_${contractId}`, key)
+        }),
       stats: Effect.sync((): Stats => ({ requests: { ...requestCounts }, ...counters })),
       requests: Effect.sync((): ReadonlyArray<RecordedRequest> => recorded.slice()),
       revokeAccessToken: (accessToken) =>

@@ -1,0 +1,415 @@
+/**
+ * The simulated digi.me of `@digime-effect/core/testing` served over real HTTP on Node, so that a
+ * whole user journey (a browser on the consent page, an application's own HTTP client) can run
+ * against it. It listens on `127.0.0.1` and an ephemeral port by default.
+ *
+ * What it serves, under the origin it listens on (`{origin}` below):
+ *
+ * - `{origin}/v1.7/…`: the digi.me API of the protocol document, with its real paths, statuses and
+ *   error bodies (`{"error":{"code","message","reference"}}`), answered by `DigimeSimulator.handle`:
+ *   `POST oauth/authorize`, `POST oauth/token`, `POST oauth/token/reference`,
+ *   `POST permission-access/trigger`, `GET permission-access/accounts`, `DELETE user` and the key set
+ *   `GET jwks/oauth` (every token's `jku`). Any other path answers `404` with the same error body.
+ * - `{origin}/apps/saas/authorize?code=…` and `{origin}/apps/saas/user-reauth?code=…`: a small
+ *   consent page ("<app> asks to read your data") with the buttons `#allow` and `#deny`. They post
+ *   to `{origin}/apps/saas/consent`, which answers `303 See Other` to the application's callback
+ *   (`success=true&state&code[&accountReference]`, or `success=false&errorCode[&state]`). An
+ *   unknown, used or expired code gives a `400` page saying so.
+ * - `{origin}/_simulator/…`, to control and inspect it:
+ *   - `GET _simulator/`: the URLs, as JSON;
+ *   - `GET _simulator/stats`: `DigimeSimulator.Stats` as JSON;
+ *   - `GET _simulator/requests`: the recorded requests (secret claims already redacted);
+ *   - `POST _simulator/contracts` with `{"contractId","publicKeyPem"}`: makes a contract known (`201`);
+ *   - `POST _simulator/faults` with a `DigimeSimulator.Fault` as JSON (a `Delay`'s `delay` in
+ *     milliseconds or as a duration string such as `"2 seconds"`): injects it (`204`).
+ *   A malformed control request answers `400` with `{"error":{"code":"InvalidRequest","message"}}`.
+ *
+ * A `DropResponse` fault (or `dropRefreshAnswers`) really cuts the connection: the request is
+ * processed, then the socket is destroyed without an answer, so the client sees a transport error.
+ *
+ * The simulator is timed by the `Clock` of the fiber that builds the server: the live clock
+ * normally, `TestClock` when built inside a test that uses it.
+ *
+ * `pnpm simulator` (in `packages/node`, or at the root) starts one from the command line.
+ *
+ * @example
+ * import { NodeDigimeSimulator } from "@digime-effect/node"
+ * import { Console, Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const server = yield* NodeDigimeSimulator.make({ applicationId: "demo-app", contracts: [] })
+ *   yield* Console.log(`digi.me API at ${server.baseUrl}, onboarding at ${server.onboardUrl}`)
+ * }).pipe(Effect.scoped)
+ *
+ * @since 0.1.0
+ */
+import * as DigimeSimulator from "@digime-effect/core/testing/DigimeSimulator"
+import type * as HttpServerError from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as UrlParams from "@effect/platform/UrlParams"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Http from "node:http"
+
+/**
+ * The simulator's options (without its URLs, which come from the address the server listens on)
+ * and the server's own.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends Omit<DigimeSimulator.Options, "baseUrl" | "onboardUrl" | "contracts"> {
+  /** The contracts known from the start; more can be added with `POST _simulator/contracts`. Default none. */
+  readonly contracts?: DigimeSimulator.Options["contracts"] | undefined
+  /** Default `"127.0.0.1"`. */
+  readonly host?: string | undefined
+  /** Default `0`: an ephemeral port, read back after listening. */
+  readonly port?: number | undefined
+  /** The application name shown on the consent page; default the application id. */
+  readonly appName?: string | undefined
+  /**
+   * Drops the answer of that many successful refreshes, one after the other: each refresh rotates
+   * the refresh token, then the connection is cut before the answer is sent. Default 0.
+   */
+  readonly dropRefreshAnswers?: number | undefined
+}
+
+/**
+ * A running server.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Server {
+  /** `http://host:port`, without a trailing slash. */
+  readonly origin: string
+  /** The API base URL, `{origin}/v1.7/`: `DigimeConfig`'s `baseUrl`. */
+  readonly baseUrl: string
+  /** The onboarding URL, `{origin}/apps/saas/`: `DigimeConfig`'s `onboardUrl`. */
+  readonly onboardUrl: string
+  /** The key set, `{origin}/v1.7/jwks/oauth`. */
+  readonly jwksUrl: string
+  /** The control and inspection endpoints, `{origin}/_simulator/`. */
+  readonly controlUrl: string
+  /** The simulator behind the server, to inspect or steer it from the same process. */
+  readonly simulator: DigimeSimulator.Service
+}
+
+/**
+ * @since 0.1.0
+ * @category services
+ */
+export class NodeDigimeSimulator extends Context.Tag("@digime-effect/node/NodeDigimeSimulator")<
+  NodeDigimeSimulator,
+  Server
+>() {}
+
+// ---------------------------------------------------------------------------------------------
+// internals
+
+const apiPath = "/v1.7/"
+const onboardPath = "/apps/saas/"
+const controlPath = "/_simulator/"
+
+const EndpointSchema = Schema.Literal("authorize", "token", "reference", "trigger", "accounts", "deleteUser", "jwks")
+
+const FaultSchema = Schema.Union(
+  Schema.Struct({
+    _tag: Schema.Literal("Status"),
+    endpoint: EndpointSchema,
+    status: Schema.Int.pipe(Schema.between(400, 599)),
+    code: Schema.optional(Schema.String),
+    message: Schema.optional(Schema.String)
+  }),
+  Schema.Struct({
+    _tag: Schema.Literal("DropResponse"),
+    endpoint: EndpointSchema,
+    grant: Schema.optional(Schema.Literal("authorization_code", "refresh_token"))
+  }),
+  Schema.Struct({
+    _tag: Schema.Literal("Delay"),
+    endpoint: EndpointSchema,
+    delay: Schema.Union(Schema.NonNegative, Schema.String)
+  }),
+  Schema.Struct({
+    _tag: Schema.Literal("TamperToken"),
+    tamper: Schema.Literal(
+      "BadSignature",
+      "AlgNone",
+      "AlgRS256",
+      "UnknownKid",
+      "ForeignJku",
+      "MissingJku",
+      "Garbage",
+      "Expired",
+      "MissingFields"
+    )
+  })
+)
+
+const ContractSchema = Schema.Struct({ contractId: Schema.String, publicKeyPem: Schema.String })
+
+const toFault = (input: typeof FaultSchema.Type): Option.Option<DigimeSimulator.Fault> => {
+  if (input._tag !== "Delay") return Option.some(input)
+  const delay = typeof input.delay === "number"
+    ? Option.some(Duration.millis(input.delay))
+    : Duration.decodeUnknown(input.delay)
+  return Option.map(delay, (delay) => ({ _tag: "Delay", endpoint: input.endpoint, delay }))
+}
+
+const escapeHtml = (text: string): string =>
+  text.replace(/[&<>"']/g, (char) =>
+    char === "&" ? "&amp;" : char === "<" ? "&lt;" : char === ">" ? "&gt;" : char === "\"" ? "&quot;" : "&#39;")
+
+const pageHeaders = {
+  "cache-control": "no-store",
+  "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'",
+  "referrer-policy": "no-referrer",
+  "x-frame-options": "DENY"
+}
+
+const page = (status: number, title: string, body: string): HttpServerResponse.HttpServerResponse =>
+  HttpServerResponse.html(
+    `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title>
+<style>
+body { font-family: system-ui, sans-serif; background: #f4f5f7; margin: 0; }
+main { max-width: 28rem; margin: 4rem auto; background: #fff; padding: 2rem; border-radius: 0.5rem; }
+.note { color: #555; font-size: 0.9rem; }
+button { font-size: 1rem; padding: 0.5rem 1.5rem; margin-right: 0.5rem; border-radius: 0.25rem; }
+button { border: 1px solid #999; }
+#allow { background: #1a7f37; color: #fff; border-color: #1a7f37; }
+</style>
+</head>
+<body>
+<main>
+${body}
+<p class="note">Simulated digi.me: for development and tests only.</p>
+</main>
+</body>
+</html>
+`
+  ).pipe(HttpServerResponse.setStatus(status), HttpServerResponse.setHeaders(pageHeaders))
+
+const errorPage = (message: string): HttpServerResponse.HttpServerResponse =>
+  page(
+    400,
+    "digi.me: this link cannot be used",
+    `<h1 id="error">This consent link cannot be used</h1>\n<p id="reason">${escapeHtml(message)}</p>`
+  )
+
+const consentPage = (
+  appName: string,
+  onboardingUrl: string,
+  request: DigimeSimulator.ConsentRequest
+): HttpServerResponse.HttpServerResponse => {
+  const callback = new URL(request.redirectUri)
+  const asks = request.kind === "reauth"
+    ? "It asks to renew its access to your digi.me library"
+    : "It asks for access to your digi.me library"
+  return page(
+    200,
+    `digi.me: ${appName} asks to read your data`,
+    `<h1 id="prompt">${escapeHtml(appName)} asks to read your data</h1>
+<p>${asks} (contract <code>${escapeHtml(request.contractId)}</code>).</p>
+<p class="note">Your answer is sent to ${escapeHtml(`${callback.origin}${callback.pathname}`)}.</p>
+<form method="post" action="${onboardPath}consent">
+<input type="hidden" name="url" value="${escapeHtml(onboardingUrl)}">
+<button id="allow" type="submit" name="choice" value="allow">Allow</button>
+<button id="deny" type="submit" name="choice" value="deny">Deny</button>
+</form>`
+  )
+}
+
+const controlError = (status: number, message: string): HttpServerResponse.HttpServerResponse =>
+  HttpServerResponse.unsafeJson({ error: { code: "InvalidRequest", message } }, { status })
+
+const headerRecord = (headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>) => {
+  const out: Record<string, string> = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue
+    out[name.toLowerCase()] = typeof value === "string" ? value : value.join(", ")
+  }
+  return out
+}
+
+// The host to put in URLs: a wildcard address is reached on loopback, IPv6 goes in brackets.
+const urlHost = (hostname: string): string =>
+  hostname === "0.0.0.0"
+    ? "127.0.0.1"
+    : hostname === "::"
+    ? "[::1]"
+    : hostname.includes(":")
+    ? `[${hostname}]`
+    : hostname
+
+/**
+ * Listens, then makes the simulator with the URLs of the bound address, then serves it until the
+ * scope closes (open connections are then cut).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<Server, HttpServerError.ServeError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { appName, contracts, dropRefreshAnswers, host, port, ...simulatorOptions } = options
+    let nodeServer: Http.Server | undefined
+    const httpServer = yield* NodeHttpServer.make(() => {
+      nodeServer = Http.createServer()
+      return nodeServer
+    }, { host: host ?? "127.0.0.1", port: port ?? 0 })
+    // Runs before the server's own close, which would otherwise wait for kept-alive connections.
+    yield* Effect.addFinalizer(() => Effect.sync(() => nodeServer?.closeAllConnections()))
+    const address = httpServer.address
+    const origin = address._tag === "TcpAddress"
+      ? `http://${urlHost(address.hostname)}:${address.port}`
+      : yield* Effect.dieMessage("NodeDigimeSimulator: expected a TCP address")
+
+    const simulator = yield* DigimeSimulator.make({
+      ...simulatorOptions,
+      contracts: contracts ?? [],
+      baseUrl: `${origin}${apiPath}`,
+      onboardUrl: `${origin}${onboardPath}`
+    })
+    for (let i = 0; i < (dropRefreshAnswers ?? 0); i++) {
+      yield* simulator.injectFault({ _tag: "DropResponse", endpoint: "token", grant: "refresh_token" })
+    }
+    const server: Server = {
+      origin,
+      baseUrl: simulator.baseUrl,
+      onboardUrl: simulator.onboardUrl,
+      jwksUrl: simulator.jwksUrl,
+      controlUrl: `${origin}${controlPath}`,
+      simulator
+    }
+    const name = appName ?? options.applicationId
+
+    const api = (request: HttpServerRequest.HttpServerRequest, url: URL) =>
+      Effect.gen(function*() {
+        const body = new Uint8Array(yield* request.arrayBuffer)
+        const response = yield* simulator.handle({
+          method: request.method,
+          url: url.href,
+          headers: headerRecord(request.headers),
+          body: body.length === 0 ? undefined : body
+        })
+        if (response.dropConnection === true) {
+          // Cut the connection without an answer. The platform sees the response close before it
+          // ended and interrupts this fiber, as for a client that went away; handlers run
+          // uninterruptibly, so the wait must be made interruptible to let that happen.
+          NodeHttpServerRequest.toIncomingMessage(request).socket.destroy()
+          return yield* Effect.interruptible(Effect.never)
+        }
+        return HttpServerResponse.text(response.body, { status: response.status, headers: response.headers })
+      })
+
+    const onboarding = (request: HttpServerRequest.HttpServerRequest, url: URL) =>
+      Effect.gen(function*() {
+        if (request.method === "GET") {
+          const described = yield* Effect.either(simulator.describeConsent(url.href))
+          return Either.isLeft(described)
+            ? errorPage(described.left.reason)
+            : consentPage(name, url.href, described.right)
+        }
+        const params = yield* request.urlParamsBody
+        const onboardingUrl = Option.getOrUndefined(UrlParams.getFirst(params, "url"))
+        const choice = Option.getOrUndefined(UrlParams.getFirst(params, "choice"))
+        if (onboardingUrl === undefined || (choice !== "allow" && choice !== "deny")) {
+          return errorPage("the form needs the onboarding URL and a choice, allow or deny")
+        }
+        const errorCode = Option.getOrUndefined(UrlParams.getFirst(params, "errorCode"))
+        const callback = yield* Effect.either(
+          simulator.consent(onboardingUrl, { allow: choice === "allow", errorCode })
+        )
+        return Either.isLeft(callback)
+          ? errorPage(callback.left.reason)
+          : HttpServerResponse.redirect(callback.right, { status: 303, headers: { "cache-control": "no-store" } })
+      })
+
+    const control = (request: HttpServerRequest.HttpServerRequest, route: string) =>
+      Effect.gen(function*() {
+        switch (`${request.method} ${route}`) {
+          case "GET ":
+            return HttpServerResponse.unsafeJson({
+              baseUrl: server.baseUrl,
+              onboardUrl: server.onboardUrl,
+              jwksUrl: server.jwksUrl,
+              controlUrl: server.controlUrl
+            })
+          case "GET stats":
+            return HttpServerResponse.unsafeJson(yield* simulator.stats)
+          case "GET requests":
+            return HttpServerResponse.unsafeJson(yield* simulator.requests)
+          case "POST contracts": {
+            const input = yield* Effect.either(
+              Effect.flatMap(request.json, Schema.decodeUnknown(ContractSchema))
+            )
+            if (Either.isLeft(input)) return controlError(400, "expected {\"contractId\", \"publicKeyPem\"}")
+            const registered = yield* Effect.either(
+              simulator.registerContract(input.right.contractId, input.right.publicKeyPem)
+            )
+            return Either.isLeft(registered)
+              ? controlError(400, registered.left.reason)
+              : HttpServerResponse.unsafeJson({ contractId: input.right.contractId }, { status: 201 })
+          }
+          case "POST faults": {
+            const input = yield* Effect.either(Effect.flatMap(request.json, Schema.decodeUnknown(FaultSchema)))
+            const fault = Either.isLeft(input) ? Option.none() : toFault(input.right)
+            if (Option.isNone(fault)) return controlError(400, "expected a DigimeSimulator.Fault as JSON")
+            yield* simulator.injectFault(fault.value)
+            return HttpServerResponse.empty({ status: 204 })
+          }
+          default:
+            return controlError(404, `no control endpoint ${request.method} ${controlPath}${route}`)
+        }
+      })
+
+    const app = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const url = new URL(request.url, origin)
+      const path = url.pathname
+      if (path === `${onboardPath}authorize` || path === `${onboardPath}user-reauth`) {
+        if (request.method === "GET") return yield* onboarding(request, url)
+      } else if (path === `${onboardPath}consent`) {
+        if (request.method === "POST") return yield* onboarding(request, url)
+      } else if (path.startsWith(controlPath)) {
+        return yield* control(request, path.slice(controlPath.length))
+      }
+      return yield* api(request, url)
+    }).pipe(
+      Effect.catchTag("RequestError", () => Effect.succeed(controlError(400, "the request could not be read")))
+    )
+
+    yield* httpServer.serve(app)
+    return server
+  })
+
+/**
+ * The server as a service, and its simulator as `DigimeSimulator.DigimeSimulator`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options
+): Layer.Layer<NodeDigimeSimulator | DigimeSimulator.DigimeSimulator, HttpServerError.ServeError> =>
+  Layer.scopedContext(
+    Effect.map(
+      make(options),
+      (server) =>
+        Context.make(NodeDigimeSimulator, server).pipe(Context.add(DigimeSimulator.DigimeSimulator, server.simulator))
+    )
+  )

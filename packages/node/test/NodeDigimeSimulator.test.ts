@@ -1,0 +1,511 @@
+import { AutoRefresh, DigimeClient, DigimeConfig, Signer, TokenKey, TokenStore } from "@digime-effect/core"
+import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
+import { NodeDigimeSimulator, NodeSigner } from "@digime-effect/node"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { assert, describe, it } from "@effect/vitest"
+import { DateTime, Duration, Effect, Either, Encoding, Layer, Redacted, Schedule, TestClock } from "effect"
+import { spawn } from "node:child_process"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+
+const applicationId = "app-http"
+const contractId = "contract-http"
+const clientId = `${applicationId}_${contractId}`
+const callbackUrl = "https://app.example/digime/callback"
+const agent = { sdk: { name: "nodejs", version: "16.1.5" } }
+
+const contract = await Effect.runPromise(TestContract.make(contractId))
+// Same client id, another key: its signatures do not verify.
+const impostor = await Effect.runPromise(TestContract.make(contractId))
+const late = await Effect.runPromise(TestContract.make("contract-late"))
+
+const serverOptions: NodeDigimeSimulator.Options = {
+  applicationId,
+  appName: "Acme <Budget> & \"Co\"",
+  contracts: [{ contractId, publicKeyPem: contract.publicKeyPem }]
+}
+
+const ServerLayer = (options: Partial<NodeDigimeSimulator.Options> = {}) =>
+  Layer.merge(NodeDigimeSimulator.layer({ ...serverOptions, ...options }), NodeSigner.layer)
+
+/** The client library, over undici, pointed at the server. */
+const ClientLayer = (options: Partial<NodeDigimeSimulator.Options> = {}) =>
+  Layer.unwrapEffect(Effect.map(NodeDigimeSimulator.NodeDigimeSimulator, (server) =>
+    DigimeClient.layer.pipe(
+      Layer.provide(Layer.mergeAll(
+        DigimeConfig.layer({
+          applicationId,
+          contracts: [contract.contract],
+          baseUrl: server.baseUrl,
+          onboardUrl: server.onboardUrl,
+          requestTimeout: "5 seconds"
+        }).pipe(Layer.orDie),
+        NodeSigner.layer,
+        NodeHttpClient.layerUndici,
+        TokenStore.layerMemory
+      ))
+    ))).pipe(Layer.provideMerge(ServerLayer(options)))
+
+// --- helpers ---------------------------------------------------------------------------------
+
+interface Answer {
+  readonly status: number
+  readonly headers: Headers
+  readonly text: string
+  readonly json: any
+}
+
+/** One real HTTP request (no redirect following), bounded by a timeout. */
+const http = (method: string, url: string, init: { headers?: Record<string, string>; body?: BodyInit } = {}) =>
+  Effect.tryPromise(async (): Promise<Answer> => {
+    const response = await fetch(url, {
+      method,
+      redirect: "manual",
+      signal: AbortSignal.timeout(5_000),
+      ...(init.headers === undefined ? {} : { headers: init.headers }),
+      ...(init.body === undefined ? {} : { body: init.body })
+    })
+    const text = await response.text()
+    let json: unknown = undefined
+    try {
+      json = JSON.parse(text)
+    } catch {
+      // not JSON
+    }
+    return { status: response.status, headers: response.headers, text, json }
+  })
+
+const server = NodeDigimeSimulator.NodeDigimeSimulator
+
+const alphanumeric = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+const makeNonce = () => Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => alphanumeric[b % 62]).join("")
+const decodePayload = (jwt: string): any =>
+  JSON.parse(new TextDecoder().decode(Either.getOrThrow(Encoding.decodeBase64Url(jwt.split(".")[1]!))))
+
+/** A signed API call; `signWith` defaults to the server's contract. */
+const call = (
+  method: string,
+  path: string,
+  claims: Record<string, unknown>,
+  options: { body?: unknown; signWith?: TestContract.TestContract; clientId?: string } = {}
+) =>
+  Effect.gen(function*() {
+    const { baseUrl } = yield* server
+    const signer = yield* Signer.Signer
+    const jwt = yield* signer.sign((options.signWith ?? contract).contract, {
+      client_id: options.clientId ?? clientId,
+      nonce: makeNonce(),
+      timestamp: Date.now(),
+      ...claims
+    })
+    return yield* http(method, `${baseUrl}${path}`, {
+      headers: {
+        authorization: `Bearer ${Redacted.value(jwt)}`,
+        ...(options.body === undefined ? {} : { "content-type": "application/json" })
+      },
+      ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) })
+    })
+  })
+
+const assertError = (answer: Answer, status: number, code: string) => {
+  assert.strictEqual(answer.status, status)
+  assert.strictEqual(answer.json.error.code, code)
+  assert.isString(answer.json.error.message)
+  assert.isString(answer.json.error.reference)
+  assert.strictEqual(answer.headers.get("x-error-code"), code)
+}
+
+const pkce = Effect.promise(async () => {
+  const verifier = Encoding.encodeBase64Url(makeNonce())
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)))
+  return { verifier, challenge: Encoding.encodeBase64Url(digest) }
+})
+
+const authorizeClaims = (challenge: string) => ({
+  code_challenge: challenge,
+  code_challenge_method: "S256",
+  redirect_uri: callbackUrl,
+  state: "state-1",
+  response_mode: "query",
+  response_type: "code"
+})
+
+/** POST oauth/authorize: the onboarding URL and the verifier. */
+const preAuthorize = Effect.gen(function*() {
+  const { onboardUrl } = yield* server
+  const { challenge, verifier } = yield* pkce
+  const answer = yield* call("POST", "oauth/authorize", authorizeClaims(challenge), { body: { agent } })
+  assert.strictEqual(answer.status, 201)
+  assert.isString(answer.json.session.key)
+  const code = decodePayload(answer.json.token).preauthorization_code
+  return { url: `${onboardUrl}authorize?code=${code}&sourceType=pull`, verifier }
+})
+
+/** Clicks a button of the consent page: the 303's Location. */
+const choose = (onboardingUrl: string, choice: "allow" | "deny") =>
+  Effect.gen(function*() {
+    const { onboardUrl } = yield* server
+    const answer = yield* http("POST", `${onboardUrl}consent`, {
+      body: new URLSearchParams({ url: onboardingUrl, choice })
+    })
+    assert.strictEqual(answer.status, 303, answer.text)
+    return new URL(answer.headers.get("location")!)
+  })
+
+const exchange = (code: string, verifier: string) =>
+  call("POST", "oauth/token", { grant_type: "authorization_code", code, code_verifier: verifier })
+
+// --- tests -----------------------------------------------------------------------------------
+
+describe("NodeDigimeSimulator: the API over HTTP", () => {
+  it.live("serves digi.me's paths on 127.0.0.1 with an ephemeral port, JWKS included", () =>
+    Effect.gen(function*() {
+      const { baseUrl, jwksUrl, onboardUrl, origin, simulator } = yield* server
+      assert.match(origin, /^http:\/\/127\.0\.0\.1:\d+$/)
+      assert.notStrictEqual(new URL(origin).port, "0")
+      assert.strictEqual(baseUrl, `${origin}/v1.7/`)
+      assert.strictEqual(onboardUrl, `${origin}/apps/saas/`)
+      assert.strictEqual(jwksUrl, `${origin}/v1.7/jwks/oauth`)
+      assert.strictEqual(simulator.baseUrl, baseUrl)
+
+      const jwks = yield* http("GET", jwksUrl)
+      assert.strictEqual(jwks.status, 200)
+      assert.strictEqual(jwks.headers.get("content-type"), "application/json")
+      assert.isString(jwks.json.keys[0].kid)
+      assert.include(jwks.json.keys[0].pem, "BEGIN RSA PUBLIC KEY")
+
+      assertError(yield* http("GET", `${baseUrl}nowhere`), 404, "NotFound")
+      assertError(yield* http("GET", `${origin}/elsewhere`), 404, "NotFound")
+      assertError(yield* http("GET", `${baseUrl}oauth/token`), 405, "MethodNotAllowed")
+    }).pipe(Effect.provide(ServerLayer())))
+
+  it.live("client assertions: missing or not verifying → 406 ValidationErrors; unknown client → 401", () =>
+    Effect.gen(function*() {
+      const { baseUrl } = yield* server
+      assertError(yield* http("GET", `${baseUrl}permission-access/accounts`), 406, "ValidationErrors")
+      const forged = yield* call("GET", "permission-access/accounts", { access_token: "x" }, { signWith: impostor })
+      assertError(forged, 406, "ValidationErrors")
+      assert.strictEqual(forged.json.error.message, "Parameter validation errors")
+      const unknown = yield* call("GET", "permission-access/accounts", { access_token: "x" }, {
+        clientId: `${applicationId}_nobody`
+      })
+      assertError(unknown, 401, "InvalidClient")
+      // A verified assertion with an unknown access token: 401 InvalidToken.
+      assertError(yield* call("GET", "permission-access/accounts", { access_token: "x" }), 401, "InvalidToken")
+    }).pipe(Effect.provide(ServerLayer())))
+
+  it.live("authorize → consent page → Allow → 303 → exchange; bad PKCE and a reused code → 400", () =>
+    Effect.gen(function*() {
+      const { url, verifier } = yield* preAuthorize
+      const consentPage = yield* http("GET", url)
+      assert.strictEqual(consentPage.status, 200)
+      assert.include(consentPage.headers.get("content-type")!, "text/html")
+      assert.include(consentPage.text, "Acme &lt;Budget&gt; &amp; &quot;Co&quot; asks to read your data")
+      assert.notInclude(consentPage.text, "<Budget>")
+      assert.include(consentPage.text, `id="allow"`)
+      assert.include(consentPage.text, `id="deny"`)
+      assert.include(consentPage.text, ">Allow</button>")
+      assert.include(consentPage.text, ">Deny</button>")
+      assert.notInclude(consentPage.text, "<script")
+
+      const callback = yield* choose(url, "allow")
+      assert.strictEqual(`${callback.origin}${callback.pathname}`, callbackUrl)
+      assert.strictEqual(callback.searchParams.get("success"), "true")
+      assert.strictEqual(callback.searchParams.get("state"), "state-1")
+      assert.isString(callback.searchParams.get("accountReference"))
+      const code = callback.searchParams.get("code")!
+
+      // The onboarding code is spent: the page and the form now say so.
+      const used = yield* http("GET", url)
+      assert.strictEqual(used.status, 400)
+      assert.include(used.text, "already used")
+      const usedPost = yield* http("POST", `${(yield* server).onboardUrl}consent`, {
+        body: new URLSearchParams({ url, choice: "allow" })
+      })
+      assert.strictEqual(usedPost.status, 400)
+      assert.strictEqual((yield* http("GET", `${(yield* server).onboardUrl}authorize?code=nope`)).status, 400)
+
+      const wrongVerifier = (yield* pkce).verifier
+      assertError(yield* exchange(code, wrongVerifier), 400, "InvalidGrant")
+      // The failed attempt spent the code.
+      assertError(yield* exchange(code, verifier), 400, "InvalidGrant")
+
+      const second = yield* preAuthorize
+      const secondCode = (yield* choose(second.url, "allow")).searchParams.get("code")!
+      const token = yield* exchange(secondCode, second.verifier)
+      assert.strictEqual(token.status, 201)
+      const payload = decodePayload(token.json.token)
+      const lifetime = payload.access_token.expires_on - Date.now() / 1000
+      assert.isTrue(lifetime > 85 && lifetime <= 90, `access token lifetime ${lifetime}`)
+      assertError(yield* exchange(secondCode, second.verifier), 400, "InvalidGrant")
+
+      const accounts = yield* call("GET", "permission-access/accounts", { access_token: payload.access_token.value })
+      assert.strictEqual(accounts.status, 202)
+      assert.isArray(accounts.json)
+    }).pipe(Effect.provide(ServerLayer({ accessTokenLifetime: "90 seconds" }))))
+
+  it.live("Deny → 303 to the callback with success=false and errorCode", () =>
+    Effect.gen(function*() {
+      const { url } = yield* preAuthorize
+      const callback = yield* choose(url, "deny")
+      assert.strictEqual(callback.searchParams.get("success"), "false")
+      assert.strictEqual(callback.searchParams.get("errorCode"), "AccessDenied")
+      assert.strictEqual(callback.searchParams.get("state"), "state-1")
+      assert.isNull(callback.searchParams.get("code"))
+      const { onboardUrl } = yield* server
+      const malformed = yield* http("POST", `${onboardUrl}consent`, { body: new URLSearchParams({ url }) })
+      assert.strictEqual(malformed.status, 400)
+    }).pipe(Effect.provide(ServerLayer())))
+})
+
+describe("NodeDigimeSimulator: the client library over HTTP", () => {
+  it.live("authorize → consent → exchange → withAutoRefresh(readAccounts) → refresh → reauthorize", () =>
+    Effect.gen(function*() {
+      const client = yield* DigimeClient.DigimeClient
+      const { controlUrl } = yield* server
+      const key = TokenKey.make("user-1", contractId)
+
+      const start = yield* client.getAuthorizeUrl({ contractId, callbackUrl })
+      assert.strictEqual((yield* http("GET", start.url)).status, 200)
+      const callback = yield* choose(start.url, "allow")
+      const result = yield* DigimeClient.parseCallback(callback, start.state)
+      yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
+
+      const accounts = yield* AutoRefresh.withAutoRefresh(key, client.readAccounts)
+      assert.strictEqual(accounts.length, 1)
+      assert.strictEqual(accounts[0]!.reference, result.accountReference)
+      yield* client.refreshToken({ key })
+      yield* AutoRefresh.withAutoRefresh(key, client.readAccounts)
+
+      const reauth = yield* client.getReauthorizeUrl({ key, callbackUrl })
+      assert.include(reauth.url, "/apps/saas/user-reauth?code=")
+      const reauthPage = yield* http("GET", reauth.url)
+      assert.include(reauthPage.text, "renew")
+      const reauthResult = yield* DigimeClient.parseCallback(yield* choose(reauth.url, "allow"), reauth.state)
+      yield* client.exchangeCodeForToken({ key, code: reauthResult.code, codeVerifier: reauth.codeVerifier })
+      yield* AutoRefresh.withAutoRefresh(key, client.readAccounts)
+
+      const stats = (yield* http("GET", `${controlUrl}stats`)).json as DigimeSimulator.Stats
+      assert.strictEqual(stats.exchanges, 2)
+      assert.strictEqual(stats.refreshes, 1)
+      assert.strictEqual(stats.rejectedAssertions, 0)
+      assert.strictEqual(stats.requests.authorize, 1)
+      assert.strictEqual(stats.requests.reference, 1)
+      assert.strictEqual(stats.requests.accounts, 3)
+      assert.isAbove(stats.requests.jwks, 0)
+    }).pipe(Effect.provide(ClientLayer())))
+
+  it.effect("built under TestClock, the server keeps the test's time: expiry over HTTP without waiting", () =>
+    Effect.gen(function*() {
+      const client = yield* DigimeClient.DigimeClient
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const key = TokenKey.make("user-3", contractId)
+      const start = yield* client.getAuthorizeUrl({ contractId, callbackUrl })
+      const result = yield* DigimeClient.parseCallback(yield* choose(start.url, "allow"), start.state)
+      const token = yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
+      assert.strictEqual(DateTime.toEpochMillis(token.accessToken.expiresAt), 3_600_000)
+      yield* TestClock.adjust("2 hours")
+      yield* AutoRefresh.withAutoRefresh(key, client.readAccounts)
+      assert.strictEqual((yield* simulator.stats).refreshes, 1)
+    }).pipe(Effect.provide(ClientLayer())))
+
+  it.live("dropRefreshAnswers: the refresh rotates, the connection is cut, the client sees a Transport error", () =>
+    Effect.gen(function*() {
+      const client = yield* DigimeClient.DigimeClient
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const key = TokenKey.make("user-2", contractId)
+      const start = yield* client.getAuthorizeUrl({ contractId, callbackUrl })
+      const result = yield* DigimeClient.parseCallback(yield* choose(start.url, "allow"), start.state)
+      yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
+
+      const error = yield* Effect.flip(client.refreshToken({ key }))
+      assert.strictEqual(error._tag, "RequestError")
+      assert.strictEqual(error._tag === "RequestError" && error.reason, "Transport")
+      assert.strictEqual((yield* simulator.stats).refreshes, 1)
+
+      // The client still holds the rotated refresh token: presenting it is a replay.
+      const replay = yield* Effect.flip(client.refreshToken({ key }))
+      assert.strictEqual(replay._tag, "ReauthRequired")
+      assert.strictEqual((yield* simulator.stats).replays, 1)
+      // The server still serves.
+      assert.strictEqual((yield* http("GET", simulator.jwksUrl)).status, 200)
+    }).pipe(Effect.provide(ClientLayer({ dropRefreshAnswers: 1 }))))
+
+  it.live("failEvery: every Nth API request gets the 5xx; the client's retried reads get through", () =>
+    Effect.gen(function*() {
+      const { jwksUrl, simulator } = yield* server
+      const statuses: Array<number> = []
+      for (let i = 0; i < 5; i++) {
+        const answer = yield* http("GET", jwksUrl)
+        statuses.push(answer.status)
+        if (answer.status !== 200) assertError(answer, 503, "SimulatedFault")
+      }
+      assert.deepStrictEqual(statuses, [200, 200, 503, 200, 200])
+      // Request 6 is the next failure: the read fails once, then its retry succeeds.
+      const client = yield* DigimeClient.DigimeClient
+      const accounts = yield* Effect.either(client.readAccounts({ contractId, accessToken: Redacted.make("x") }))
+      assert.isTrue(Either.isLeft(accounts) && accounts.left._tag === "AccessTokenRejected")
+      const recorded = yield* simulator.requests
+      assert.deepStrictEqual(recorded.slice(5).map((request) => request.status), [503, 401])
+    }).pipe(Effect.provide(ClientLayer({ failEvery: { nth: 3, status: 503 } }))))
+})
+
+describe("NodeDigimeSimulator: control endpoints", () => {
+  it.live("stats, requests, contracts and faults", () =>
+    Effect.gen(function*() {
+      const { baseUrl, controlUrl, jwksUrl } = yield* server
+
+      const index = yield* http("GET", controlUrl)
+      assert.strictEqual(index.json.baseUrl, baseUrl)
+
+      // A contract registered at run time.
+      const { challenge } = yield* pkce
+      const asLate = () =>
+        call("POST", "oauth/authorize", authorizeClaims(challenge), {
+          body: { agent },
+          signWith: late,
+          clientId: `${applicationId}_contract-late`
+        })
+      assertError(yield* asLate(), 401, "InvalidClient")
+      const registered = yield* http("POST", `${controlUrl}contracts`, {
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ contractId: "contract-late", publicKeyPem: late.publicKeyPem })
+      })
+      assert.strictEqual(registered.status, 201)
+      assert.strictEqual((yield* asLate()).status, 201)
+      const badContract = yield* http("POST", `${controlUrl}contracts`, {
+        body: JSON.stringify({ contractId: "x", publicKeyPem: "not a key" })
+      })
+      assert.strictEqual(badContract.status, 400)
+      assert.strictEqual(badContract.json.error.code, "InvalidRequest")
+      assert.strictEqual((yield* http("POST", `${controlUrl}contracts`, { body: "{" })).status, 400)
+
+      // Faults.
+      const status = yield* http("POST", `${controlUrl}faults`, {
+        body: JSON.stringify({ _tag: "Status", endpoint: "jwks", status: 502, code: "BadGateway" })
+      })
+      assert.strictEqual(status.status, 204)
+      assertError(yield* http("GET", jwksUrl), 502, "BadGateway")
+      assert.strictEqual((yield* http("GET", jwksUrl)).status, 200)
+
+      yield* http("POST", `${controlUrl}faults`, {
+        body: JSON.stringify({ _tag: "Delay", endpoint: "jwks", delay: "300 millis" })
+      })
+      const started = Date.now()
+      assert.strictEqual((yield* http("GET", jwksUrl)).status, 200)
+      assert.isAtLeast(Date.now() - started, 290)
+
+      yield* http("POST", `${controlUrl}faults`, { body: JSON.stringify({ _tag: "DropResponse", endpoint: "jwks" }) })
+      const dropped = yield* Effect.either(http("GET", jwksUrl))
+      assert.isTrue(Either.isLeft(dropped))
+      assert.strictEqual((yield* http("GET", jwksUrl)).status, 200)
+
+      const badFaults = [
+        { _tag: "Nope" },
+        { _tag: "Status", endpoint: "jwks", status: 200 },
+        { _tag: "Delay", endpoint: "jwks", delay: "soon" }
+      ]
+      for (const bad of badFaults) {
+        const answer = yield* http("POST", `${controlUrl}faults`, { body: JSON.stringify(bad) })
+        assert.strictEqual(answer.status, 400, JSON.stringify(bad))
+      }
+      assert.strictEqual((yield* http("GET", `${controlUrl}nothing`)).status, 404)
+
+      // Stats and requests; the recorded claims carry no secret.
+      const stats = (yield* http("GET", `${controlUrl}stats`)).json as DigimeSimulator.Stats
+      assert.strictEqual(stats.requests.authorize, 2)
+      assert.strictEqual(stats.requests.jwks, 5)
+      const requests = (yield* http("GET", `${controlUrl}requests`)).json as ReadonlyArray<
+        DigimeSimulator.RecordedRequest
+      >
+      assert.deepStrictEqual(requests.map((request) => request.status), [401, 201, 502, 200, 200, 200, 200])
+      assert.strictEqual(requests[1]!.path, "/v1.7/oauth/authorize")
+      assert.strictEqual(requests[1]!.claims?.client_id, `${applicationId}_contract-late`)
+    }).pipe(Effect.provide(ServerLayer())))
+
+  it.live("latency delays every answer; strictRotation off accepts a rotated refresh token again", () =>
+    Effect.gen(function*() {
+      const { jwksUrl } = yield* server
+      const started = Date.now()
+      yield* http("GET", jwksUrl)
+      assert.isAtLeast(Date.now() - started, 140)
+
+      const { url, verifier } = yield* preAuthorize
+      const code = (yield* choose(url, "allow")).searchParams.get("code")!
+      const token = decodePayload((yield* exchange(code, verifier)).json.token)
+      const refresh = () =>
+        call("POST", "oauth/token", { grant_type: "refresh_token", refresh_token: token.refresh_token.value })
+      assert.strictEqual((yield* refresh()).status, 201)
+      assert.strictEqual((yield* refresh()).status, 201)
+    }).pipe(Effect.provide(ServerLayer({ latency: Duration.millis(150), strictRotation: false }))))
+})
+
+// --- the CLI as a real process ---------------------------------------------------------------
+
+interface Process {
+  readonly output: () => string
+  readonly exited: Promise<number | null>
+  readonly kill: () => void
+}
+
+const startCli = (args: ReadonlyArray<string>) =>
+  Effect.acquireRelease(
+    Effect.sync((): Process => {
+      const child = spawn(process.execPath, ["--import", "tsx", "bin/simulator.ts", ...args], {
+        cwd: join(import.meta.dirname, ".."),
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let output = ""
+      child.stdout.on("data", (chunk) => (output += chunk))
+      child.stderr.on("data", (chunk) => (output += chunk))
+      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+      return { output: () => output, exited, kill: () => child.kill("SIGTERM") }
+    }),
+    (cli) => Effect.sync(cli.kill)
+  )
+
+/** Polls `poll` every 50 ms until it finds something, for at most 20 seconds. */
+const waitFor = <A>(what: string, poll: () => A | undefined, cli: Process) =>
+  Effect.suspend(() => {
+    const found = poll()
+    return found === undefined ? Effect.fail("not yet") : Effect.succeed(found)
+  }).pipe(
+    Effect.retry(Schedule.spaced("50 millis")),
+    Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error(`${what}; output:\n${cli.output()}`) })
+  )
+
+describe("NodeDigimeSimulator: the CLI", () => {
+  it.live("pnpm simulator: prints its URLs, serves the JWKS and the consent pages, stops on SIGTERM", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "simulator-cli-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      const pemPath = join(dir, "contract.pem")
+      writeFileSync(pemPath, contract.publicKeyPem)
+      const cli = yield* startCli(["--port", "0", "--application-id", "cli-app", "--contract", `cli=${pemPath}`])
+      const baseUrl = yield* waitFor("the base URL", () => /base URL\s+(\S+)/.exec(cli.output())?.[1], cli)
+      assert.match(baseUrl, /^http:\/\/127\.0\.0\.1:\d+\/v1\.7\/$/)
+      assert.include(cli.output(), "/apps/saas/")
+      assert.include(cli.output(), "/_simulator/stats")
+      assert.include(cli.output(), "contract ids  cli")
+      assert.notInclude(cli.output(), "PRIVATE KEY")
+
+      const jwks = yield* http("GET", `${baseUrl}jwks/oauth`)
+      assert.strictEqual(jwks.status, 200)
+      assert.isString(jwks.json.keys[0].pem)
+      assert.strictEqual((yield* http("GET", `${new URL(baseUrl).origin}/apps/saas/authorize?code=x`)).status, 400)
+
+      cli.kill()
+      const code = yield* Effect.promise(() => cli.exited).pipe(Effect.timeout("10 seconds"))
+      assert.strictEqual(code, 0)
+    }).pipe(Effect.scoped), 40_000)
+
+  it.live("bad flags: a message, the usage and exit code 2", () =>
+    Effect.gen(function*() {
+      const cli = yield* startCli(["--fail-every", "nope"])
+      const code = yield* Effect.promise(() => cli.exited).pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(code, 2)
+      assert.include(cli.output(), "--fail-every needs N:STATUS")
+      assert.include(cli.output(), "Usage: pnpm simulator")
+    }).pipe(Effect.scoped), 40_000)
+})
