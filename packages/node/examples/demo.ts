@@ -1,10 +1,10 @@
 /**
- * The whole token lifecycle against the embedded digi.me simulator, with short lifetimes:
- * authorize → consent → exchange → read → access token expires → auto refresh → a burst of
- * concurrent reads on a stale token → one refresh → refresh token expires → RefreshTokenExpired →
- * reauthorize → read again.
+ * The whole token lifecycle against a simulated digi.me over real HTTP (started here, or one you
+ * started with `pnpm simulator`), with short lifetimes: authorize → consent → exchange → read →
+ * access token expires → auto refresh → a burst of concurrent reads on a stale token → one refresh
+ * → refresh token expires → RefreshTokenExpired → reauthorize → read again.
  *
- *   pnpm demo [--access-lifetime 3] [--refresh-lifetime 10] [--concurrency 200]
+ *   pnpm demo [--access-lifetime 3] [--refresh-lifetime 10] [--concurrency 200] [--simulator-url URL]
  */
 import {
   Authorization,
@@ -15,51 +15,70 @@ import {
   TokenKey,
   TokenStore
 } from "@digime-effect/core"
-import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
-import { NodeSigner } from "@digime-effect/node"
+import type { DigimeSimulator } from "@digime-effect/core/testing"
+import { TestContract } from "@digime-effect/core/testing"
+import { NodeDigimeSimulator, NodeSigner } from "@digime-effect/node"
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Console, DateTime, Duration, Effect, Layer, Option } from "effect"
 import { parseArgs } from "node:util"
 
-const { values: args } = parseArgs({
-  options: {
-    "access-lifetime": { type: "string", default: "3" },
-    "refresh-lifetime": { type: "string", default: "10" },
-    concurrency: { type: "string", default: "200" },
-    help: { type: "boolean", short: "h", default: false }
-  }
-})
-
 const usage = `Usage: pnpm demo [options]
 
-Walks the whole digi.me token lifecycle against the embedded simulator and prints a timeline.
+Walks the whole digi.me token lifecycle against a simulated digi.me over HTTP and prints a timeline.
 
 Options:
   --access-lifetime SECONDS   access token lifetime (default 3)
   --refresh-lifetime SECONDS  refresh token lifetime, counted from the authorization (default 10)
   --concurrency N             concurrent reads in the burst on a stale token (default 200)
+  --simulator-url URL         use a simulator already running (pnpm simulator) instead of starting one;
+                              its own lifetimes apply, and its application id must be demo-app
   -h, --help                  show this help`
 
-const positive = (name: string, value: string | undefined): number => {
-  const n = Number(value)
-  if (!Number.isInteger(n) || n <= 0) {
-    process.stderr.write(`--${name} must be a positive integer\n\n${usage}\n`)
-    process.exit(2)
-  }
-  return n
+const fail = (message: string): never => {
+  process.stderr.write(`${message}\n\n${usage}\n`)
+  process.exit(2)
 }
 
-if (args.help) {
+const parsed = (() => {
+  try {
+    return parseArgs({
+      options: {
+        "access-lifetime": { type: "string", default: "3" },
+        "refresh-lifetime": { type: "string", default: "10" },
+        concurrency: { type: "string", default: "200" },
+        "simulator-url": { type: "string" },
+        help: { type: "boolean", short: "h", default: false }
+      }
+    }).values
+  } catch (error) {
+    return fail(error instanceof Error ? error.message : String(error))
+  }
+})()
+
+if (parsed.help) {
   process.stdout.write(`${usage}\n`)
   process.exit(0)
 }
 
-const accessLifetime = positive("access-lifetime", args["access-lifetime"])
-const refreshLifetime = positive("refresh-lifetime", args["refresh-lifetime"])
-const concurrency = positive("concurrency", args.concurrency)
-if (refreshLifetime <= accessLifetime) {
-  process.stderr.write("--refresh-lifetime must be longer than --access-lifetime\n")
-  process.exit(2)
+const positive = (name: string, value: string | undefined): number => {
+  const n = Number(value)
+  return Number.isInteger(n) && n > 0 ? n : fail(`--${name} must be a positive integer`)
 }
+
+const accessLifetime = positive("access-lifetime", parsed["access-lifetime"])
+const refreshLifetime = positive("refresh-lifetime", parsed["refresh-lifetime"])
+const concurrency = positive("concurrency", parsed.concurrency)
+if (refreshLifetime <= accessLifetime) fail("--refresh-lifetime must be longer than --access-lifetime")
+const simulatorOrigin = (() => {
+  const url = parsed["simulator-url"]
+  if (url === undefined) return undefined
+  try {
+    return new URL(url).origin
+  } catch {
+    return fail("--simulator-url must be an absolute URL")
+  }
+})()
 
 const applicationId = "demo-app"
 const contractId = "demo-contract"
@@ -69,106 +88,163 @@ const key = TokenKey.make("alice", contractId)
 const started = Date.now()
 const log = (what: string) => Console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s] ${what}`)
 
-const program = Effect.gen(function*() {
-  const client = yield* DigimeClient.DigimeClient
-  const simulator = yield* DigimeSimulator.DigimeSimulator
-  const store = yield* TokenStore.TokenStore
-  const read = AutoRefresh.withAutoRefresh(key, client.readAccounts)
+/** What the demo needs of the simulator: its URLs, a user who clicks Allow, and its counters. */
+interface Simulated {
+  readonly baseUrl: string
+  readonly onboardUrl: string
+  readonly consent: (onboardingUrl: string) => Effect.Effect<string, unknown>
+  readonly stats: Effect.Effect<DigimeSimulator.Stats, unknown>
+}
 
-  const counts = Effect.map(simulator.stats, (s) =>
-    `requests ${Object.entries(s.requests).map(([name, n]) => `${name}=${n}`).join(" ")}; ` +
-    `refreshes=${s.refreshes} replays=${s.replays}`)
+/** Talks to a simulator through HTTP only, as a browser and an operator would. */
+const overHttp = (origin: string) =>
+  Effect.gen(function*() {
+    const http = yield* HttpClient.HttpClient
+    const consent = (onboardingUrl: string) =>
+      Effect.gen(function*() {
+        // The consent page, then a click on Allow: the answer is the redirect to the callback.
+        const page = yield* http.get(onboardingUrl)
+        if (page.status !== 200) return yield* Effect.fail(new Error(`consent page answered ${page.status}`))
+        const answer = yield* http.execute(
+          HttpClientRequest.post(`${origin}/apps/saas/consent`).pipe(
+            HttpClientRequest.bodyUrlParams({ url: onboardingUrl, choice: "allow" })
+          )
+        )
+        const location = answer.headers.location
+        if (answer.status !== 303 || location === undefined) {
+          return yield* Effect.fail(new Error(`consent answered ${answer.status}`))
+        }
+        return location
+      })
+    const stats = Effect.flatMap(http.get(`${origin}/_simulator/stats`), (response) => response.json).pipe(
+      Effect.map((json) => json as DigimeSimulator.Stats)
+    )
+    return { baseUrl: `${origin}/v1.7/`, onboardUrl: `${origin}/apps/saas/`, consent, stats } satisfies Simulated
+  })
 
-  const waitUntil = (label: string, at: DateTime.Utc) =>
-    Effect.gen(function*() {
-      for (;;) {
-        const left = DateTime.distance(yield* DateTime.now, at)
-        if (left <= 0) break
-        yield* log(`  waiting for ${label}: ${(left / 1000).toFixed(1)} s left`)
-        yield* Effect.sleep(Duration.millis(Math.min(left + 50, 1000)))
-      }
-    })
+const program = (simulator: Simulated) =>
+  Effect.gen(function*() {
+    const client = yield* DigimeClient.DigimeClient
+    const store = yield* TokenStore.TokenStore
+    const read = AutoRefresh.withAutoRefresh(key, client.readAccounts)
 
-  const token = Effect.map(store.get(key), Option.getOrThrow)
+    const counts = Effect.map(simulator.stats, (s) =>
+      `requests ${Object.entries(s.requests).map(([name, n]) => `${name}=${n}`).join(" ")}; ` +
+      `refreshes=${s.refreshes} replays=${s.replays}`)
 
-  yield* log(`simulated digi.me (in memory, no network) at ${simulator.baseUrl} (access ${accessLifetime} s, refresh ${refreshLifetime} s)`)
+    const waitUntil = (label: string, at: DateTime.Utc) =>
+      Effect.gen(function*() {
+        for (;;) {
+          const left = DateTime.distance(yield* DateTime.now, at)
+          if (left <= 0) break
+          yield* log(`  waiting for ${label}: ${(left / 1000).toFixed(1)} s left`)
+          yield* Effect.sleep(Duration.millis(Math.min(left + 50, 1000)))
+        }
+      })
 
-  // 1. Authorization
-  const start = yield* Authorization.startAuthorization({ key, callbackUrl })
-  yield* log(`1. startAuthorization: send the user to ${start.url.split("?")[0]}?code=…`)
-  const callback = yield* simulator.consent(start.url)
-  yield* log("2. the user clicks Allow; digi.me redirects to the callback with a code")
-  yield* Authorization.completeAuthorization(callback)
-  const first = yield* token
-  yield* log(
-    `3. completeAuthorization: code exchanged and stored (version ${first.version}); ` +
-      `access token expires at ${DateTime.formatIso(first.token.accessToken.expiresAt)}`
-  )
+    const token = Effect.map(store.get(key), Option.getOrThrow)
 
-  // 2. Reads with a valid token
-  const accounts = yield* read
-  yield* log(`4. read accounts: ${accounts.length} account(s), no refresh — ${yield* counts}`)
+    // 1. Authorization
+    const start = yield* Authorization.startAuthorization({ key, callbackUrl })
+    yield* log(`1. startAuthorization: send the user to ${start.url.split("?")[0]}?code=…`)
+    const callback = yield* simulator.consent(start.url)
+    yield* log("2. the user clicks Allow on the consent page; digi.me redirects to the callback with a code")
+    yield* Authorization.completeAuthorization(callback)
+    const first = yield* token
+    yield* log(
+      `3. completeAuthorization: code exchanged and stored (version ${first.version}); ` +
+        `access token expires at ${DateTime.formatIso(first.token.accessToken.expiresAt)}`
+    )
 
-  // 3. Access token expires: auto refresh
-  yield* waitUntil("the access token to expire", first.token.accessToken.expiresAt)
-  yield* read
-  const second = yield* token
-  yield* log(`5. read after expiry: refreshed first, stored as version ${second.version}, then read — ${yield* counts}`)
+    // 2. Reads with a valid token
+    const accounts = yield* read
+    yield* log(`4. read accounts: ${accounts.length} account(s), no refresh — ${yield* counts}`)
 
-  // 4. Burst on a stale token
-  yield* waitUntil("the access token to expire again", second.token.accessToken.expiresAt)
-  const before = (yield* simulator.stats).refreshes
-  const burst = yield* Effect.all(Array.from({ length: concurrency }, () => read), { concurrency: "unbounded" })
-  const after = (yield* simulator.stats).refreshes
-  yield* log(`6. ${burst.length} concurrent reads on a stale token: ${after - before} refresh — ${yield* counts}`)
+    // 3. The access token expires: auto refresh
+    yield* waitUntil("the access token to expire", first.token.accessToken.expiresAt)
+    yield* read
+    const second = yield* token
+    yield* log(`5. read after expiry: refreshed first, stored as version ${second.version}, then read — ${yield* counts}`)
 
-  // 5. Refresh token expires
-  const third = yield* token
-  yield* waitUntil("the refresh token to expire", third.token.refreshToken.expiresAt)
-  const outcome = yield* Effect.either(read)
-  if (outcome._tag === "Right") return yield* Effect.dieMessage("expected RefreshTokenExpired")
-  const error = outcome.left
-  yield* log(`7. read after the refresh token expired: ${error._tag} (${error.message})`)
-  if (error._tag !== "RefreshTokenExpired" && error._tag !== "ReauthRequired" && error._tag !== "InvalidAccessToken") {
-    return yield* Effect.dieMessage(`unexpected ${error._tag}`)
-  }
+    // 4. A burst on a stale token
+    yield* waitUntil("the access token to expire again", second.token.accessToken.expiresAt)
+    const before = (yield* simulator.stats).refreshes
+    const burst = yield* Effect.all(Array.from({ length: concurrency }, () => read), { concurrency: "unbounded" })
+    const after = (yield* simulator.stats).refreshes
+    yield* log(`6. ${burst.length} concurrent reads on a stale token: ${after - before} refresh — ${yield* counts}`)
 
-  // 6. Reauthorize
-  const step = yield* AutoRefresh.nextStep(error, { callbackUrl })
-  yield* log(`8. nextStep: ${step.kind} — send the user to ${step.url.split("?")[0]}?code=…`)
-  yield* Authorization.completeAuthorization(yield* simulator.consent(step.url))
-  const again = yield* read
-  yield* log(
-    `9. reauthorized, stored (version ${(yield* token).version}), read ${again.length} account(s) — ${yield* counts}`
-  )
-  yield* log("done: every token decision above was made by withAutoRefresh")
-})
+    // 5. The refresh token expires
+    const third = yield* token
+    yield* waitUntil("the refresh token to expire", third.token.refreshToken.expiresAt)
+    const outcome = yield* Effect.either(read)
+    if (outcome._tag === "Right") return yield* Effect.dieMessage("expected RefreshTokenExpired")
+    const error = outcome.left
+    yield* log(`7. read after the refresh token expired: ${error._tag} (${error.message})`)
+    if (error._tag !== "RefreshTokenExpired" && error._tag !== "ReauthRequired" && error._tag !== "InvalidAccessToken") {
+      return yield* Effect.dieMessage(`unexpected ${error._tag}`)
+    }
+
+    // 6. Reauthorize
+    const step = yield* AutoRefresh.nextStep(error, { callbackUrl })
+    yield* log(`8. nextStep: ${step.kind} — send the user to ${step.url.split("?")[0]}?code=…`)
+    yield* Authorization.completeAuthorization(yield* simulator.consent(step.url))
+    const again = yield* read
+    yield* log(
+      `9. reauthorized, stored (version ${(yield* token).version}), read ${again.length} account(s) — ${yield* counts}`
+    )
+    yield* log("done: every token decision above was made by withAutoRefresh")
+  })
 
 const main = Effect.gen(function*() {
   const contract = yield* TestContract.make(contractId)
-  const simulatorOptions: DigimeSimulator.Options = {
-    applicationId,
-    contracts: [{ contractId, publicKeyPem: contract.publicKeyPem }],
-    accessTokenLifetime: Duration.seconds(accessLifetime),
-    refreshTokenLifetime: Duration.seconds(refreshLifetime),
-    refreshTokenExpiry: "fixed",
-    strictRotation: true
+  let origin: string
+  if (simulatorOrigin === undefined) {
+    const server = yield* NodeDigimeSimulator.make({
+      applicationId,
+      appName: "digime-effect demo",
+      contracts: [{ contractId, publicKeyPem: contract.publicKeyPem }],
+      accessTokenLifetime: Duration.seconds(accessLifetime),
+      refreshTokenLifetime: Duration.seconds(refreshLifetime),
+      refreshTokenExpiry: "fixed",
+      strictRotation: true
+    })
+    origin = server.origin
+    yield* log(`started a simulated digi.me at ${server.baseUrl} (access ${accessLifetime} s, refresh ${refreshLifetime} s)`)
+  } else {
+    origin = simulatorOrigin
+    const http = yield* HttpClient.HttpClient
+    const registered = yield* http.execute(
+      HttpClientRequest.post(`${origin}/_simulator/contracts`).pipe(
+        HttpClientRequest.bodyUnsafeJson({ contractId, publicKeyPem: contract.publicKeyPem })
+      )
+    )
+    if (registered.status !== 201) {
+      return yield* Effect.fail(new Error(`${origin} refused the demo's contract (HTTP ${registered.status})`))
+    }
+    yield* log(`using the simulated digi.me at ${origin}/v1.7/ (its lifetimes apply)`)
   }
+  const simulator = yield* overHttp(origin)
   const layer = DigimeClient.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(
-      DigimeConfig.layer({ applicationId, contracts: [contract.contract], refreshLeadTime: Duration.millis(500) }),
+      DigimeConfig.layer({
+        applicationId,
+        contracts: [contract.contract],
+        baseUrl: simulator.baseUrl,
+        onboardUrl: simulator.onboardUrl,
+        refreshLeadTime: Duration.millis(500)
+      }),
       NodeSigner.layer,
       TokenStore.layerMemory
     )),
-    Layer.merge(PendingAuthorizations.layerMemory),
-    Layer.provideMerge(DigimeSimulator.layer(simulatorOptions))
+    Layer.merge(PendingAuthorizations.layerMemory)
   )
-  yield* Effect.provide(program, layer)
-})
+  yield* Effect.provide(program(simulator), layer)
+}).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici))
 
 Effect.runPromiseExit(main).then((exit) => {
   if (exit._tag === "Failure") {
     process.stderr.write(`demo failed: ${String(exit.cause)}\n`)
     process.exit(1)
   }
+  process.exit(0)
 })
