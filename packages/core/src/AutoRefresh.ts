@@ -20,7 +20,8 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Authorization from "./Authorization.js"
 import { DigimeClient } from "./DigimeClient.js"
-import type { AutoRefreshError, Credentials, PullOptions, TokenCallError } from "./DigimeClient.js"
+import type { AutoRefreshError, PullOptions, TokenCallError } from "./DigimeClient.js"
+import type * as DigimeClientModel from "./DigimeClient.js"
 import type { AccessTokenRejected, InvalidAccessToken, ReauthRequired, RefreshTokenExpired } from "./DigimeError.js"
 import type { TokenStoreError } from "./DigimeError.js"
 import type { PendingAuthorizations } from "./PendingAuthorizations.js"
@@ -33,9 +34,7 @@ import type { TokenKey } from "./TokenKey.js"
  * @since 0.1.0
  * @category models
  */
-export interface KeyedCredentials extends Credentials {
-  readonly key: TokenKey
-}
+export type KeyedCredentials = DigimeClientModel.KeyedCredentials
 
 /**
  * Runs `use` with a valid access token of the token stored under `key`.
@@ -67,12 +66,11 @@ export const withAutoRefresh: {
     key: TokenKey,
     use: (credentials: KeyedCredentials) => Effect.Effect<A, E, R>
   ): Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R | DigimeClient>
-} = function() {
-  const key = arguments[0] as TokenKey
-  const run = <A, E, R>(use: (credentials: KeyedCredentials) => Effect.Effect<A, E, R>) =>
-    Effect.flatMap(DigimeClient, (client) => client.withAutoRefresh(key, use))
-  return arguments.length === 1 ? run : run(arguments[1])
-} as never
+} = (<A, E, R>(key: TokenKey, use?: (credentials: KeyedCredentials) => Effect.Effect<A, E, R>) => {
+  const run = <A2, E2, R2>(f: (credentials: KeyedCredentials) => Effect.Effect<A2, E2, R2>) =>
+    Effect.flatMap(DigimeClient, (client) => client.withAutoRefresh(key, f))
+  return use === undefined ? run : run(use)
+}) as never
 
 /**
  * The errors `nextStep` handles.

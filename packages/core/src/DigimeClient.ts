@@ -146,6 +146,17 @@ export interface Credentials {
 }
 
 /**
+ * What `withAutoRefresh` hands to the effect it wraps: the key, its contract id and the current
+ * access token. Every data call accepts it as it is.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyedCredentials extends Credentials {
+  readonly key: TokenKey.TokenKey
+}
+
+/**
  * Names the contract of a call directly, or through the key of a stored token (which also makes
  * the call read or write the store).
  *
@@ -333,10 +344,8 @@ export interface Service {
   /** See `AutoRefresh.withAutoRefresh`. */
   readonly withAutoRefresh: <A, E, R>(
     key: TokenKey.TokenKey,
-    use: (credentials: Credentials & { readonly key: TokenKey.TokenKey }) => Effect.Effect<A, E, R>
+    use: (credentials: KeyedCredentials) => Effect.Effect<A, E, R>
   ) => Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R>
-  /** JWKS documents downloaded so far. */
-  readonly jwksFetches: Effect.Effect<number>
 }
 
 /**
@@ -355,6 +364,9 @@ const isTransient = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "_tag" in error &&
   ((error._tag === "RequestError" && (error as RequestError).reason !== "Encode") ||
     (error._tag === "ApiError" && transientStatuses.has((error as ApiError).status)))
+
+// Store writes: 5 attempts over about 1.5 s before the write is reported as failed.
+const storeRetry = Schedule.exponential("100 millis").pipe(Schedule.intersect(Schedule.recurs(4)))
 
 const retrySchedule = Schedule.exponential("500 millis", 2).pipe(
   Schedule.jittered,
@@ -411,6 +423,16 @@ const nonEmpty = (operation: string, field: string, value: string | undefined): 
     ? Effect.fail(new InvalidOptions({ operation, field, reason: "must not be empty" }))
     : Effect.succeed(value)
 
+// Caller-supplied JSON (session options, sources scope) that cannot be encoded (a cycle, a
+// BigInt) is refused as input before any request, instead of throwing.
+const encodeJson = (operation: string, field: string, value: unknown): Effect.Effect<string, InvalidOptions> => {
+  try {
+    return Effect.succeed(JSON.stringify(value))
+  } catch {
+    return Effect.fail(new InvalidOptions({ operation, field, reason: "cannot be encoded as JSON" }))
+  }
+}
+
 const makePkce = Effect.promise(async () => {
   const verifier = base64url(randomBytes(32))
   return { verifier: Redacted.make(verifier), challenge: base64url(await sha256(verifier)) }
@@ -424,7 +446,7 @@ const randomState = (): string => base64url(randomBytes(16))
  *
  * @see https://digime.github.io/digime-sdk-nodejs/pages/fundamentals/authorize.html
  * @since 0.1.0
- * @category callbacks
+ * @category constructors
  */
 export const parseCallback = (
   query: CallbackQuery,
@@ -517,7 +539,8 @@ export const make: Effect.Effect<
     readonly path: string
     readonly contract: Contract
     readonly claims: Readonly<Record<string, unknown>>
-    readonly body?: unknown
+    /** The JSON body, already encoded (see `encodeJson`). */
+    readonly body?: string | undefined
     readonly jsonContentType?: boolean
     /** Repeat transient failures: only where a repeat is harmless. */
     readonly retry: boolean
@@ -542,7 +565,7 @@ export const make: Effect.Effect<
         HttpClientRequest.acceptJson,
         HttpClientRequest.setHeader("authorization", `Bearer ${Redacted.value(assertion)}`)
       )
-      if (call.body !== undefined) request = HttpClientRequest.bodyUnsafeJson(request, call.body)
+      if (call.body !== undefined) request = HttpClientRequest.bodyText(request, call.body, "application/json")
       else if (call.jsonContentType === true) {
         request = HttpClientRequest.setHeader(request, "content-type", "application/json")
       }
@@ -551,7 +574,7 @@ export const make: Effect.Effect<
       )
       const text = yield* response.text.pipe(Effect.mapError((error) => fromHttpClientError(call.operation, error)))
       const json = parseJson(text)
-      if (response.status >= 200 && response.status < 300) return json
+      if (response.status >= 200 && response.status < 300) return { status: response.status, json }
       const body = Schema.decodeUnknownOption(Protocol.ErrorBody)(json)
       const detail = Option.match(body, {
         onNone: (): { code: string; description: string; reference?: string | undefined } => ({
@@ -559,10 +582,10 @@ export const make: Effect.Effect<
           description: `HTTP ${response.status} without a digi.me error body`
         }),
         onSome: (body): { code: string; description: string; reference?: string | undefined } => {
-          if ("message" in body && typeof body.error === "string") {
-            return { code: body.error, description: body.message ?? "" }
+          if (typeof body.error === "string") {
+            return { code: body.error, description: "message" in body ? body.message ?? "" : "" }
           }
-          const error = body.error as { readonly code: string; readonly message?: string; readonly reference?: string }
+          const error = body.error
           return {
             code: error.code,
             description: error.message ?? "",
@@ -593,12 +616,15 @@ export const make: Effect.Effect<
     call: Call & { readonly dataCall: D },
     schema: Schema.Schema<A, I>
   ): Effect.Effect<A, RequestFailure | (D extends true ? AccessTokenRejected : never)> =>
-    (attempt(call) as Effect.Effect<unknown, RequestFailure | (D extends true ? AccessTokenRejected : never)>).pipe(
+    (attempt(call) as Effect.Effect<
+      { readonly status: number; readonly json: unknown },
+      RequestFailure | (D extends true ? AccessTokenRejected : never)
+    >).pipe(
       call.retry ? Effect.retry({ schedule: retrySchedule, while: isTransient }) : (effect) => effect,
-      Effect.flatMap((json) =>
+      Effect.flatMap(({ json, status }) =>
         Schema.decodeUnknown(schema)(json).pipe(
           Effect.mapError((error) =>
-            new ResponseError({ operation: call.operation, status: 200, description: describeParseError(error) })
+            new ResponseError({ operation: call.operation, status, description: describeParseError(error) })
           )
         )
       )
@@ -639,6 +665,9 @@ export const make: Effect.Effect<
       const contract = yield* config.contract(yield* nonEmpty(operation, "contractId", options.contractId))
       const callbackUrl = yield* checkUrl(operation, "callbackUrl", options.callbackUrl)
       const state = options.state === undefined ? randomState() : yield* nonEmpty(operation, "state", options.state)
+      const sourcesScope = options.sourcesScope === undefined
+        ? undefined
+        : yield* encodeJson(operation, "sourcesScope", options.sourcesScope)
       const pkce = yield* makePkce
       const answer = yield* send({
         operation,
@@ -654,7 +683,11 @@ export const make: Effect.Effect<
           response_type: "code",
           state
         },
-        body: withoutUndefined({ agent, actions: actionsOf(options.sessionOptions) }),
+        body: yield* encodeJson(
+          operation,
+          "sessionOptions",
+          withoutUndefined({ agent, actions: actionsOf(options.sessionOptions) })
+        ),
         retry: true,
         dataCall: false
       }, Protocol.TokenEnvelopeWithSession)
@@ -675,7 +708,7 @@ export const make: Effect.Effect<
         // digi.me reads this parameter percent-encoded twice.
         [
           "sourcesScope",
-          options.sourcesScope === undefined ? undefined : encodeURIComponent(JSON.stringify(options.sourcesScope))
+          sourcesScope === undefined ? undefined : encodeURIComponent(sourcesScope)
         ]
       ])
       return { url, codeVerifier: pkce.verifier, state, session: new Session(answer.session) }
@@ -711,7 +744,8 @@ export const make: Effect.Effect<
         code_verifier: Redacted.value(options.codeVerifier)
       })
       if (options.key !== undefined) {
-        yield* store.set(options.key, token)
+        // The code is spent: a token that cannot be stored can only be had again by a new consent.
+        yield* store.set(options.key, token).pipe(Effect.retry({ schedule: storeRetry }))
         pending.delete(TokenKey.toId(options.key))
       }
       return token
@@ -751,7 +785,11 @@ export const make: Effect.Effect<
           redirect_uri: callbackUrl,
           state
         },
-        body: withoutUndefined({ agent, actions: actionsOf(options.sessionOptions) }),
+        body: yield* encodeJson(
+          operation,
+          "sessionOptions",
+          withoutUndefined({ agent, actions: actionsOf(options.sessionOptions) })
+        ),
         retry: true,
         dataCall: false
       }, Protocol.TokenEnvelopeWithSession).pipe(
@@ -782,13 +820,14 @@ export const make: Effect.Effect<
     Effect.gen(function*() {
       const contract = yield* config.contract(credentials.contractId)
       yield* nonEmpty(operation, "accessToken", Redacted.value(credentials.accessToken))
+      const body = options.body === undefined ? undefined : yield* encodeJson(operation, "options", options.body)
       return yield* send({
         operation,
         method,
         path,
         contract,
         claims: { access_token: Redacted.value(credentials.accessToken) },
-        body: options.body,
+        body,
         retry: options.retry,
         dataCall: true
       }, schema)
@@ -845,7 +884,7 @@ export const make: Effect.Effect<
     token: UserAccessToken.UserAccessToken
   ): Effect.Effect<Versioned, ReauthRequired | TokenStoreError> =>
     store.compareAndSet(key, baseVersion, token).pipe(
-      Effect.retry({ schedule: Schedule.exponential("100 millis").pipe(Schedule.intersect(Schedule.recurs(4))) }),
+      Effect.retry({ schedule: storeRetry }),
       Effect.tapError(() =>
         Effect.sync(() => pending.set(TokenKey.toId(key), { baseVersion, token })).pipe(
           Effect.zipRight(Effect.logError("A refreshed token could not be stored; it is kept in memory for the next try"))
@@ -871,8 +910,10 @@ export const make: Effect.Effect<
     Effect.gen(function*() {
       const current = yield* loadOrFail(key)
       const unsaved = pending.get(TokenKey.toId(key))
-      if (unsaved !== undefined && unsaved.baseVersion === current.version) {
-        return yield* persist(key, current.version, unsaved.token)
+      if (unsaved !== undefined) {
+        if (unsaved.baseVersion === current.version) return yield* persist(key, current.version, unsaved.token)
+        // Superseded: the store moved on (a new authorization) since that refresh.
+        pending.delete(TokenKey.toId(key))
       }
       const now = yield* DateTime.now
       const due = force || current.version === staleVersion ||
@@ -918,31 +959,43 @@ export const make: Effect.Effect<
         // The flight we joined may have started before our token was found stale.
         if (!force && (staleVersion === undefined || joined.version !== staleVersion)) return joined
       }
-      const leader = inFlight.get(id)
-      if (leader !== undefined) return yield* Deferred.await(leader)
-      const deferred = yield* Deferred.make<Versioned, AutoRefreshError>()
-      inFlight.set(id, deferred)
-      yield* refreshLocked(key, staleVersion, force).pipe(
-        Effect.onExit((exit) =>
-          Effect.sync(() => inFlight.delete(id)).pipe(Effect.zipRight(Deferred.done(deferred, exit)))
-        ),
-        Effect.forkIn(scope)
-      )
-      return yield* Deferred.await(deferred)
+      // Registering the flight and starting its fiber must not be torn apart by an interruption:
+      // a registered flight that never starts would make every later caller wait forever.
+      const flight = yield* Effect.uninterruptible(Effect.gen(function*() {
+        const leader = inFlight.get(id)
+        if (leader !== undefined) return leader
+        const deferred = yield* Deferred.make<Versioned, AutoRefreshError>()
+        inFlight.set(id, deferred)
+        // The fiber itself is interruptible (timeouts need that); only its start is protected.
+        yield* Effect.interruptible(refreshLocked(key, staleVersion, force)).pipe(
+          Effect.onExit((exit) =>
+            Effect.sync(() => inFlight.delete(id)).pipe(Effect.zipRight(Deferred.done(deferred, exit)))
+          ),
+          Effect.forkIn(scope)
+        )
+        return deferred
+      }))
+      return yield* Deferred.await(flight)
     })
 
-  const getToken = (key: TokenKey.TokenKey): Effect.Effect<Versioned, AutoRefreshError> =>
+  // The stored token, refreshed first when due; `renewed` says whether it is not the one first read.
+  const currentToken = (key: TokenKey.TokenKey) =>
     Effect.gen(function*() {
       const current = yield* loadOrFail(key)
       const now = yield* DateTime.now
-      return UserAccessToken.accessTokenExpiresWithin(current.token, now, config.refreshLeadTime)
-        ? yield* refresh(key, current.version, false)
-        : current
+      if (!UserAccessToken.accessTokenExpiresWithin(current.token, now, config.refreshLeadTime)) {
+        return { versioned: current, renewed: false }
+      }
+      const fresh = yield* refresh(key, current.version, false)
+      return { versioned: fresh, renewed: fresh.version !== current.version }
     })
+
+  const getToken = (key: TokenKey.TokenKey): Effect.Effect<Versioned, AutoRefreshError> =>
+    Effect.map(currentToken(key), ({ versioned }) => versioned)
 
   const withAutoRefresh = <A, E, R>(
     key: TokenKey.TokenKey,
-    use: (credentials: Credentials & { readonly key: TokenKey.TokenKey }) => Effect.Effect<A, E, R>
+    use: (credentials: KeyedCredentials) => Effect.Effect<A, E, R>
   ): Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R> => {
     const run = (
       versioned: Versioned,
@@ -958,12 +1011,17 @@ export const make: Effect.Effect<
               : Effect.flatMap(refresh(key, versioned.version, false), (fresh) => run(fresh, true))
         )
       ) as Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R>
-    return Effect.flatMap(getToken(key), (versioned) => run(versioned, false))
+    // A token renewed just now is not renewed again on a rejection: that is InvalidAccessToken.
+    return Effect.flatMap(currentToken(key), ({ renewed, versioned }) => run(versioned, renewed))
   }
 
   const refreshToken = (options: RefreshOptions) =>
     options.key === undefined
-      ? Effect.flatMap(config.contract(options.contractId), (contract) => refreshCall(contract, options.refreshToken))
+      ? Effect.gen(function*() {
+        const contract = yield* config.contract(options.contractId)
+        yield* nonEmpty("refreshToken", "refreshToken", Redacted.value(options.refreshToken))
+        return yield* refreshCall(contract, options.refreshToken)
+      })
       : Effect.map(refresh(options.key, undefined, true), (versioned) => versioned.token)
 
   return {
@@ -975,8 +1033,7 @@ export const make: Effect.Effect<
     readAccounts,
     deleteUser,
     getToken,
-    withAutoRefresh,
-    jwksFetches: Effect.sync(verifier.fetches)
+    withAutoRefresh
   } satisfies Service
 })
 

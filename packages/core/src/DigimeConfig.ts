@@ -18,13 +18,13 @@ import { InvalidConfig, UnknownContract } from "./DigimeError.js"
 
 /**
  * @since 0.1.0
- * @category constants
+ * @category models
  */
 export const defaultBaseUrl = "https://api.digi.me/v1.7/"
 
 /**
  * @since 0.1.0
- * @category constants
+ * @category models
  */
 export const defaultOnboardUrl = "https://api.digi.me/apps/saas/"
 
@@ -217,7 +217,7 @@ export const layerConfig = (
  * const DigimeConfigLive = DigimeConfig.layerConfig(DigimeConfig.fromEnv)
  *
  * @since 0.1.0
- * @category config
+ * @category layers
  */
 export const fromEnv: Config.Config<Options> = Config.all({
   applicationId: Config.string("DIGIME_APPLICATION_ID"),

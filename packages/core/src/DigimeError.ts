@@ -12,13 +12,13 @@ import * as TokenKeyModule from "./TokenKey.js"
 
 /**
  * @since 0.1.0
- * @category type ids
+ * @category models
  */
 export const TypeId: unique symbol = Symbol.for("@digime-effect/core/DigimeError")
 
 /**
  * @since 0.1.0
- * @category type ids
+ * @category models
  */
 export type TypeId = typeof TypeId
 

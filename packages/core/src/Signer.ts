@@ -50,7 +50,7 @@ export type SignBytes = (input: Uint8Array<ArrayBuffer>) => Effect.Effect<Uint8A
  * The protected header of every client assertion, already encoded.
  *
  * @since 0.1.0
- * @category constants
+ * @category models
  */
 export const encodedHeader: string = jsonSegment({ alg: "PS512", typ: "JWT" })
 

@@ -45,7 +45,7 @@ export const UserAccessTokenFromJson: Schema.Schema<UserAccessToken, string> = S
  * Whether the access token expires within `leadTime` of `now` (or has expired).
  *
  * @since 0.1.0
- * @category predicates
+ * @category guards
  */
 export const accessTokenExpiresWithin = (
   token: UserAccessToken,
@@ -59,7 +59,7 @@ export const accessTokenExpiresWithin = (
  * Whether the refresh token has expired at `now`.
  *
  * @since 0.1.0
- * @category predicates
+ * @category guards
  */
 export const isRefreshTokenExpired = (token: UserAccessToken, now: DateTime.Utc): boolean =>
   DateTime.toEpochMillis(token.refreshToken.expiresAt) <= DateTime.toEpochMillis(now)

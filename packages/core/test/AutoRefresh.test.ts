@@ -173,6 +173,27 @@ describe("withAutoRefresh", () => {
       assert.include(error.message, "user-1")
     }).pipe(Effect.provide(stack())))
 
+  it.effect("a token refreshed ahead of expiry and then rejected is InvalidAccessToken, without a second refresh", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      yield* TestClock.adjust("1 hour")
+      let attempts = 0
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, (credentials) => {
+        attempts++
+        return Effect.fail(
+          new DigimeError.AccessTokenRejected({
+            operation: "custom",
+            contractId: credentials.contractId,
+            status: 401,
+            code: "InvalidToken"
+          })
+        )
+      }))
+      assert.strictEqual(error._tag, "InvalidAccessToken")
+      assert.strictEqual(attempts, 1)
+      assert.strictEqual((yield* stats).refreshes, 1)
+    }).pipe(Effect.provide(stack())))
+
   it.effect("refresh answered 'refresh token expired': RefreshTokenExpired (Server), stored token unchanged", () =>
     Effect.gen(function*() {
       yield* authorize()
@@ -411,6 +432,63 @@ describe("withAutoRefresh: storing the refreshed token", () => {
       assert.isAbove(accounts.length, 0)
       assert.strictEqual((yield* stats).refreshes, 1)
     }).pipe(Effect.provide(stack())))
+})
+
+describe("withAutoRefresh: interruption", () => {
+  it.effect("callers interrupted at any point never leave the key stuck", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      yield* TestClock.adjust("1 hour")
+      // Interrupt callers after 0, 1, 2, ... scheduler turns: some before the flight is
+      // registered, some between registration and start, some while it runs.
+      for (let turns = 0; turns < 30; turns++) {
+        const caller = yield* Effect.fork(AutoRefresh.withAutoRefresh(key, readAccounts))
+        for (let i = 0; i < turns; i++) yield* Effect.yieldNow()
+        yield* Fiber.interrupt(caller)
+      }
+      const done = yield* Effect.fork(AutoRefresh.withAutoRefresh(key, readAccounts))
+      for (let i = 0; i < 5; i++) yield* TestClock.adjust("1 second")
+      const accounts = yield* Fiber.join(done)
+      assert.isAbove(accounts.length, 0)
+      assert.strictEqual((yield* stats).replays, 0)
+    }).pipe(Effect.provide(stack())))
+})
+
+describe("exchangeCodeForToken with a key: storing", () => {
+  /** A store whose `set` fails `failures` times, then works. */
+  const failingSet = (failures: number) =>
+    Layer.effect(
+      TokenStore.TokenStore,
+      Effect.gen(function*() {
+        const inner = yield* TokenStore.makeMemory
+        let left = failures
+        return {
+          ...inner,
+          set: (k, token) =>
+            Effect.suspend(() =>
+              left-- > 0
+                ? Effect.fail(new DigimeError.TokenStoreError({ operation: "set", key: k, description: "down" }))
+                : inner.set(k, token)
+            )
+        } satisfies TokenStore.Service
+      })
+    )
+
+  it.effect("a failed write is retried", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.fork(authorize())
+      for (let i = 0; i < 5; i++) yield* TestClock.adjust("1 second")
+      yield* Fiber.join(fiber)
+      assert.isAbove((yield* stored()).version, 0)
+    }).pipe(Effect.provide(stack({ store: failingSet(3) }))))
+
+  it.effect("a store that stays down: TokenStoreError", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.fork(Effect.flip(authorize()))
+      for (let i = 0; i < 5; i++) yield* TestClock.adjust("1 second")
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag, "TokenStoreError")
+    }).pipe(Effect.provide(stack({ store: failingSet(Infinity) }))))
 })
 
 describe("nextStep", () => {

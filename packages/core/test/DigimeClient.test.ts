@@ -224,6 +224,67 @@ describe("DigimeClient: errors", () => {
     }).pipe(Effect.provide(layer))
   })
 
+  it.effect("a storage-style error body without a message is still a typed error", () => {
+    const { layer } = mocked([
+      { status: 401, body: { error: "InvalidToken" } },
+      { status: 400, body: { error: "SDKVersionInvalid" } }
+    ])
+    return Effect.gen(function*() {
+      const client = yield* DigimeClient.DigimeClient
+      const rejected = yield* Effect.flip(client.readSession(credentials))
+      assert.strictEqual(rejected._tag, "AccessTokenRejected")
+      const other = yield* Effect.flip(client.readSession(credentials))
+      assert.strictEqual(other._tag, "ApiError")
+      assert.strictEqual(other._tag === "ApiError" && other.code, "SDKVersionInvalid")
+      assert.strictEqual(other._tag === "ApiError" && other.description, "")
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("a 401 without a digi.me body is an ApiError (Unknown), not a rejection of the token", () => {
+    const { layer } = mocked([{ status: 401, text: "" }])
+    return Effect.gen(function*() {
+      const client = yield* DigimeClient.DigimeClient
+      const error = yield* Effect.flip(client.readSession(credentials))
+      assert.strictEqual(error._tag, "ApiError")
+      assert.strictEqual(error._tag === "ApiError" && error.code, "Unknown")
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("the raw refresh and reauthorize calls report digi.me's refusal as ApiError", () => {
+    const refused = { status: 401, body: errorBody("InvalidToken", "The token (refresh_token) is invalid") }
+    const { layer, recorded } = mocked([refused, refused])
+    return Effect.gen(function*() {
+      const client = yield* DigimeClient.DigimeClient
+      const refresh = yield* Effect.flip(client.refreshToken({ contractId, refreshToken: Redacted.make("r") }))
+      assert.strictEqual(refresh._tag === "ApiError" && refresh.code, "InvalidToken")
+      const reauth = yield* Effect.flip(
+        client.getReauthorizeUrl({ contractId, callbackUrl, accessToken: Redacted.make("a") })
+      )
+      assert.strictEqual(reauth._tag === "ApiError" && reauth.status, 401)
+      assert.strictEqual(recorded.length, 2)
+      // An empty refresh token is refused before any request.
+      const empty = yield* Effect.flip(client.refreshToken({ contractId, refreshToken: Redacted.make("") }))
+      assert.strictEqual(empty._tag, "InvalidOptions")
+      assert.strictEqual(recorded.length, 2)
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("options that cannot be encoded as JSON are InvalidOptions, before any request", () => {
+    const { layer, recorded } = mocked([])
+    return Effect.gen(function*() {
+      const client = yield* DigimeClient.DigimeClient
+      const cyclic: Record<string, unknown> = {}
+      cyclic.self = cyclic
+      const errors = yield* Effect.all([
+        Effect.flip(client.readSession({ ...credentials, limits: { n: 1n } })),
+        Effect.flip(client.getAuthorizeUrl({ contractId, callbackUrl, sourcesScope: cyclic })),
+        Effect.flip(client.getAuthorizeUrl({ contractId, callbackUrl, sessionOptions: { scope: cyclic } }))
+      ])
+      for (const error of errors) assert.strictEqual(error._tag, "InvalidOptions")
+      assert.strictEqual(recorded.length, 0)
+    }).pipe(Effect.provide(layer))
+  })
+
   it.effect("a POST is not repeated on a transient failure", () => {
     const { layer, recorded } = mocked([{ status: 503 }])
     return Effect.gen(function*() {
@@ -265,6 +326,7 @@ describe("DigimeClient: errors", () => {
       const client = yield* DigimeClient.DigimeClient
       const error = yield* Effect.flip(client.readSession(credentials))
       assert.strictEqual(error._tag, "ResponseError")
+      assert.strictEqual(error._tag === "ResponseError" && error.status, 202)
       assert.include(error.message, "session.expiry")
       assert.notInclude(error.message, "soon")
       assert.notInclude(error.message, "secret-session-key")

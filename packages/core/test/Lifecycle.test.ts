@@ -68,7 +68,6 @@ describe("the whole lifecycle", () => {
         assert.strictEqual(s.requests.reference, 1)
         // The signing keys were fetched once for all of it (5 verified tokens).
         assert.strictEqual(s.requests.jwks, 1)
-        assert.strictEqual(yield* client.jwksFetches, 1)
       }).pipe(Effect.provide(stack()))
   )
 

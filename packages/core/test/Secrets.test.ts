@@ -1,8 +1,41 @@
 import { AutoRefresh, DigimeClient, DigimeError, type UserAccessToken } from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, HashMap, Inspectable, Logger, Redacted, TestClock } from "effect"
+import { Cause, Effect, Exit, HashMap, Inspectable, Logger, Redacted, TestClock, Tracer } from "effect"
 import { callbackUrl, key, stack, stored, testContract } from "./fixtures.js"
+
+/** A tracer that keeps the name, attributes and events of every span. */
+const recordingTracer = (texts: Array<string>): Tracer.Tracer =>
+  Tracer.make({
+    span: (name, parent, context, links, _startTime, kind) => {
+      const attributes = new Map<string, unknown>()
+      texts.push(name)
+      const span: Tracer.Span = {
+        _tag: "Span",
+        name,
+        spanId: Math.random().toString(16).slice(2),
+        traceId: "trace",
+        parent,
+        context,
+        status: { _tag: "Started", startTime: 0n },
+        attributes,
+        links,
+        sampled: true,
+        kind,
+        end: () => {},
+        attribute: (key, value) => {
+          attributes.set(key, value)
+          texts.push(`${key}=${Inspectable.toStringUnknown(value)}`)
+        },
+        event: (eventName, _time, eventAttributes) => {
+          texts.push(`${eventName} ${Inspectable.toStringUnknown(eventAttributes ?? {})}`)
+        },
+        addLinks: () => {}
+      }
+      return span
+    },
+    context: (f) => f()
+  })
 
 /**
  * Drives the token through every kind of failure while recording each log line and each error,
@@ -10,8 +43,9 @@ import { callbackUrl, key, stack, stored, testContract } from "./fixtures.js"
  * private key) shows up in any of them.
  */
 describe("secrets", () => {
-  it.effect("no token, code, verifier or key appears in errors or logs", () => {
+  it.effect("no token, code, verifier or key appears in errors, logs or spans", () => {
     const lines: Array<string> = []
+    const spans: Array<string> = []
     const recorder = Logger.make(({ annotations, message }) => {
       lines.push(Inspectable.toStringUnknown(message))
       HashMap.forEach(annotations, (value, name) => lines.push(`${name}=${Inspectable.toStringUnknown(value)}`))
@@ -73,12 +107,18 @@ describe("secrets", () => {
       )
       // A line of the private key's PEM body.
       secrets.push(Redacted.value(testContract.contract.privateKey).split("\n")[1]!)
+      // The spans were recorded, including the HTTP client's own (with their headers).
+      assert.isTrue(spans.includes("AutoRefresh.refresh"))
+      assert.isTrue(spans.some((text) => text.startsWith("http.request.header.authorization=")))
+      // Client assertions are secrets too: never in a span.
+      for (const text of [...spans, ...lines]) assert.notInclude(text, "Bearer ey")
       for (const secret of secrets) {
-        for (const text of [...texts, ...lines]) assert.notInclude(text, secret)
+        for (const text of [...texts, ...lines, ...spans]) assert.notInclude(text, secret)
       }
     }).pipe(
       Effect.provide(stack()),
-      Effect.provide(Logger.replace(Logger.defaultLogger, recorder))
+      Effect.provide(Logger.replace(Logger.defaultLogger, recorder)),
+      Effect.withTracer(recordingTracer(spans))
     )
   })
 })

@@ -1,7 +1,7 @@
 import { AutoRefresh, DigimeClient, type DigimeError, TokenStore } from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option, TestClock } from "effect"
+import { Effect, Fiber, Option, TestClock } from "effect"
 import { authorize, callbackUrl, key, stack, stats, stored } from "./fixtures.js"
 
 type Tamper = Extract<DigimeSimulator.Fault, { readonly _tag: "TamperToken" }>["tamper"]
@@ -109,6 +109,20 @@ describe("verification of the tokens digi.me signs", () => {
       const error = yield* Effect.flip(client.exchangeCodeForToken({ key, ...input }))
       assert.strictEqual(error._tag, "VerificationError")
       assert.strictEqual(error._tag === "VerificationError" && error.reason, "KeySetUnavailable")
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("a key set that does not answer in time: VerificationError (KeySetUnavailable) after its retries", () =>
+    Effect.gen(function*() {
+      const client = yield* DigimeClient.DigimeClient
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const input = yield* consented
+      yield* simulator.rotateSigningKey
+      for (let i = 0; i < 3; i++) yield* simulator.injectFault({ _tag: "Delay", endpoint: "jwks", delay: "1 minute" })
+      const fiber = yield* Effect.fork(Effect.flip(client.exchangeCodeForToken({ key, ...input })))
+      for (let i = 0; i < 20; i++) yield* TestClock.adjust("10 seconds")
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag === "VerificationError" && error.reason, "KeySetUnavailable")
+      assert.strictEqual((yield* stats).requests.jwks, 4) // the first download, then 1 + 2 retries
     }).pipe(Effect.provide(stack())))
 
   it.effect("an allow-list that does not include digi.me's origin refuses every token", () =>

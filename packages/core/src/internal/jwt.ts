@@ -19,8 +19,6 @@ export interface Verifier {
     operation: string,
     token: string
   ) => Effect.Effect<Readonly<Record<string, unknown>>, VerificationError>
-  /** JWKS documents downloaded so far (for tests and benchmarks). */
-  readonly fetches: () => number
 }
 
 /** @internal */
@@ -67,7 +65,6 @@ export const makeVerifier = (options: {
   Effect.gen(function*() {
     const cache = new Map<string, Map<string, CryptoKey>>()
     const lock = yield* Effect.makeSemaphore(1)
-    let fetches = 0
 
     const fail = (operation: string, reason: VerificationError["reason"], description: string) =>
       new VerificationError({ operation, reason, description })
@@ -76,7 +73,6 @@ export const makeVerifier = (options: {
       lock.withPermits(1)(Effect.gen(function*() {
         const cached = cache.get(jku)
         if (cached !== undefined && (cached.has(kid) || !force)) return cached
-        fetches++
         const document = yield* options.fetchJwks(jku).pipe(
           Effect.mapError((description) => fail(operation, "KeySetUnavailable", description))
         )
@@ -140,5 +136,5 @@ export const makeVerifier = (options: {
         return result.payload as Readonly<Record<string, unknown>>
       })
 
-    return { verify, fetches: () => fetches }
+    return { verify }
   })
