@@ -19,3 +19,10 @@ export * as NodeSigner from "./NodeSigner.js"
  * @since 0.1.0
  */
 export * as NodeDigimeSimulator from "./NodeDigimeSimulator.js"
+
+/**
+ * A `TokenStore` and `PendingAuthorizations` in PostgreSQL or SQLite, through `@effect/sql`.
+ *
+ * @since 0.1.0
+ */
+export * as SqlTokenStore from "./SqlTokenStore.js"

@@ -1,0 +1,414 @@
+import {
+  AutoRefresh,
+  DigimeClient,
+  DigimeConfig,
+  PendingAuthorizations,
+  Signer,
+  TokenKey,
+  TokenStore,
+  UserAccessToken
+} from "@digime-effect/core"
+import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
+import { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import { SqliteClient } from "@effect/sql-sqlite-node"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import {
+  Context,
+  DateTime,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Option,
+  Redacted,
+  TestClock
+} from "effect"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as Path from "node:path"
+import { inject } from "vitest"
+import * as SqlTokenStore from "../src/SqlTokenStore.js"
+
+// The contract suite lives in the core package's tests, outside this TypeScript project (whose
+// `include` is this package's own folders): it is loaded by path, with its signature restated.
+interface SuiteModule {
+  readonly suite: <E>(name: string, layer: Layer.Layer<TokenStore.TokenStore, E>) => void
+  readonly token: (access: string, refresh: string, expiresAtSeconds?: number) => UserAccessToken.UserAccessToken
+}
+const suitePath = "../../core/test/TokenStoreSuite.js"
+const { suite, token }: SuiteModule = await import(suitePath)
+
+const PgLive = Layer.unwrapEffect(Effect.sync(() => PgClient.layer({ url: Redacted.make(inject("pgUrl")) })))
+
+const dir = mkdtempSync(Path.join(tmpdir(), "digime-sqlite-"))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+const sqliteFile = Path.join(dir, "tokens.db")
+const SqliteLive = SqliteClient.layer({ filename: sqliteFile })
+
+const encryptionKey = Redacted.make<Uint8Array | string>(crypto.getRandomValues(new Uint8Array(32)))
+const otherKey = Redacted.make<Uint8Array | string>(
+  Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64")
+)
+
+type Database = Layer.Layer<SqlClient.SqlClient, unknown>
+
+const databases: ReadonlyArray<readonly [string, Database]> = [
+  ["PostgreSQL", PgLive],
+  ["SQLite", SqliteLive]
+]
+
+const contractId = "contract-1"
+const testContract = await Effect.runPromise(TestContract.make(contractId))
+
+// A client on the simulated digi.me, storing in `store`.
+const clientOn = (store: TokenStore.Service) =>
+  DigimeClient.layer.pipe(
+    Layer.provideMerge(Layer.mergeAll(
+      DigimeConfig.layer({ applicationId: "app-1", contracts: [testContract.contract] }).pipe(Layer.orDie),
+      Signer.layerWebCrypto,
+      Layer.succeed(TokenStore.TokenStore, store)
+    )),
+    Layer.provideMerge(DigimeSimulator.layer({
+      applicationId: "app-1",
+      contracts: [{ contractId, publicKeyPem: testContract.publicKeyPem }]
+    }))
+  )
+
+const authorize = (key: TokenKey.TokenKey) =>
+  Effect.gen(function*() {
+    const client = yield* DigimeClient.DigimeClient
+    const simulator = yield* DigimeSimulator.DigimeSimulator
+    const callbackUrl = "https://app.example/digime/callback"
+    const start = yield* client.getAuthorizeUrl({ contractId: key.contractId, callbackUrl })
+    const callback = yield* simulator.consent(start.url)
+    const result = yield* DigimeClient.parseCallback(callback, start.state)
+    return yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
+  })
+
+const fresh = () => TokenKey.make(`user-${crypto.randomUUID()}`, "contract-1")
+
+const readRow = (table: string, key: TokenKey.TokenKey) =>
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => sql<{ readonly token: string | null }>`SELECT token FROM ${sql(table)} WHERE id = ${TokenKey.toId(key)}`
+  ).pipe(Effect.map((rows) => rows[0]?.token ?? null))
+
+const writeRow = (table: string, key: TokenKey.TokenKey, value: string) =>
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => sql`UPDATE ${sql(table)} SET token = ${value} WHERE id = ${TokenKey.toId(key)}`
+  )
+
+const suiteLayer = (database: Database, options: SqlTokenStore.Options) =>
+  SqlTokenStore.layer(options).pipe(Layer.provide(database), Layer.orDie)
+
+for (const [name, database] of databases) {
+  const suffix = name === "PostgreSQL" ? "pg" : "sqlite"
+  suite(`SQL on ${name}`, suiteLayer(database, { tableName: "suite_plain" }))
+  suite(`SQL on ${name}, encrypted`, suiteLayer(database, { tableName: "suite_sealed", encryptionKey }))
+
+  describe(`SqlTokenStore on ${name}`, () => {
+    it.layer(database, { timeout: 30_000 })((it) => {
+      it.effect("the migration runs twice, and concurrently, without error", () =>
+        Effect.gen(function*() {
+          const options = { tableName: `migrated_${suffix}`, pendingTableName: `migrated_pending_${suffix}` }
+          yield* SqlTokenStore.migrate(options)
+          yield* SqlTokenStore.migrate(options)
+          yield* Effect.all([SqlTokenStore.make(options), SqlTokenStore.makePending(options)], {
+            concurrency: "unbounded"
+          })
+        }))
+
+      it.effect("a corrupted row fails with TokenStoreError for its key only", () =>
+        Effect.gen(function*() {
+          const table = `corrupt_${suffix}`
+          const store = yield* SqlTokenStore.make({ tableName: table })
+          const bad = fresh()
+          const good = fresh()
+          yield* store.set(bad, token("a-bad", "r-bad"))
+          yield* store.set(good, token("a-good", "r-good"))
+          yield* writeRow(table, bad, "{\"accessToken\": garbage")
+          const error = yield* Effect.flip(store.get(bad))
+          assert.strictEqual(error._tag, "TokenStoreError")
+          assert.strictEqual(error.operation, "SqlTokenStore.get")
+          assert.strictEqual(error.key?.userId, bad.userId)
+          assert.notInclude(error.message, "garbage")
+          assert.strictEqual(Option.isSome(yield* store.get(good)), true)
+          // The key is usable again once written.
+          yield* store.set(bad, token("a2", "r2"))
+          assert.strictEqual(Option.isSome(yield* store.get(bad)), true)
+        }))
+
+      it.effect("encrypted: no token value in clear in the database", () =>
+        Effect.gen(function*() {
+          const table = `sealed_${suffix}`
+          const store = yield* SqlTokenStore.make({ tableName: table, encryptionKey })
+          const key = fresh()
+          yield* store.set(key, token("access-secret-value", "refresh-secret-value"))
+          const raw = yield* readRow(table, key)
+          assert.isNotNull(raw)
+          assert.notInclude(raw!, "access-secret-value")
+          assert.notInclude(raw!, "refresh-secret-value")
+          assert.notInclude(raw!, "digime-user")
+          assert.isTrue(raw!.startsWith("aesgcm1."))
+          // Two writes of the same token differ (fresh IV).
+          yield* store.set(key, token("access-secret-value", "refresh-secret-value"))
+          assert.notStrictEqual(yield* readRow(table, key), raw)
+        }))
+
+      it.effect("encrypted: a tampered or moved ciphertext fails for that key only", () =>
+        Effect.gen(function*() {
+          const table = `tamper_${suffix}`
+          const store = yield* SqlTokenStore.make({ tableName: table, encryptionKey })
+          const a = fresh()
+          const b = fresh()
+          const c = fresh()
+          yield* store.set(a, token("a1", "r1"))
+          yield* store.set(b, token("b1", "r1"))
+          yield* store.set(c, token("c1", "r1"))
+          const rawA = (yield* readRow(table, a))!
+          const last = rawA.at(-1) === "A" ? "B" : "A"
+          yield* writeRow(table, a, rawA.slice(0, -1) + last)
+          // A ciphertext copied from another row does not open under this row's key.
+          yield* writeRow(table, b, (yield* readRow(table, c))!)
+          const errorA = yield* Effect.flip(store.get(a))
+          assert.strictEqual(errorA._tag, "TokenStoreError")
+          assert.strictEqual(errorA.key?.userId, a.userId)
+          const errorB = yield* Effect.flip(store.get(b))
+          assert.strictEqual(errorB.key?.userId, b.userId)
+          assert.include(errorB.description, "does not authenticate")
+          assert.strictEqual(Option.isSome(yield* store.get(c)), true)
+        }))
+
+      it.effect("a wrong key, a missing key or an unexpected clear row fails with TokenStoreError", () =>
+        Effect.gen(function*() {
+          const table = `keys_${suffix}`
+          const sealed = yield* SqlTokenStore.make({ tableName: table, encryptionKey })
+          const other = yield* SqlTokenStore.make({ tableName: table, encryptionKey: otherKey })
+          const clear = yield* SqlTokenStore.make({ tableName: table })
+          const key = fresh()
+          yield* sealed.set(key, token("a1", "r1"))
+          const wrong = yield* Effect.flip(other.get(key))
+          assert.strictEqual(wrong._tag, "TokenStoreError")
+          assert.include(wrong.description, "another encryption key")
+          const missing = yield* Effect.flip(clear.get(key))
+          assert.include(missing.description, "no encryptionKey")
+          const plain = fresh()
+          yield* clear.set(plain, token("a1", "r1"))
+          const unexpected = yield* Effect.flip(sealed.get(plain))
+          assert.include(unexpected.description, "not encrypted")
+          // The wrong key cannot be used to compare-and-set either: nothing is overwritten blindly.
+          const before = Option.getOrThrow(yield* sealed.get(key))
+          assert.isTrue(Option.isNone(yield* other.compareAndSet(key, before.version - 1, token("x", "y"))))
+        }))
+
+      it.effect("an encryption key of the wrong size is refused when the store is made", () =>
+        Effect.gen(function*() {
+          const error = yield* Effect.flip(
+            SqlTokenStore.make({ encryptionKey: Redacted.make<Uint8Array | string>(new Uint8Array(16)) })
+          )
+          assert.strictEqual(error._tag, "InvalidConfig")
+          const name = yield* Effect.flip(SqlTokenStore.make({ tableName: "tokens; DROP TABLE x" }))
+          assert.strictEqual(name._tag, "InvalidConfig")
+        }))
+
+      it.effect("pending authorizations: found once, then already used; unknown and expired apart", () =>
+        Effect.gen(function*() {
+          const pending = yield* SqlTokenStore.makePending({
+            pendingTableName: `pending_${suffix}`,
+            encryptionKey
+          })
+          const now = DateTime.unsafeMake(1_700_000_000_000)
+          const entry: PendingAuthorizations.Pending = {
+            key: fresh(),
+            kind: "authorize",
+            codeVerifier: Redacted.make("verifier-secret"),
+            callbackUrl: "https://app.example/cb",
+            expiresAt: DateTime.add(now, { minutes: 10 })
+          }
+          const state = crypto.randomUUID()
+          yield* pending.put(state, entry)
+          const found = yield* pending.consume(state, now)
+          assert.strictEqual(found._tag, "Found")
+          if (found._tag !== "Found") return
+          assert.strictEqual(found.pending.key.userId, entry.key.userId)
+          assert.strictEqual(found.pending.kind, "authorize")
+          assert.strictEqual(Redacted.value(found.pending.codeVerifier), "verifier-secret")
+          assert.strictEqual(found.pending.callbackUrl, "https://app.example/cb")
+          assert.strictEqual(DateTime.toEpochMillis(found.pending.expiresAt), DateTime.toEpochMillis(entry.expiresAt))
+          assert.strictEqual((yield* pending.consume(state, now))._tag, "AlreadyUsed")
+          assert.strictEqual((yield* pending.consume(crypto.randomUUID(), now))._tag, "Unknown")
+          const late = crypto.randomUUID()
+          yield* pending.put(late, entry)
+          assert.strictEqual((yield* pending.consume(late, DateTime.add(now, { minutes: 11 })))._tag, "Expired")
+          // Purged an hour after expiry.
+          assert.strictEqual((yield* pending.consume(late, DateTime.add(now, { hours: 2 })))._tag, "Unknown")
+          // Of two concurrent callbacks with the same state, one finds it.
+          const raced = crypto.randomUUID()
+          yield* pending.put(raced, entry)
+          const results = yield* Effect.all([pending.consume(raced, now), pending.consume(raced, now)], {
+            concurrency: "unbounded"
+          })
+          assert.deepStrictEqual(results.map((r) => r._tag).sort(), ["AlreadyUsed", "Found"])
+          // Neither the state nor the verifier is stored in clear.
+          const sql = yield* SqlClient.SqlClient
+          const rows = yield* sql<Record<string, unknown>>`SELECT * FROM ${sql(`pending_${suffix}`)}`
+          const dump = JSON.stringify(rows)
+          assert.notInclude(dump, "verifier-secret")
+          assert.notInclude(dump, state)
+        }))
+
+      it.effect("the DigimeClient refreshes once on expiry and stores before use", () =>
+        Effect.gen(function*() {
+          const sqlStore = yield* SqlTokenStore.make({ tableName: `flow_${suffix}`, encryptionKey })
+          const key = TokenKey.make(`user-${crypto.randomUUID()}`, contractId)
+          yield* Effect.gen(function*() {
+            const store = yield* TokenStore.TokenStore
+            const simulator = yield* DigimeSimulator.DigimeSimulator
+            yield* authorize(key)
+            const before = Option.getOrThrow(yield* store.get(key))
+            // 1 hour lifetime, 60 s lead time: at 59 min 30 s the token is due.
+            yield* TestClock.adjust("3570 seconds")
+            const use = AutoRefresh.withAutoRefresh(key, (credentials) =>
+              Effect.gen(function*() {
+                // Stored before use: what we are given is already the stored token.
+                const now = Option.getOrThrow(yield* store.get(key))
+                assert.isAbove(now.version, before.version)
+                assert.strictEqual(Redacted.value(credentials.accessToken), Redacted.value(now.token.accessToken.value))
+                yield* Effect.flatMap(DigimeClient.DigimeClient, (client) => client.readAccounts(credentials))
+                return Redacted.value(credentials.accessToken)
+              }))
+            const seen = yield* Effect.all([use, use, use], { concurrency: "unbounded" })
+            assert.strictEqual(new Set(seen).size, 1)
+            assert.notStrictEqual(seen[0], Redacted.value(before.token.accessToken.value))
+            assert.strictEqual((yield* simulator.stats).refreshes, 1)
+          }).pipe(Effect.provide(clientOn(sqlStore)))
+        }))
+    })
+  })
+}
+
+describe("SqlTokenStore locks across processes", () => {
+  // Each layer is a separate client (its own pool or file handle): two "processes".
+  const twoClients = (client: Database) =>
+    Effect.all([Layer.build(client), Layer.build(client)]).pipe(
+      Effect.map(([a, b]) => [Context.get(a, SqlClient.SqlClient), Context.get(b, SqlClient.SqlClient)] as const)
+    )
+  const storeWith = (sql: SqlClient.SqlClient, options: SqlTokenStore.Options) =>
+    SqlTokenStore.make(options).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+
+  it.live("PostgreSQL: one holder across two pools, and a lock wait is bounded", () =>
+    Effect.gen(function*() {
+      const [one, two] = yield* twoClients(PgLive)
+      const options = { tableName: "locks_pg" }
+      const first = yield* storeWith(one, options)
+      const second = yield* storeWith(two, options)
+      const impatient = yield* storeWith(two, { ...options, lockTimeout: "200 millis" })
+      const key = fresh()
+      const entered = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(
+        first.withLock(key, Effect.zipRight(Deferred.succeed(entered, undefined), Deferred.await(release)))
+      )
+      yield* Deferred.await(entered)
+      const timedOut = yield* Effect.flip(impatient.withLock(key, Effect.void))
+      assert.strictEqual(timedOut._tag, "TokenStoreError")
+      assert.include(timedOut.description, "not acquired")
+      // Another key is free meanwhile.
+      assert.strictEqual(yield* second.withLock(fresh(), Effect.succeed("free")), "free")
+      const waiter = yield* Effect.fork(second.withLock(key, Effect.succeed("second")))
+      yield* Effect.sleep("200 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(waiter)))
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(holder)
+      assert.strictEqual(yield* Fiber.join(waiter), "second")
+    }).pipe(Effect.scoped))
+
+  it.live("PostgreSQL: a holder whose connection dies releases the lock", () =>
+    Effect.gen(function*() {
+      const [one, two] = yield* twoClients(PgLive)
+      const options = { tableName: "locks_pg" }
+      const first = yield* storeWith(one, options)
+      const second = yield* storeWith(two, { ...options, lockTimeout: "20 seconds" })
+      const key = fresh()
+      const pid = yield* Deferred.make<number>()
+      const holder = yield* Effect.fork(
+        first.withLock(
+          key,
+          Effect.gen(function*() {
+            // Runs on the connection of the lock's transaction.
+            const rows = yield* one<{ readonly pid: number }>`SELECT pg_backend_pid() AS pid`
+            yield* Deferred.succeed(pid, rows[0]!.pid)
+            return yield* Effect.never
+          })
+        )
+      )
+      const holderPid = yield* Deferred.await(pid)
+      const waiter = yield* Effect.fork(second.withLock(key, Effect.succeed("second")))
+      yield* Effect.sleep("100 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(waiter)))
+      yield* two`SELECT pg_terminate_backend(${holderPid})`
+      assert.strictEqual(yield* Fiber.join(waiter), "second")
+      yield* Fiber.interrupt(holder)
+    }).pipe(Effect.scoped))
+
+  it.live("SQLite: one holder across two connections to the file; readers are not blocked", () =>
+    Effect.gen(function*() {
+      const [one, two] = yield* twoClients(SqliteClient.layer({ filename: sqliteFile }))
+      const options = { tableName: "locks_sqlite" }
+      const first = yield* storeWith(one, options)
+      const second = yield* storeWith(two, { ...options, lockTimeout: "5 seconds" })
+      const impatient = yield* storeWith(two, { ...options, lockTimeout: "200 millis" })
+      const key = fresh()
+      yield* first.set(key, token("a1", "r1"))
+      const entered = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(
+        first.withLock(
+          key,
+          Effect.gen(function*() {
+            const current = Option.getOrThrow(yield* first.get(key))
+            yield* Deferred.succeed(entered, undefined)
+            yield* Deferred.await(release)
+            return yield* first.compareAndSet(key, current.version, token("a2", "r2"))
+          })
+        )
+      )
+      yield* Deferred.await(entered)
+      const timedOut = yield* Effect.flip(impatient.withLock(key, Effect.void))
+      assert.include(timedOut.description, "not acquired")
+      assert.isTrue(Option.isSome(yield* second.get(key)))
+      const waiter = yield* Effect.fork(
+        second.withLock(key, Effect.map(second.get(key), (read) => Option.getOrThrow(read).version))
+      )
+      yield* Effect.sleep("200 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(waiter)))
+      yield* Deferred.succeed(release, undefined)
+      const written = Option.getOrThrow(yield* Fiber.join(holder))
+      // The waiter sees what the holder committed.
+      assert.strictEqual(yield* Fiber.join(waiter), written.version)
+    }).pipe(Effect.scoped))
+
+  it.live("a write inside withLock is kept when the effect fails afterwards", () =>
+    Effect.gen(function*() {
+      for (const [, database] of databases) {
+        const exit = yield* Effect.gen(function*() {
+          const store = yield* SqlTokenStore.make({ tableName: "kept" })
+          const key = fresh()
+          const v1 = yield* store.set(key, token("a1", "r1"))
+          const failed = yield* Effect.exit(
+            store.withLock(
+              key,
+              Effect.zipRight(store.compareAndSet(key, v1.version, token("a2", "r2")), Effect.fail("boom"))
+            )
+          )
+          assert.deepStrictEqual(failed, Exit.fail("boom"))
+          const read = Option.getOrThrow(yield* store.get(key))
+          assert.strictEqual(Redacted.value(read.token.accessToken.value), "a2")
+        }).pipe(Effect.provide(database), Effect.exit)
+        assert.isTrue(Exit.isSuccess(exit), String(exit))
+      }
+    }))
+})
