@@ -745,8 +745,9 @@ export const make: Effect.Effect<
       })
       if (options.key !== undefined) {
         // The code is spent: a token that cannot be stored can only be had again by a new consent.
-        yield* store.set(options.key, token).pipe(Effect.retry({ schedule: storeRetry }))
+        const versioned = yield* store.set(options.key, token).pipe(Effect.retry({ schedule: storeRetry }))
         pending.delete(TokenKey.toId(options.key))
+        yield* remember(options.key, versioned)
       }
       return token
     }).pipe(Effect.withSpan("DigimeClient.exchangeCodeForToken", { attributes: spanAttributes(options) }))
@@ -872,11 +873,31 @@ export const make: Effect.Effect<
   const pending = new Map<string, { readonly baseVersion: number; readonly token: UserAccessToken.UserAccessToken }>()
   const inFlight = new Map<string, Deferred.Deferred<Versioned, AutoRefreshError>>()
 
+  // The hot path: tokens read from (or written to) the store are served from memory for
+  // `tokenCacheTtl`, so a valid token costs no store round trip. Every refresh decision re-reads
+  // the store under its lock.
+  const cache = new Map<string, { readonly versioned: Versioned; readonly readAt: number }>()
+  const cacheTtlMillis = Duration.toMillis(config.tokenCacheTtl)
+  const remember = (key: TokenKey.TokenKey, versioned: Versioned) =>
+    Effect.map(Clock.currentTimeMillis, (now) => {
+      if (cacheTtlMillis > 0) cache.set(TokenKey.toId(key), { versioned, readAt: now })
+      return versioned
+    })
+
   const loadOrFail = (key: TokenKey.TokenKey): Effect.Effect<Versioned, ReauthRequired | TokenStoreError> =>
     Effect.flatMap(store.get(key), Option.match({
-      onNone: () => Effect.fail(new ReauthRequired({ key, reason: "Missing" })),
-      onSome: Effect.succeed
+      onNone: () =>
+        Effect.sync(() => cache.delete(TokenKey.toId(key))).pipe(
+          Effect.zipRight(Effect.fail(new ReauthRequired({ key, reason: "Missing" })))
+        ),
+      onSome: (versioned) => remember(key, versioned)
     }))
+
+  const cachedOrLoad = (key: TokenKey.TokenKey): Effect.Effect<Versioned, ReauthRequired | TokenStoreError> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const hit = cache.get(TokenKey.toId(key))
+      return hit !== undefined && now - hit.readAt < cacheTtlMillis ? Effect.succeed(hit.versioned) : loadOrFail(key)
+    })
 
   const persist = (
     key: TokenKey.TokenKey,
@@ -892,7 +913,7 @@ export const make: Effect.Effect<
       ),
       Effect.tap(() => Effect.sync(() => pending.delete(TokenKey.toId(key)))),
       Effect.flatMap(Option.match({
-        onSome: Effect.succeed,
+        onSome: (versioned) => remember(key, versioned),
         // Another writer stored a newer token (a new authorization) while this refresh ran.
         onNone: () =>
           Effect.logWarning("The store holds a newer token than the one refreshed; using the stored one").pipe(
@@ -981,7 +1002,7 @@ export const make: Effect.Effect<
   // The stored token, refreshed first when due; `renewed` says whether it is not the one first read.
   const currentToken = (key: TokenKey.TokenKey) =>
     Effect.gen(function*() {
-      const current = yield* loadOrFail(key)
+      const current = yield* cachedOrLoad(key)
       const now = yield* DateTime.now
       if (!UserAccessToken.accessTokenExpiresWithin(current.token, now, config.refreshLeadTime)) {
         return { versioned: current, renewed: false }

@@ -58,6 +58,12 @@ export interface Options {
   /** Origins allowed to serve the JWKS named by a token's `jku`; default: the origin of `baseUrl`. */
   readonly jwksOrigins?: ReadonlyArray<string> | undefined
   /**
+   * How long a token read from the store is served from this process's memory without reading
+   * the store again; default 30 seconds, `0` to read the store on every call. A rejection by
+   * digi.me always re-reads the store, so a token refreshed by another process is found then.
+   */
+  readonly tokenCacheTtl?: Duration.DurationInput | undefined
+  /**
    * Sent as `agent.sdk` in request bodies; default `{ name: "nodejs", version: "16.1.5" }`, the
    * identity of digi.me's own Node SDK. digi.me answers `SDKInvalid` or `SDKVersionInvalid` for
    * an identity it does not recognise or no longer supports, so change it only if digi.me asks.
@@ -79,6 +85,7 @@ export interface Service {
   readonly onboardUrl: string
   readonly refreshLeadTime: Duration.Duration
   readonly requestTimeout: Duration.Duration
+  readonly tokenCacheTtl: Duration.Duration
   readonly jwksOrigins: ReadonlySet<string>
   readonly sdkAgent: SdkAgent
   readonly contracts: ReadonlyMap<string, Contract>
@@ -142,6 +149,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
     const onboardUrl = yield* parseHttpUrl("onboardUrl", options.onboardUrl ?? defaultOnboardUrl)
     const refreshLeadTime = yield* positiveDuration("refreshLeadTime", options.refreshLeadTime, Duration.seconds(60))
     const requestTimeout = yield* positiveDuration("requestTimeout", options.requestTimeout, Duration.seconds(30))
+    const tokenCacheTtl = yield* positiveDuration("tokenCacheTtl", options.tokenCacheTtl, Duration.seconds(30))
     if (Duration.lessThanOrEqualTo(requestTimeout, Duration.zero)) {
       return yield* new InvalidConfig({ field: "requestTimeout", reason: "must be positive" })
     }
@@ -179,6 +187,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
       onboardUrl: withSlash(onboardUrl.href),
       refreshLeadTime,
       requestTimeout,
+      tokenCacheTtl,
       jwksOrigins,
       sdkAgent,
       contracts,
@@ -208,8 +217,9 @@ export const layerConfig = (
 /**
  * Options read from the environment: `DIGIME_APPLICATION_ID`, one contract from
  * `DIGIME_CONTRACT_ID` and `DIGIME_PRIVATE_KEY`, and optionally `DIGIME_BASE_URL`,
- * `DIGIME_ONBOARD_URL`, `DIGIME_REFRESH_LEAD_TIME`, `DIGIME_REQUEST_TIMEOUT` (durations such as
- * `"60 seconds"`) and `DIGIME_JWKS_ORIGINS` (comma separated).
+ * `DIGIME_ONBOARD_URL`, `DIGIME_REFRESH_LEAD_TIME`, `DIGIME_REQUEST_TIMEOUT`,
+ * `DIGIME_TOKEN_CACHE_TTL` (durations such as `"60 seconds"`) and `DIGIME_JWKS_ORIGINS` (comma
+ * separated).
  *
  * @example
  * import { DigimeConfig } from "@digime-effect/core"
@@ -231,6 +241,7 @@ export const fromEnv: Config.Config<Options> = Config.all({
   onboardUrl: Config.string("DIGIME_ONBOARD_URL").pipe(Config.option, Config.map(Option.getOrUndefined)),
   refreshLeadTime: Config.duration("DIGIME_REFRESH_LEAD_TIME").pipe(Config.option, Config.map(Option.getOrUndefined)),
   requestTimeout: Config.duration("DIGIME_REQUEST_TIMEOUT").pipe(Config.option, Config.map(Option.getOrUndefined)),
+  tokenCacheTtl: Config.duration("DIGIME_TOKEN_CACHE_TTL").pipe(Config.option, Config.map(Option.getOrUndefined)),
   jwksOrigins: Config.array(Config.string(), "DIGIME_JWKS_ORIGINS").pipe(
     Config.option,
     Config.map(Option.getOrUndefined)

@@ -434,6 +434,71 @@ describe("withAutoRefresh: storing the refreshed token", () => {
     }).pipe(Effect.provide(stack())))
 })
 
+describe("withAutoRefresh: the hot path", () => {
+  /** The memory store, counting reads. */
+  const countingStore = (counter: { gets: number }) =>
+    Layer.effect(
+      TokenStore.TokenStore,
+      Effect.map(TokenStore.makeMemory, (inner) => ({
+        ...inner,
+        get: (k: TokenKey.TokenKey) => Effect.suspend(() => {
+          counter.gets++
+          return inner.get(k)
+        })
+      }) satisfies TokenStore.Service)
+    )
+
+  it.effect("a valid token is served from memory: no store read per call", () => {
+    const counter = { gets: 0 }
+    return Effect.gen(function*() {
+      yield* authorize()
+      counter.gets = 0
+      for (let i = 0; i < 10; i++) yield* AutoRefresh.withAutoRefresh(key, readAccounts)
+      assert.strictEqual(counter.gets, 0)
+      // After the cache's time to live, the store is read again, once.
+      yield* TestClock.adjust("31 seconds")
+      for (let i = 0; i < 10; i++) yield* AutoRefresh.withAutoRefresh(key, readAccounts)
+      assert.strictEqual(counter.gets, 1)
+    }).pipe(Effect.provide(stack({ store: countingStore(counter) })))
+  })
+
+  it.effect("tokenCacheTtl 0 reads the store on every call", () => {
+    const counter = { gets: 0 }
+    return Effect.gen(function*() {
+      yield* authorize()
+      counter.gets = 0
+      for (let i = 0; i < 10; i++) yield* AutoRefresh.withAutoRefresh(key, readAccounts)
+      assert.strictEqual(counter.gets, 10)
+    }).pipe(Effect.provide(stack({ store: countingStore(counter), config: { tokenCacheTtl: 0 } })))
+  })
+
+  it.effect("a rejection of the cached token re-reads the store and finds another process's newer token", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const client = yield* DigimeClient.DigimeClient
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const store = yield* TokenStore.TokenStore
+      const first = yield* stored()
+      yield* AutoRefresh.withAutoRefresh(key, readAccounts) // cached now
+      // Another process refreshes and stores; this process's cache still holds the old token,
+      // which digi.me no longer accepts.
+      const newer = yield* client.refreshToken({ contractId: key.contractId, refreshToken: first.token.refreshToken.value })
+      yield* store.compareAndSet(key, first.version, newer)
+      yield* simulator.revokeAccessToken(Redacted.value(first.token.accessToken.value))
+      const refreshes = (yield* stats).refreshes
+      const used: Array<string> = []
+      yield* AutoRefresh.withAutoRefresh(key, (credentials) => {
+        used.push(Redacted.value(credentials.accessToken))
+        return readAccounts(credentials)
+      })
+      assert.deepStrictEqual(used, [
+        Redacted.value(first.token.accessToken.value),
+        Redacted.value(newer.accessToken.value)
+      ])
+      assert.strictEqual((yield* stats).refreshes, refreshes)
+    }).pipe(Effect.provide(stack())))
+})
+
 describe("withAutoRefresh: interruption", () => {
   it.effect("callers interrupted at any point never leave the key stuck", () =>
     Effect.gen(function*() {
