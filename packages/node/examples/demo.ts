@@ -11,16 +11,19 @@ import {
   AutoRefresh,
   DigimeClient,
   DigimeConfig,
-  PendingAuthorizations,
   TokenKey,
   TokenStore
 } from "@digime-effect/core"
 import type { DigimeSimulator } from "@digime-effect/core/testing"
 import { TestContract } from "@digime-effect/core/testing"
-import { NodeDigimeSimulator, NodeSigner } from "@digime-effect/node"
+import { NodeDigimeSimulator, NodeSigner, SqlTokenStore } from "@digime-effect/node"
+import { SqliteClient } from "@effect/sql-sqlite-node"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Console, DateTime, Duration, Effect, Layer, Option } from "effect"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 
 const usage = `Usage: pnpm demo [options]
@@ -33,6 +36,8 @@ Options:
   --concurrency N             concurrent reads in the burst on a stale token (default 200)
   --simulator-url URL         use a simulator already running (pnpm simulator) instead of starting one;
                               its own lifetimes apply, and its application id must be demo-app
+  --store FILE                the embedded token store, a SQLite file (default .demo-data/tokens.db at
+                              the repository root); a second run finds the token the first one stored
   -h, --help                  show this help`
 
 const fail = (message: string): never => {
@@ -42,12 +47,16 @@ const fail = (message: string): never => {
 
 const parsed = (() => {
   try {
+    const argv = process.argv.slice(2)
     return parseArgs({
+      // `pnpm demo -- --flag` passes the separator on: drop it.
+      args: argv[0] === "--" ? argv.slice(1) : argv,
       options: {
         "access-lifetime": { type: "string", default: "3" },
         "refresh-lifetime": { type: "string", default: "10" },
         concurrency: { type: "string", default: "200" },
         "simulator-url": { type: "string" },
+        store: { type: "string" },
         help: { type: "boolean", short: "h", default: false }
       }
     }).values
@@ -79,6 +88,10 @@ const simulatorOrigin = (() => {
     return fail("--simulator-url must be an absolute URL")
   }
 })()
+
+const storeFile = Path.resolve(
+  parsed.store ?? fileURLToPath(new URL("../../../.demo-data/tokens.db", import.meta.url))
+)
 
 const applicationId = "demo-app"
 const contractId = "demo-contract"
@@ -143,6 +156,24 @@ const program = (simulator: Simulated) =>
       })
 
     const token = Effect.map(store.get(key), Option.getOrThrow)
+
+    // 0. A token kept by an earlier run
+    const kept = yield* store.get(key)
+    if (Option.isSome(kept)) {
+      yield* log(`0. found the token an earlier run stored in ${storeFile} (version ${kept.value.version})`)
+      const outcome = yield* Effect.either(read)
+      if (outcome._tag === "Right") {
+        yield* log(`   it still works: read ${outcome.right.length} account(s)`)
+      } else {
+        const error = outcome.left
+        yield* log(`   this simulated digi.me does not know it: ${error._tag} (${error.message})`)
+        if (error._tag !== "RefreshTokenExpired" && error._tag !== "ReauthRequired" && error._tag !== "InvalidAccessToken") {
+          return yield* Effect.dieMessage(`unexpected ${error._tag}`)
+        }
+        const step = yield* AutoRefresh.nextStep(error, { callbackUrl })
+        yield* log(`   nextStep: ${step.kind}; the timeline below starts with exactly that`)
+      }
+    }
 
     // 1. Authorization
     const start = yield* Authorization.startAuthorization({ key, callbackUrl })
@@ -224,6 +255,10 @@ const main = Effect.gen(function*() {
     yield* log(`using the simulated digi.me at ${origin}/v1.7/ (its lifetimes apply)`)
   }
   const simulator = yield* overHttp(origin)
+  Fs.mkdirSync(Path.dirname(storeFile), { recursive: true })
+  const stores = Layer.merge(SqlTokenStore.layer(), SqlTokenStore.layerPending()).pipe(
+    Layer.provide(SqliteClient.layer({ filename: storeFile }))
+  )
   const layer = DigimeClient.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(
       DigimeConfig.layer({
@@ -234,9 +269,8 @@ const main = Effect.gen(function*() {
         refreshLeadTime: Duration.millis(500)
       }),
       NodeSigner.layer,
-      TokenStore.layerMemory
-    )),
-    Layer.merge(PendingAuthorizations.layerMemory)
+      stores
+    ))
   )
   yield* Effect.provide(program(simulator), layer)
 }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici))

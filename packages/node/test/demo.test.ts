@@ -1,5 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { execFile } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const packageDir = fileURLToPath(new URL("..", import.meta.url))
@@ -22,10 +25,7 @@ const runDemo = (args: ReadonlyArray<string>): Promise<Run> =>
 
 // The demo is the project's main job: run it as a real process, with real time (short lifetimes).
 describe("demo (real process)", () => {
-  it("walks the whole lifecycle and exits 0", async () => {
-    const run = await runDemo(["--access-lifetime", "1", "--refresh-lifetime", "4", "--concurrency", "50"])
-    assert.strictEqual(run.code, 0, run.stderr)
-    const out = run.stdout
+  const checkTimeline = (out: string) => {
     for (
       const step of [
         "1. startAuthorization",
@@ -39,12 +39,34 @@ describe("demo (real process)", () => {
     ) assert.include(out, step)
     assert.include(out, "replays=0")
     assert.include(out, "waiting for")
-  }, 60_000)
+  }
+
+  it("walks the whole lifecycle and exits 0; a second run finds the token the first one stored", async () => {
+    const dir = mkdtempSync(Path.join(tmpdir(), "digime-demo-"))
+    const args = ["--access-lifetime", "1", "--refresh-lifetime", "4", "--concurrency", "50"]
+    const store = ["--store", Path.join(dir, "tokens.db")]
+    try {
+      const first = await runDemo([...args, ...store])
+      assert.strictEqual(first.code, 0, first.stderr)
+      assert.notInclude(first.stdout, "found the token an earlier run stored")
+      checkTimeline(first.stdout)
+      const second = await runDemo([...args, ...store])
+      assert.strictEqual(second.code, 0, second.stderr)
+      assert.include(second.stdout, "0. found the token an earlier run stored")
+      // A new simulator does not know it: the typed error and the next step are shown.
+      assert.include(second.stdout, "nextStep: authorize")
+      checkTimeline(second.stdout)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 90_000)
 
   it("--help lists the options and exits 0; a bad option exits 2", async () => {
     const help = await runDemo(["--help"])
     assert.strictEqual(help.code, 0)
-    for (const option of ["--access-lifetime", "--refresh-lifetime", "--concurrency"]) assert.include(help.stdout, option)
+    for (const option of ["--access-lifetime", "--refresh-lifetime", "--concurrency", "--simulator-url", "--store"]) {
+      assert.include(help.stdout, option)
+    }
     const bad = await runDemo(["--concurrency", "zero"])
     assert.strictEqual(bad.code, 2)
     assert.include(bad.stderr, "--concurrency must be a positive integer")
