@@ -19,6 +19,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
@@ -27,6 +28,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type { Contract } from "./Contract.js"
 import { DigimeConfig } from "./DigimeConfig.js"
+import * as DigimeMetrics from "./DigimeMetrics.js"
 import {
   AccessTokenRejected,
   ApiError,
@@ -632,6 +634,9 @@ export const make: Effect.Effect<
 
   const verified = <A, I>(operation: string, token: string, schema: Schema.Schema<A, I>) =>
     verifier.verify(operation, token).pipe(
+      Effect.tapError((error) =>
+        Metric.increment(Metric.tagged(DigimeMetrics.verificationFailures, "reason", error.reason))
+      ),
       Effect.flatMap((payload) =>
         Schema.decodeUnknown(schema)(payload).pipe(
           Effect.mapError((error) =>
@@ -885,7 +890,7 @@ export const make: Effect.Effect<
     })
 
   const loadOrFail = (key: TokenKey.TokenKey): Effect.Effect<Versioned, ReauthRequired | TokenStoreError> =>
-    Effect.flatMap(store.get(key), Option.match({
+    Effect.flatMap(Metric.increment(DigimeMetrics.storeReads).pipe(Effect.zipRight(store.get(key))), Option.match({
       onNone: () =>
         Effect.sync(() => cache.delete(TokenKey.toId(key))).pipe(
           Effect.zipRight(Effect.fail(new ReauthRequired({ key, reason: "Missing" })))
@@ -954,7 +959,11 @@ export const make: Effect.Effect<
             /expired/i.test(error.description)
               ? Effect.fail(new RefreshTokenExpired({ key, detectedBy: "Server" }))
               : Effect.fail(new ReauthRequired({ key, reason: "RefreshTokenInvalid" }))
-        )
+        ),
+        Effect.tapBoth({
+          onFailure: (error) => countRefresh(key, error._tag),
+          onSuccess: () => countRefresh(key, "refreshed")
+        })
       )
       const stored = yield* persist(key, current.version, token)
       yield* Effect.annotateCurrentSpan("digime.outcome", "refreshed")
@@ -962,6 +971,7 @@ export const make: Effect.Effect<
     }).pipe(
       Effect.tapError((error) => Effect.annotateCurrentSpan("digime.outcome", error._tag)),
       (effect) => store.withLock(key, effect),
+      Metric.trackDuration(DigimeMetrics.refreshDuration),
       Effect.withSpan("AutoRefresh.refresh", { attributes: { "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) } })
     )
 
@@ -976,6 +986,7 @@ export const make: Effect.Effect<
       const id = TokenKey.toId(key)
       const running = inFlight.get(id)
       if (running !== undefined) {
+        yield* Metric.increment(DigimeMetrics.coalescedWaiters)
         const joined = yield* Deferred.await(running)
         // The flight we joined may have started before our token was found stale.
         if (!force && (staleVersion === undefined || joined.version !== staleVersion)) return joined
@@ -1057,6 +1068,12 @@ export const make: Effect.Effect<
     withAutoRefresh
   } satisfies Service
 })
+
+const countRefresh = (key: TokenKey.TokenKey, outcome: string) =>
+  Metric.update(
+    DigimeMetrics.refreshes.pipe(Metric.tagged("outcome", outcome), Metric.tagged("contract_id", key.contractId)),
+    1
+  )
 
 const spanAttributes = (options: ContractOrKey): Record<string, string> =>
   options.key === undefined

@@ -34,6 +34,13 @@ export * as DigimeClient from "./DigimeClient.js"
 export * as DigimeConfig from "./DigimeConfig.js"
 
 /**
+ * Metrics: refreshes, their latency, coalesced waiters, store reads, verification failures.
+ *
+ * @since 0.1.0
+ */
+export * as DigimeMetrics from "./DigimeMetrics.js"
+
+/**
  * The error family.
  *
  * @since 0.1.0
