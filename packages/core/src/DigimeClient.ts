@@ -485,19 +485,22 @@ export const parseCallback = (
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Builds the client. Refreshes run in fibers of the layer's scope, so that a caller interrupted
- * while waiting for one does not cancel it.
+ * Builds the client, parsing every configured contract key (an unusable key fails with
+ * `InvalidContractKey`). Refreshes run in fibers of the layer's scope, so that a caller
+ * interrupted while waiting for one does not cancel it.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make: Effect.Effect<
   Service,
-  never,
+  InvalidContractKey,
   DigimeConfig | Signer | TokenStore | HttpClient.HttpClient | Scope.Scope
 > = Effect.gen(function*() {
   const config = yield* DigimeConfig
   const signer = yield* Signer
+  // Every configured key is parsed now: an unusable one fails the layer, naming its contract.
+  yield* Effect.forEach(config.contracts.values(), signer.prepare, { discard: true })
   const store = yield* TokenStore
   const httpClient = yield* HttpClient.HttpClient
   const scope = yield* Effect.scope
@@ -946,11 +949,14 @@ export const make: Effect.Effect<
         UserAccessToken.accessTokenExpiresWithin(current.token, now, config.refreshLeadTime)
       if (!due) {
         yield* Effect.annotateCurrentSpan("digime.outcome", "reused")
+        yield* Effect.logDebug("The store already holds a newer token: no refresh")
         return current
       }
       if (UserAccessToken.isRefreshTokenExpired(current.token, now)) {
+        yield* Effect.logDebug("The refresh token has expired by the clock: no refresh sent")
         return yield* new RefreshTokenExpired({ key, detectedBy: "Clock" })
       }
+      yield* Effect.logDebug("Refreshing the token")
       const contract = yield* config.contract(key.contractId)
       const token = yield* refreshCall(contract, current.token.refreshToken.value).pipe(
         Effect.catchIf(
@@ -967,11 +973,13 @@ export const make: Effect.Effect<
       )
       const stored = yield* persist(key, current.version, token)
       yield* Effect.annotateCurrentSpan("digime.outcome", "refreshed")
+      yield* Effect.logDebug("Refreshed token stored").pipe(Effect.annotateLogs("digime.version", stored.version))
       return stored
     }).pipe(
       Effect.tapError((error) => Effect.annotateCurrentSpan("digime.outcome", error._tag)),
       (effect) => store.withLock(key, effect),
       Metric.trackDuration(DigimeMetrics.refreshDuration),
+      Effect.annotateLogs({ "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) }),
       Effect.withSpan("AutoRefresh.refresh", { attributes: { "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) } })
     )
 
@@ -1039,8 +1047,15 @@ export const make: Effect.Effect<
             typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "AccessTokenRejected",
           () =>
             afterRefresh
-              ? Effect.fail(new InvalidAccessToken({ key }))
-              : Effect.flatMap(refresh(key, versioned.version, false), (fresh) => run(fresh, true))
+              ? Effect.logWarning("The access token was rejected right after a refresh").pipe(
+                Effect.zipRight(Effect.fail(new InvalidAccessToken({ key }))),
+                Effect.annotateLogs({ "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) })
+              )
+              : Effect.logDebug("The access token was rejected: re-reading the store").pipe(
+                Effect.annotateLogs({ "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) }),
+                Effect.zipRight(refresh(key, versioned.version, false)),
+                Effect.flatMap((fresh) => run(fresh, true))
+              )
         )
       ) as Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R>
     // A token renewed just now is not renewed again on a rejection: that is InvalidAccessToken.
@@ -1086,7 +1101,7 @@ const spanAttributes = (options: ContractOrKey): Record<string, string> =>
  */
 export const layer: Layer.Layer<
   DigimeClient,
-  never,
+  InvalidContractKey,
   DigimeConfig | Signer | TokenStore | HttpClient.HttpClient
 > = Layer.scoped(DigimeClient, make)
 

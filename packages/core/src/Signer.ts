@@ -30,6 +30,8 @@ export interface Service {
     contract: Contract,
     claims: Readonly<Record<string, unknown>>
   ) => Effect.Effect<Redacted.Redacted<string>, InvalidContractKey>
+  /** Parses the contract's key now (it is kept), so that an unusable key fails early. */
+  readonly prepare: (contract: Contract) => Effect.Effect<void, InvalidContractKey>
 }
 
 /**
@@ -78,6 +80,7 @@ export const make = (
       return signBytes
     }
     return {
+      prepare: (contract) => Effect.asVoid(signBytesFor(contract)),
       sign: (contract, claims) =>
         Effect.flatMap(signBytesFor(contract), (signBytes) => {
           const input = `${encodedHeader}.${jsonSegment(claims)}`

@@ -368,3 +368,22 @@ describe("DigimeClient: errors", () => {
     }).pipe(Effect.provide(layer))
   })
 })
+
+describe("DigimeClient: layer construction", () => {
+  it.effect("an unusable contract key fails the layer with InvalidContractKey naming the contract, not the key", () =>
+    Effect.gen(function*() {
+      const bad = { contractId: "contract-bad", privateKey: Redacted.make("-----BEGIN PRIVATE KEY-----\nnot-a-key\n") }
+      const layer = DigimeClient.layer.pipe(
+        Layer.provide(Layer.mergeAll(
+          DigimeConfig.layer({ applicationId, contracts: [testContract.contract, bad] }).pipe(Layer.orDie),
+          Signer.layerWebCrypto,
+          TokenStore.layerMemory,
+          Layer.succeed(HttpClient.HttpClient, HttpClient.make(() => Effect.die("no request expected")))
+        ))
+      )
+      const error = yield* Effect.flip(Effect.scoped(Layer.build(layer)))
+      assert.strictEqual(error._tag, "InvalidContractKey")
+      assert.strictEqual(error.contractId, "contract-bad")
+      assert.notInclude(error.message, "not-a-key")
+    }))
+})

@@ -1,7 +1,7 @@
 import { AutoRefresh, DigimeClient, DigimeError, type UserAccessToken } from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, HashMap, Inspectable, Logger, Redacted, TestClock, Tracer } from "effect"
+import { Cause, Effect, Exit, HashMap, Inspectable, Logger, LogLevel, Redacted, TestClock, Tracer } from "effect"
 import { callbackUrl, key, stack, stored, testContract } from "./fixtures.js"
 
 /** A tracer that keeps the name, attributes and events of every span. */
@@ -107,6 +107,9 @@ describe("secrets", () => {
       )
       // A line of the private key's PEM body.
       secrets.push(Redacted.value(testContract.contract.privateKey).split("\n")[1]!)
+      // Debug lines were recorded, with their annotations.
+      assert.isTrue(lines.some((line) => line.includes("Refreshing the token")))
+      assert.isTrue(lines.some((line) => line.startsWith("digime.key=")))
       // The spans were recorded, including the HTTP client's own (with their headers).
       assert.isTrue(spans.includes("AutoRefresh.refresh"))
       assert.isTrue(spans.some((text) => text.startsWith("http.request.header.authorization=")))
@@ -118,6 +121,7 @@ describe("secrets", () => {
     }).pipe(
       Effect.provide(stack()),
       Effect.provide(Logger.replace(Logger.defaultLogger, recorder)),
+      Logger.withMinimumLogLevel(LogLevel.All),
       Effect.withTracer(recordingTracer(spans))
     )
   })

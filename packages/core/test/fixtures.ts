@@ -2,7 +2,15 @@
  * Shared set-up of the core tests: one test contract (key generation is slow, so it is made once
  * per file), and the layer stack of a client talking to the simulated digi.me.
  */
-import { DigimeClient, DigimeConfig, PendingAuthorizations, Signer, TokenKey, TokenStore } from "@digime-effect/core"
+import {
+  DigimeClient,
+  DigimeConfig,
+  type DigimeError,
+  PendingAuthorizations,
+  Signer,
+  TokenKey,
+  TokenStore
+} from "@digime-effect/core"
 import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
 import type { HttpClient } from "@effect/platform"
 import { Effect, Layer, Option } from "effect"
@@ -29,7 +37,7 @@ export interface StackOptions {
   readonly store?: Layer.Layer<TokenStore.TokenStore>
 }
 
-export const stack = (options: StackOptions = {}): Layer.Layer<Services, never> => {
+export const stack = (options: StackOptions = {}): Layer.Layer<Services, DigimeError.InvalidContractKey> => {
   const simulator = DigimeSimulator.layer({
     applicationId,
     contracts: [{ contractId, publicKeyPem: testContract.publicKeyPem }],

@@ -16,6 +16,7 @@
  */
 import * as DigimeClient from "@digime-effect/core/DigimeClient"
 import type { DigimeConfig } from "@digime-effect/core/DigimeConfig"
+import type { InvalidContractKey } from "@digime-effect/core/DigimeError"
 import type { Signer } from "@digime-effect/core/Signer"
 import type { TokenStore } from "@digime-effect/core/TokenStore"
 import type * as HttpClient from "@effect/platform/HttpClient"
@@ -40,5 +41,5 @@ export const layer: Layer.Layer<Signer | HttpClient.HttpClient> = Layer.merge(
  * @since 0.1.0
  * @category layers
  */
-export const layerClient: Layer.Layer<DigimeClient.DigimeClient, never, DigimeConfig | TokenStore> =
+export const layerClient: Layer.Layer<DigimeClient.DigimeClient, InvalidContractKey, DigimeConfig | TokenStore> =
   DigimeClient.layer.pipe(Layer.provide(layer))
