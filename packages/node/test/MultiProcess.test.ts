@@ -119,6 +119,7 @@ interface Done {
   readonly waves: number
   readonly elapsedMillis: number
   readonly maxCallMillis: number
+  readonly maxReadMillis: number
 }
 
 interface Ended {
@@ -269,11 +270,13 @@ const poll = <A, R>(what: string, check: Effect.Effect<Option.Option<A>, never, 
 
 // --- tests ----------------------------------------------------------------------------------------
 
-// Tests 1 and 2: access tokens of 2 to 3 s, refreshed 1 s ahead, so about every 1 to 2 s. The lead
-// time stays well above the slowest call under this load (`maxCallMillis`, a few hundred ms on 2
-// cores): like the default 60 s on digi.me's 1 hour tokens, it leaves no token to expire in flight.
-const accessLifetime = "3 seconds"
-const leadMillis = 1_000
+// Tests 1 and 2: access tokens of 6 to 7 s, refreshed 5 s ahead, so every 1 to 2 s. The lead time
+// stays well above the slowest data call under this load (`maxReadMillis`: up to 2 s on 2 cores,
+// as 1,000 calls in flight queue at the simulator): like the default 60 s on digi.me's 1 hour
+// tokens, it leaves no token to expire between the check and digi.me's answer. (With a lead time
+// below that latency, such calls fail with InvalidAccessToken: see the report on DigimeClient.)
+const accessLifetime = "7 seconds"
+const leadMillis = 5_000
 
 describe("one refresh per token generation across processes", () => {
   it.live(
@@ -310,15 +313,18 @@ describe("one refresh per token generation across processes", () => {
           for (const worker of ended) assertClean(worker, secretsOf(final))
           const calls = ended.reduce((sum, worker) => sum + worker.done!.calls, 0)
           const refreshes = after.refreshes - before.refreshes
-          // Every worker ran at least 10 s of waves.
-          for (const worker of ended) assert.isAtLeast(worker.done!.elapsedMillis, 10_000)
+          for (const worker of ended) {
+            // Every worker ran at least 10 s of waves, and no data call came near the lead time.
+            assert.isAtLeast(worker.done!.elapsedMillis, 10_000)
+            assert.isBelow(worker.done!.maxReadMillis, leadMillis)
+          }
           assert.strictEqual(after.replays, 0)
           assert.strictEqual(after.revocations, 0)
           assert.strictEqual(after.rejectedAssertions, 0)
           // Every call read the accounts at digi.me once (a call that met an expired token once more).
           assert.isAtLeast(after.requests.accounts - before.requests.accounts, calls)
-          // The tokens really expired many times: every 1 to 2 s, so at least 5 refreshes per user in 12 s.
-          for (const [i, stored] of final.entries()) assert.isAtLeast(stored.version - initial[i]!.version, 5)
+          // The tokens really expired many times: every 1 to 2 s, so at least 4 refreshes per user in 12 s.
+          for (const [i, stored] of final.entries()) assert.isAtLeast(stored.version - initial[i]!.version, 4)
           // Every refresh request that reached digi.me succeeded: none was refused or replayed.
           assert.strictEqual(after.requests.token - before.requests.token, refreshes)
           // One refresh per generation. Each refresh runs under the key's lock, re-reads the
@@ -334,7 +340,7 @@ describe("one refresh per token generation across processes", () => {
               final.map((stored, i) => stored.version - initial[i]!.version).join("/")
             } per user), ${after.replays} replays, slowest call ${
               Math.max(...ended.map((worker) => worker.done!.maxCallMillis))
-            } ms`
+            } ms (data call alone ${Math.max(...ended.map((worker) => worker.done!.maxReadMillis))} ms)`
           )
         }).pipe(Effect.provide(clientLayer(server, table, leadMillis).pipe(Layer.provideMerge(SharedPg))))
       }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici)),
@@ -342,7 +348,7 @@ describe("one refresh per token generation across processes", () => {
   )
 
   it.live(
-    "kill -9 of the process holding the refresh: its lock is back within 1 s (measured: a few ms), the others carry on",
+    "kill -9 of the process holding the refresh: its lock is back within 1 s (measured: 35 to 45 ms), the others carry on",
     () =>
       Effect.gen(function*() {
         const server = yield* startSimulator(accessLifetime)
