@@ -912,19 +912,22 @@ export const make: Effect.Effect<
     baseVersion: number,
     token: UserAccessToken.UserAccessToken
   ): Effect.Effect<Versioned, ReauthRequired | TokenStoreError> =>
-    store.compareAndSet(key, baseVersion, token).pipe(
+    // Kept in memory from before the write until the store's lock is released (the write is
+    // durable only then): `refreshLocked` forgets it once `withLock` has succeeded.
+    Effect.sync(() => pending.set(TokenKey.toId(key), { baseVersion, token })).pipe(
+      Effect.zipRight(store.compareAndSet(key, baseVersion, token)),
       Effect.retry({ schedule: storeRetry }),
       Effect.tapError(() =>
-        Effect.sync(() => pending.set(TokenKey.toId(key), { baseVersion, token })).pipe(
-          Effect.zipRight(Effect.logError("A refreshed token could not be stored; it is kept in memory for the next try"))
-        )
+        Effect.logError("A refreshed token could not be stored; it is kept in memory for the next try")
       ),
-      Effect.tap(() => Effect.sync(() => pending.delete(TokenKey.toId(key)))),
       Effect.flatMap(Option.match({
         onSome: (versioned) => remember(key, versioned),
         // Another writer stored a newer token (a new authorization) while this refresh ran.
         onNone: () =>
-          Effect.logWarning("The store holds a newer token than the one refreshed; using the stored one").pipe(
+          Effect.sync(() => pending.delete(TokenKey.toId(key))).pipe(
+            Effect.zipRight(
+              Effect.logWarning("The store holds a newer token than the one refreshed; using the stored one")
+            ),
             Effect.zipRight(loadOrFail(key))
           )
       }))
@@ -937,12 +940,18 @@ export const make: Effect.Effect<
     force: boolean
   ): Effect.Effect<Versioned, AutoRefreshError> =>
     Effect.gen(function*() {
-      const current = yield* loadOrFail(key)
+      let current = yield* loadOrFail(key)
       const unsaved = pending.get(TokenKey.toId(key))
       if (unsaved !== undefined) {
-        if (unsaved.baseVersion === current.version) return yield* persist(key, current.version, unsaved.token)
-        // Superseded: the store moved on (a new authorization) since that refresh.
-        pending.delete(TokenKey.toId(key))
+        if (unsaved.baseVersion === current.version) {
+          // A refreshed token that could not be stored before: store it, then decide as usual
+          // (it may itself be due by now).
+          current = yield* persist(key, current.version, unsaved.token)
+          yield* Effect.logDebug("Stored the token kept from an earlier refresh")
+        } else {
+          // Superseded (a write of that refresh did land, or a new authorization did).
+          pending.delete(TokenKey.toId(key))
+        }
       }
       const now = yield* DateTime.now
       const due = force || current.version === staleVersion ||
@@ -978,6 +987,13 @@ export const make: Effect.Effect<
     }).pipe(
       Effect.tapError((error) => Effect.annotateCurrentSpan("digime.outcome", error._tag)),
       (effect) => store.withLock(key, effect),
+      // The lock is released and the write durable: the kept copy is no longer needed.
+      Effect.tap((versioned) =>
+        Effect.sync(() => {
+          const kept = pending.get(TokenKey.toId(key))
+          if (kept !== undefined && kept.baseVersion < versioned.version) pending.delete(TokenKey.toId(key))
+        })
+      ),
       Metric.trackDuration(DigimeMetrics.refreshDuration),
       Effect.annotateLogs({ "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) }),
       Effect.withSpan("AutoRefresh.refresh", { attributes: { "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) } })
@@ -1037,29 +1053,41 @@ export const make: Effect.Effect<
     key: TokenKey.TokenKey,
     use: (credentials: KeyedCredentials) => Effect.Effect<A, E, R>
   ): Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R> => {
+    const annotate = Effect.annotateLogs({ "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) })
+    const renew = (versioned: Versioned, expiredInFlight: boolean) =>
+      refresh(key, versioned.version, false).pipe(Effect.flatMap((fresh) => run(fresh, true, expiredInFlight)))
     const run = (
       versioned: Versioned,
-      afterRefresh: boolean
+      afterRefresh: boolean,
+      expiredInFlight: boolean
     ): Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R> =>
       use({ key, contractId: key.contractId, accessToken: versioned.token.accessToken.value }).pipe(
         Effect.catchIf(
           (error): error is Extract<E, AccessTokenRejected> =>
             typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "AccessTokenRejected",
           () =>
-            afterRefresh
-              ? Effect.logWarning("The access token was rejected right after a refresh").pipe(
-                Effect.zipRight(Effect.fail(new InvalidAccessToken({ key }))),
-                Effect.annotateLogs({ "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) })
-              )
-              : Effect.logDebug("The access token was rejected: re-reading the store").pipe(
-                Effect.annotateLogs({ "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) }),
-                Effect.zipRight(refresh(key, versioned.version, false)),
-                Effect.flatMap((fresh) => run(fresh, true))
-              )
+            Effect.gen(function*() {
+              if (!afterRefresh) {
+                yield* Effect.logDebug("The access token was rejected: re-reading the store")
+                return yield* renew(versioned, false)
+              }
+              // A token renewed just now and rejected: only a token that expired while the call
+              // was in flight (by the Clock) gets one more renewal; otherwise the grant is gone.
+              const now = yield* DateTime.now
+              if (
+                !expiredInFlight &&
+                UserAccessToken.accessTokenExpiresWithin(versioned.token, now, config.refreshLeadTime)
+              ) {
+                yield* Effect.logDebug("The renewed access token expired in flight: renewing once more")
+                return yield* renew(versioned, true)
+              }
+              yield* Effect.logWarning("The access token was rejected right after a refresh")
+              return yield* new InvalidAccessToken({ key })
+            }).pipe(annotate)
         )
       ) as Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R>
     // A token renewed just now is not renewed again on a rejection: that is InvalidAccessToken.
-    return Effect.flatMap(currentToken(key), ({ renewed, versioned }) => run(versioned, renewed))
+    return Effect.flatMap(currentToken(key), ({ renewed, versioned }) => run(versioned, renewed, false))
   }
 
   const refreshToken = (options: RefreshOptions) =>

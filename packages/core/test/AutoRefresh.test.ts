@@ -412,6 +412,40 @@ describe("withAutoRefresh: storing the refreshed token", () => {
       assert.isAbove((yield* stored()).version, before.version)
     }).pipe(Effect.provide(stack({ store: flakyStore(5) }))))
 
+  it.effect("a kept token that has expired by the time the store recovers is stored, then refreshed", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      yield* TestClock.adjust("1 hour")
+      const fiber = yield* Effect.fork(Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts)))
+      for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* Fiber.join(fiber))._tag, "TokenStoreError")
+      // The kept token's access token expires before the next call.
+      yield* TestClock.adjust("2 hours")
+      const accounts = yield* AutoRefresh.withAutoRefresh(key, readAccounts)
+      assert.isAbove(accounts.length, 0)
+      const s = yield* stats
+      assert.strictEqual(s.refreshes, 2) // the kept token's refresh token was spent once, not replayed
+      assert.strictEqual(s.replays, 0)
+      // The expired kept token was never sent to digi.me: it was refreshed first.
+      assert.strictEqual(s.requests.accounts, 1)
+    }).pipe(Effect.provide(stack({ store: flakyStore(5) }))))
+
+  it.effect("a renewed token that expires while the call is in flight is renewed once more, not InvalidAccessToken", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      yield* TestClock.adjust("1 hour")
+      let attempts = 0
+      const accounts = yield* AutoRefresh.withAutoRefresh(key, (credentials) =>
+        Effect.gen(function*() {
+          // The first attempt is slow: the token just refreshed expires before digi.me sees it.
+          if (attempts++ === 0) yield* TestClock.adjust("2 hours")
+          return yield* readAccounts(credentials)
+        }))
+      assert.isAbove(accounts.length, 0)
+      assert.strictEqual(attempts, 2)
+      assert.strictEqual((yield* stats).refreshes, 2)
+    }).pipe(Effect.provide(stack())))
+
   it.effect("a caller interrupted during the refresh does not cancel it: the new token is stored", () =>
     Effect.gen(function*() {
       yield* authorize()
