@@ -273,8 +273,9 @@ const poll = <A, R>(what: string, check: Effect.Effect<Option.Option<A>, never, 
 // Tests 1 and 2: access tokens of 6 to 7 s, refreshed 5 s ahead, so every 1 to 2 s. The lead time
 // stays well above the slowest data call under this load (`maxReadMillis`: up to 2 s on 2 cores,
 // as 1,000 calls in flight queue at the simulator): like the default 60 s on digi.me's 1 hour
-// tokens, it leaves no token to expire between the check and digi.me's answer. (With a lead time
-// below that latency, such calls fail with InvalidAccessToken: see the report on DigimeClient.)
+// tokens, it leaves no token to expire between the check and digi.me's answer. (A run with a 500 ms
+// lead, below that latency, also had no failed call: a token that expires in flight is renewed once
+// more.)
 const accessLifetime = "7 seconds"
 const leadMillis = 5_000
 
@@ -509,9 +510,8 @@ describe("one refresh per token generation across processes", () => {
           // 2. The database goes down while a refresh is in flight: digi.me rotates the refresh
           //    token, the new token cannot be stored and is kept in memory; once the database is
           //    back, it is stored without spending its predecessor's refresh token again.
-          //    (With access tokens that expire during the outage, the kept token is stored
-          //    expired and the call fails with InvalidAccessToken: see DigimeClient's
-          //    `refreshLocked`, which returns a kept token without checking that it is still valid.)
+          //    If the kept token is itself due by then, it is stored and then refreshed as usual
+          //    (with its own, unspent refresh token).
           yield* sleepUntil(v2.token.accessToken.expiresAt.epochMillis - outageLead)
           const held = { reached: yield* Deferred.make<void>(), open: yield* Deferred.make<void>() }
           gate = held
@@ -525,13 +525,15 @@ describe("one refresh per token generation across processes", () => {
           yield* startDatabase
           yield* readWhenBack
           const v3 = yield* versionOf(key)
-          assert.strictEqual(v3.version, v2.version + 1)
+          assert.isAtLeast(v3.version, v2.version + 1)
           assert.notStrictEqual(
             Redacted.value(v3.token.refreshToken.value),
             Redacted.value(v2.token.refreshToken.value)
           )
           const stats = yield* server.simulator.stats
-          assert.strictEqual(stats.refreshes, 2, "the kept token was stored, not refreshed again")
+          // The kept token was stored (one version) without its predecessor being refreshed again;
+          // any further version is a refresh of the kept token, which was due by then.
+          assert.strictEqual(stats.refreshes, 2 + (v3.version - v2.version - 1), "one refresh per stored version")
           assert.strictEqual(stats.replays, 0)
           assert.strictEqual(stats.revocations, 0)
         }).pipe(
