@@ -9,6 +9,20 @@ const readAccounts = (credentials: DigimeClient.Credentials) =>
 
 class Boom extends Data.TaggedError("Boom")<{ readonly n: number }> {}
 
+/** An effect that digi.me always refuses, counting its attempts. */
+const alwaysRejected = (attempts: { count: number }) => (credentials: DigimeClient.Credentials) =>
+  Effect.suspend(() => {
+    attempts.count++
+    return Effect.fail(
+      new DigimeError.AccessTokenRejected({
+        operation: "custom",
+        contractId: credentials.contractId,
+        status: 401,
+        code: "InvalidToken"
+      })
+    )
+  })
+
 /** A store that fails `compareAndSet` `failures` times (Infinity: always), then works. */
 const flakyStore = (failures: number) =>
   Layer.effect(
@@ -155,20 +169,10 @@ describe("withAutoRefresh", () => {
   it.effect("rejected again right after a refresh: InvalidAccessToken", () =>
     Effect.gen(function*() {
       yield* authorize()
-      let attempts = 0
-      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, (credentials) => {
-        attempts++
-        return Effect.fail(
-          new DigimeError.AccessTokenRejected({
-            operation: "custom",
-            contractId: credentials.contractId,
-            status: 401,
-            code: "InvalidToken"
-          })
-        )
-      }))
+      const attempts = { count: 0 }
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, alwaysRejected(attempts)))
       assert.strictEqual(error._tag, "InvalidAccessToken")
-      assert.strictEqual(attempts, 2)
+      assert.strictEqual(attempts.count, 2)
       assert.strictEqual((yield* stats).refreshes, 1)
       assert.include(error.message, "user-1")
     }).pipe(Effect.provide(stack())))
@@ -177,20 +181,10 @@ describe("withAutoRefresh", () => {
     Effect.gen(function*() {
       yield* authorize()
       yield* TestClock.adjust("1 hour")
-      let attempts = 0
-      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, (credentials) => {
-        attempts++
-        return Effect.fail(
-          new DigimeError.AccessTokenRejected({
-            operation: "custom",
-            contractId: credentials.contractId,
-            status: 401,
-            code: "InvalidToken"
-          })
-        )
-      }))
+      const attempts = { count: 0 }
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, alwaysRejected(attempts)))
       assert.strictEqual(error._tag, "InvalidAccessToken")
-      assert.strictEqual(attempts, 1)
+      assert.strictEqual(attempts.count, 1)
       assert.strictEqual((yield* stats).refreshes, 1)
     }).pipe(Effect.provide(stack())))
 
