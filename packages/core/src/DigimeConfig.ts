@@ -123,8 +123,13 @@ const positiveDuration = (
   fallback: Duration.Duration
 ): Effect.Effect<Duration.Duration, InvalidConfig> => {
   if (input === undefined) return Effect.succeed(fallback)
-  // Duration.decode clamps negative numbers to zero: refuse them here instead.
-  if ((typeof input === "number" || typeof input === "bigint") && input < 0) {
+  // Duration.decode turns negative and NaN inputs into zero: refuse them here instead.
+  const negativeOrNaN = (n: number | bigint) => typeof n === "bigint" ? n < 0n : !(n >= 0)
+  if (
+    ((typeof input === "number" || typeof input === "bigint") && negativeOrNaN(input)) ||
+    (typeof input === "string" && /^\s*-/.test(input)) ||
+    (Array.isArray(input) && (input as ReadonlyArray<number>).some(negativeOrNaN))
+  ) {
     return Effect.fail(new InvalidConfig({ field, reason: "must be a finite, non-negative duration" }))
   }
   const decoded = Option.getOrUndefined(Duration.decodeUnknown(input))
@@ -152,6 +157,9 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
     const tokenCacheTtl = yield* positiveDuration("tokenCacheTtl", options.tokenCacheTtl, Duration.seconds(30))
     if (Duration.lessThanOrEqualTo(requestTimeout, Duration.zero)) {
       return yield* new InvalidConfig({ field: "requestTimeout", reason: "must be positive" })
+    }
+    if (options.jwksOrigins !== undefined && options.jwksOrigins.length === 0) {
+      return yield* new InvalidConfig({ field: "jwksOrigins", reason: "must name at least one origin" })
     }
     const jwksOrigins = new Set<string>()
     for (const origin of options.jwksOrigins ?? [baseUrl.origin]) {

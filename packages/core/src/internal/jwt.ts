@@ -52,7 +52,10 @@ const decodeKeys = (document: unknown): Effect.Effect<Map<string, CryptoKey>, st
       const entry = Schema.decodeUnknownOption(JwksKey)(raw)
       if (Option.isNone(entry)) continue
       const key = yield* importKey(entry.value)
-      if (Option.isSome(key)) keys.set(entry.value.kid, key.value)
+      // Web Crypto imports an RSA key of any size: keys under 2048 bits are not trusted.
+      if (Option.isSome(key) && (key.value.algorithm as RsaHashedKeyAlgorithm).modulusLength >= 2048) {
+        keys.set(entry.value.kid, key.value)
+      }
     }
     return keys
   })

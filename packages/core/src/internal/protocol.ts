@@ -3,6 +3,7 @@
  * gives them). Public models are built from these by the mapping functions at the bottom.
  */
 import * as DateTime from "effect/DateTime"
+import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
@@ -18,10 +19,14 @@ export const DateTimeUtcFromEpochSeconds = Schema.transformOrFail(
   Schema.DateTimeUtcFromSelf,
   {
     strict: true,
-    decode: (seconds, _, ast) =>
-      Number.isSafeInteger(Math.round(seconds * 1000))
-        ? ParseResult.succeed(DateTime.unsafeMake(Math.round(seconds * 1000)))
-        : ParseResult.fail(new ParseResult.Type(ast, seconds, "an expiry in seconds since the epoch")),
+    decode: (seconds, _, ast) => {
+      const millis = Math.round(seconds * 1000)
+      // `DateTime.make` refuses instants past the last valid date (8.64e15 ms) instead of throwing.
+      const dateTime = Number.isSafeInteger(millis) ? DateTime.make(millis) : Option.none()
+      return Option.isSome(dateTime)
+        ? ParseResult.succeed(dateTime.value)
+        : ParseResult.fail(new ParseResult.Type(ast, seconds, "an expiry in seconds since the epoch"))
+    },
     encode: (dateTime) => ParseResult.succeed(Math.floor(DateTime.toEpochMillis(dateTime) / 1000))
   }
 ).annotations({ identifier: "DateTimeUtcFromEpochSeconds" })
