@@ -456,7 +456,11 @@ export const parseCallback = (
 ): Effect.Effect<CallbackResult, CallbackError | InvalidOptions> =>
   Effect.gen(function*() {
     if (expectedState.trim() === "") {
-      return yield* new InvalidOptions({ operation: "parseCallback", field: "expectedState", reason: "must not be empty" })
+      return yield* new InvalidOptions({
+        operation: "parseCallback",
+        field: "expectedState",
+        reason: "must not be empty"
+      })
     }
     const params = toSearchParams(query)
     const state = params.get("state")
@@ -720,7 +724,9 @@ export const make: Effect.Effect<
         ]
       ])
       return { url, codeVerifier: pkce.verifier, state, session: new Session(answer.session) }
-    }).pipe(Effect.withSpan("DigimeClient.getAuthorizeUrl", { attributes: { "digime.contract_id": options.contractId } }))
+    }).pipe(
+      Effect.withSpan("DigimeClient.getAuthorizeUrl", { attributes: { "digime.contract_id": options.contractId } })
+    )
 
   const tokenGrant = (operation: string, contract: Contract, claims: Readonly<Record<string, unknown>>) =>
     send({
@@ -969,7 +975,8 @@ export const make: Effect.Effect<
       const contract = yield* config.contract(key.contractId)
       const token = yield* refreshCall(contract, current.token.refreshToken.value).pipe(
         Effect.catchIf(
-          (error): error is ApiError => error._tag === "ApiError" && error.status === 401 && error.code === "InvalidToken",
+          (error): error is ApiError =>
+            error._tag === "ApiError" && error.status === 401 && error.code === "InvalidToken",
           (error): Effect.Effect<never, RefreshTokenExpired | ReauthRequired> =>
             /expired/i.test(error.description)
               ? Effect.fail(new RefreshTokenExpired({ key, detectedBy: "Server" }))
@@ -996,7 +1003,9 @@ export const make: Effect.Effect<
       ),
       Metric.trackDuration(DigimeMetrics.refreshDuration),
       Effect.annotateLogs({ "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) }),
-      Effect.withSpan("AutoRefresh.refresh", { attributes: { "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) } })
+      Effect.withSpan("AutoRefresh.refresh", {
+        attributes: { "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) }
+      })
     )
 
   // Single flight: one refresh per key at a time in this process; the store's lock extends that

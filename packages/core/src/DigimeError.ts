@@ -23,7 +23,9 @@ export const TypeId: unique symbol = Symbol.for("@digime-effect/core/DigimeError
 export type TypeId = typeof TypeId
 
 // Suspended: TokenKey's own module refers to this one, so neither may need the other at load time.
-const Key: Schema.Schema<TokenKey, typeof TokenKeyModule.TokenKey.Encoded> = Schema.suspend(() => TokenKeyModule.TokenKey)
+const Key: Schema.Schema<TokenKey, typeof TokenKeyModule.TokenKey.Encoded> = Schema.suspend(() =>
+  TokenKeyModule.TokenKey
+)
 
 const describeKey = (key: TokenKey): string => `user ${key.userId} of contract ${key.contractId}`
 
@@ -209,7 +211,8 @@ export class AccessTokenRejected
 {
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
-    return `digi.me rejected the access token of contract ${this.contractId} for ${this.operation} (${this.status} ${this.code})`
+    const detail = `${this.status} ${this.code}`
+    return `digi.me rejected the access token of contract ${this.contractId} for ${this.operation} (${detail})`
   }
 }
 
