@@ -907,11 +907,13 @@ export const make: Effect.Effect<
       onSome: (versioned) => remember(key, versioned)
     }))
 
-  const cachedOrLoad = (key: TokenKey.TokenKey): Effect.Effect<Versioned, ReauthRequired | TokenStoreError> =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const hit = cache.get(TokenKey.toId(key))
-      return hit !== undefined && now - hit.readAt < cacheTtlMillis ? Effect.succeed(hit.versioned) : loadOrFail(key)
-    })
+  const cachedOrLoad = (
+    key: TokenKey.TokenKey,
+    now: number
+  ): Effect.Effect<Versioned, ReauthRequired | TokenStoreError> => {
+    const hit = cache.get(TokenKey.toId(key))
+    return hit !== undefined && now - hit.readAt < cacheTtlMillis ? Effect.succeed(hit.versioned) : loadOrFail(key)
+  }
 
   const persist = (
     key: TokenKey.TokenKey,
@@ -1044,11 +1046,13 @@ export const make: Effect.Effect<
     })
 
   // The stored token, refreshed first when due; `renewed` says whether it is not the one first read.
+  const leadMillis = Duration.toMillis(config.refreshLeadTime)
   const currentToken = (key: TokenKey.TokenKey) =>
     Effect.gen(function*() {
-      const current = yield* cachedOrLoad(key)
-      const now = yield* DateTime.now
-      if (!UserAccessToken.accessTokenExpiresWithin(current.token, now, config.refreshLeadTime)) {
+      // The hot path: one clock read, one map lookup, one comparison.
+      const now = yield* Clock.currentTimeMillis
+      const current = yield* cachedOrLoad(key, now)
+      if (DateTime.toEpochMillis(current.token.accessToken.expiresAt) - now > leadMillis) {
         return { versioned: current, renewed: false }
       }
       const fresh = yield* refresh(key, current.version, false)
