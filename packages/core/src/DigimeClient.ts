@@ -889,31 +889,45 @@ export const make: Effect.Effect<
 
   // The hot path: tokens read from (or written to) the store are served from memory for
   // `tokenCacheTtl`, so a valid token costs no store round trip. Every refresh decision re-reads
-  // the store under its lock.
-  const cache = new Map<string, { readonly versioned: Versioned; readonly readAt: number }>()
+  // the store under its lock. Entries are filed by contract, then by user: a lookup encodes
+  // nothing, and two keys never share an entry.
+  interface Cached {
+    readonly versioned: Versioned
+    readonly readAt: number
+    readonly accessExpiresAt: number
+  }
+  const cache = new Map<string, Map<string, Cached>>()
   const cacheTtlMillis = Duration.toMillis(config.tokenCacheTtl)
+  const cached = (key: TokenKey.TokenKey, now: number): Cached | undefined => {
+    const hit = cache.get(key.contractId)?.get(key.userId)
+    return hit !== undefined && now - hit.readAt < cacheTtlMillis ? hit : undefined
+  }
+  const forget = (key: TokenKey.TokenKey) => {
+    const users = cache.get(key.contractId)
+    if (users !== undefined && users.delete(key.userId) && users.size === 0) cache.delete(key.contractId)
+  }
   const remember = (key: TokenKey.TokenKey, versioned: Versioned) =>
     Effect.map(Clock.currentTimeMillis, (now) => {
-      if (cacheTtlMillis > 0) cache.set(TokenKey.toId(key), { versioned, readAt: now })
+      if (cacheTtlMillis > 0) {
+        let users = cache.get(key.contractId)
+        if (users === undefined) cache.set(key.contractId, users = new Map())
+        users.set(key.userId, {
+          versioned,
+          readAt: now,
+          accessExpiresAt: DateTime.toEpochMillis(versioned.token.accessToken.expiresAt)
+        })
+      }
       return versioned
     })
 
   const loadOrFail = (key: TokenKey.TokenKey): Effect.Effect<Versioned, ReauthRequired | TokenStoreError> =>
     Effect.flatMap(Metric.increment(DigimeMetrics.storeReads).pipe(Effect.zipRight(store.get(key))), Option.match({
       onNone: () =>
-        Effect.sync(() => cache.delete(TokenKey.toId(key))).pipe(
+        Effect.sync(() => forget(key)).pipe(
           Effect.zipRight(Effect.fail(new ReauthRequired({ key, reason: "Missing" })))
         ),
       onSome: (versioned) => remember(key, versioned)
     }))
-
-  const cachedOrLoad = (
-    key: TokenKey.TokenKey,
-    now: number
-  ): Effect.Effect<Versioned, ReauthRequired | TokenStoreError> => {
-    const hit = cache.get(TokenKey.toId(key))
-    return hit !== undefined && now - hit.readAt < cacheTtlMillis ? Effect.succeed(hit.versioned) : loadOrFail(key)
-  }
 
   const persist = (
     key: TokenKey.TokenKey,
@@ -1012,95 +1026,123 @@ export const make: Effect.Effect<
 
   // Single flight: one refresh per key at a time in this process; the store's lock extends that
   // to every process sharing the store. The refresh runs in the layer's scope, not the caller's.
+  // Written without generators: in a burst, every waiting fiber runs this once.
   const refresh = (
     key: TokenKey.TokenKey,
     staleVersion: number | undefined,
     force: boolean
   ): Effect.Effect<Versioned, AutoRefreshError> =>
-    Effect.gen(function*() {
+    Effect.suspend(() => {
       const id = TokenKey.toId(key)
       const running = inFlight.get(id)
-      if (running !== undefined) {
-        yield* Metric.increment(DigimeMetrics.coalescedWaiters)
-        const joined = yield* Deferred.await(running)
+      if (running === undefined) return lead(id, key, staleVersion, force)
+      return Metric.increment(DigimeMetrics.coalescedWaiters).pipe(
+        Effect.zipRight(Deferred.await(running)),
         // The flight we joined may have started before our token was found stale.
-        if (!force && (staleVersion === undefined || joined.version !== staleVersion)) return joined
-      }
-      // Registering the flight and starting its fiber must not be torn apart by an interruption:
-      // a registered flight that never starts would make every later caller wait forever.
-      const flight = yield* Effect.uninterruptible(Effect.gen(function*() {
-        const leader = inFlight.get(id)
-        if (leader !== undefined) return leader
-        const deferred = yield* Deferred.make<Versioned, AutoRefreshError>()
-        inFlight.set(id, deferred)
-        // The fiber itself is interruptible (timeouts need that); only its start is protected.
-        yield* Effect.interruptible(refreshLocked(key, staleVersion, force)).pipe(
-          Effect.onExit((exit) =>
-            Effect.sync(() => inFlight.delete(id)).pipe(Effect.zipRight(Deferred.done(deferred, exit)))
-          ),
-          Effect.forkIn(scope)
+        Effect.flatMap((joined) =>
+          !force && (staleVersion === undefined || joined.version !== staleVersion)
+            ? Effect.succeed(joined)
+            : lead(id, key, staleVersion, force)
         )
-        return deferred
-      }))
-      return yield* Deferred.await(flight)
+      )
     })
 
-  // The stored token, refreshed first when due; `renewed` says whether it is not the one first read.
+  // Starts a flight (or joins one started meanwhile) and waits for its result. Registering the
+  // flight and starting its fiber must not be torn apart by an interruption: a registered flight
+  // that never starts would make every later caller wait forever.
+  const lead = (
+    id: string,
+    key: TokenKey.TokenKey,
+    staleVersion: number | undefined,
+    force: boolean
+  ): Effect.Effect<Versioned, AutoRefreshError> =>
+    Effect.uninterruptible(Effect.gen(function*() {
+      const leader = inFlight.get(id)
+      if (leader !== undefined) return leader
+      const deferred = yield* Deferred.make<Versioned, AutoRefreshError>()
+      inFlight.set(id, deferred)
+      // The fiber itself is interruptible (timeouts need that); only its start is protected.
+      yield* Effect.interruptible(refreshLocked(key, staleVersion, force)).pipe(
+        Effect.onExit((exit) =>
+          Effect.sync(() => inFlight.delete(id)).pipe(Effect.zipRight(Deferred.done(deferred, exit)))
+        ),
+        Effect.forkIn(scope)
+      )
+      return deferred
+    })).pipe(Effect.flatMap(Deferred.await))
+
+  // The hot path: one clock read, two map lookups, two comparisons, no generator. `valid` is the
+  // cached token when it is fresh enough to use as it is.
   const leadMillis = Duration.toMillis(config.refreshLeadTime)
-  const currentToken = (key: TokenKey.TokenKey) =>
-    Effect.gen(function*() {
-      // The hot path: one clock read, one map lookup, one comparison.
-      const now = yield* Clock.currentTimeMillis
-      const current = yield* cachedOrLoad(key, now)
-      if (DateTime.toEpochMillis(current.token.accessToken.expiresAt) - now > leadMillis) {
-        return { versioned: current, renewed: false }
-      }
-      const fresh = yield* refresh(key, current.version, false)
-      return { versioned: fresh, renewed: fresh.version !== current.version }
-    })
+  const valid = (key: TokenKey.TokenKey, now: number): Versioned | undefined => {
+    const hit = cached(key, now)
+    return hit !== undefined && hit.accessExpiresAt - now > leadMillis ? hit.versioned : undefined
+  }
+
+  // Otherwise: the stored token (read again if the cached copy is too old), refreshed first when
+  // due; `renewed` says whether it is not the one first read.
+  const currentToken = (
+    key: TokenKey.TokenKey,
+    now: number
+  ): Effect.Effect<{ readonly versioned: Versioned; readonly renewed: boolean }, AutoRefreshError> => {
+    const decide = (current: Versioned) =>
+      DateTime.toEpochMillis(current.token.accessToken.expiresAt) - now > leadMillis
+        ? Effect.succeed({ versioned: current, renewed: false })
+        : Effect.map(
+          refresh(key, current.version, false),
+          (fresh) => ({ versioned: fresh, renewed: fresh.version !== current.version })
+        )
+    const hit = cached(key, now)
+    return hit !== undefined ? decide(hit.versioned) : Effect.flatMap(loadOrFail(key), decide)
+  }
 
   const getToken = (key: TokenKey.TokenKey): Effect.Effect<Versioned, AutoRefreshError> =>
-    Effect.map(currentToken(key), ({ versioned }) => versioned)
+    Effect.clockWith((clock) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const hit = valid(key, now)
+      return hit !== undefined ? Effect.succeed(hit) : Effect.map(currentToken(key, now), ({ versioned }) => versioned)
+    })
 
   const withAutoRefresh = <A, E, R>(
     key: TokenKey.TokenKey,
     use: (credentials: KeyedCredentials) => Effect.Effect<A, E, R>
   ): Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R> => {
-    const annotate = Effect.annotateLogs({ "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) })
     const renew = (versioned: Versioned, expiredInFlight: boolean) =>
       refresh(key, versioned.version, false).pipe(Effect.flatMap((fresh) => run(fresh, true, expiredInFlight)))
+    const rejected = (versioned: Versioned, afterRefresh: boolean, expiredInFlight: boolean) =>
+      Effect.gen(function*() {
+        if (!afterRefresh) {
+          yield* Effect.logDebug("The access token was rejected: re-reading the store")
+          return yield* renew(versioned, false)
+        }
+        // A token renewed just now and rejected: only a token that expired while the call was in
+        // flight (by the Clock) gets one more renewal; otherwise the grant is gone.
+        const now = yield* DateTime.now
+        if (!expiredInFlight && UserAccessToken.accessTokenExpiresWithin(versioned.token, now, config.refreshLeadTime)) {
+          yield* Effect.logDebug("The renewed access token expired in flight: renewing once more")
+          return yield* renew(versioned, true)
+        }
+        yield* Effect.logWarning("The access token was rejected right after a refresh")
+        return yield* new InvalidAccessToken({ key })
+      }).pipe(Effect.annotateLogs({ "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) }))
     const run = (
       versioned: Versioned,
       afterRefresh: boolean,
       expiredInFlight: boolean
     ): Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R> =>
-      use({ key, contractId: key.contractId, accessToken: versioned.token.accessToken.value }).pipe(
-        Effect.catchIf(
-          (error): error is Extract<E, AccessTokenRejected> =>
-            typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "AccessTokenRejected",
-          () =>
-            Effect.gen(function*() {
-              if (!afterRefresh) {
-                yield* Effect.logDebug("The access token was rejected: re-reading the store")
-                return yield* renew(versioned, false)
-              }
-              // A token renewed just now and rejected: only a token that expired while the call
-              // was in flight (by the Clock) gets one more renewal; otherwise the grant is gone.
-              const now = yield* DateTime.now
-              if (
-                !expiredInFlight &&
-                UserAccessToken.accessTokenExpiresWithin(versioned.token, now, config.refreshLeadTime)
-              ) {
-                yield* Effect.logDebug("The renewed access token expired in flight: renewing once more")
-                return yield* renew(versioned, true)
-              }
-              yield* Effect.logWarning("The access token was rejected right after a refresh")
-              return yield* new InvalidAccessToken({ key })
-            }).pipe(annotate)
-        )
+      Effect.catchIf(
+        use({ key, contractId: key.contractId, accessToken: versioned.token.accessToken.value }),
+        isAccessTokenRejected,
+        () => rejected(versioned, afterRefresh, expiredInFlight)
       ) as Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R>
-    // A token renewed just now is not renewed again on a rejection: that is InvalidAccessToken.
-    return Effect.flatMap(currentToken(key), ({ renewed, versioned }) => run(versioned, renewed, false))
+    return Effect.clockWith((clock) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const hit = valid(key, now)
+      // A token renewed just now is not renewed again on a rejection: that is InvalidAccessToken.
+      return hit !== undefined
+        ? run(hit, false, false)
+        : Effect.flatMap(currentToken(key, now), ({ renewed, versioned }) => run(versioned, renewed, false))
+    })
   }
 
   const refreshToken = (options: RefreshOptions) =>
@@ -1124,6 +1166,9 @@ export const make: Effect.Effect<
     withAutoRefresh
   } satisfies Service
 })
+
+const isAccessTokenRejected = (error: unknown): error is AccessTokenRejected =>
+  typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "AccessTokenRejected"
 
 const countRefresh = (key: TokenKey.TokenKey, outcome: string) =>
   Metric.update(

@@ -10,6 +10,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import type { Contract } from "./Contract.js"
@@ -75,7 +76,15 @@ export const make = (
     const signBytesFor = (contract: Contract): Effect.Effect<SignBytes, InvalidContractKey> => {
       const entry = prepared.get(contract.contractId)
       if (entry !== undefined && entry.privateKey === contract.privateKey) return entry.signBytes
-      const signBytes = Effect.runSync(Effect.cached(prepare(contract)))
+      // The first uses share one preparation (`Effect.cached`); its outcome is then kept as it
+      // is, so that every later assertion skips the cache's own bookkeeping.
+      const shared = Effect.runSync(Effect.cached(prepare(contract)))
+      let outcome: Exit.Exit<SignBytes, InvalidContractKey> | undefined
+      const signBytes = Effect.suspend(() =>
+        outcome ?? Effect.flatten(Effect.tap(Effect.exit(shared), (exit) => {
+          if (!Exit.isInterrupted(exit)) outcome = exit
+        }))
+      )
       prepared.set(contract.contractId, { privateKey: contract.privateKey, signBytes })
       return signBytes
     }
