@@ -14,13 +14,13 @@ import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Clock, Deferred, Duration, Effect, Fiber, Layer, Option, Redacted, Schedule } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { inject } from "vitest"
 import { startPostgres } from "./fixtures/postgres.js"
+import * as Workers from "./fixtures/workers.js"
 
 const applicationId = "app-multiprocess"
 const contractId = "contract-multiprocess"
@@ -111,32 +111,6 @@ const versionOf = (key: TokenKey.TokenKey) =>
 
 // --- worker processes -----------------------------------------------------------------------------
 
-interface Done {
-  readonly calls: number
-  readonly succeeded: number
-  readonly failures: Readonly<Record<string, number>>
-  readonly samples: Readonly<Record<string, string>>
-  readonly waves: number
-  readonly elapsedMillis: number
-  readonly maxCallMillis: number
-  readonly maxReadMillis: number
-}
-
-interface Ended {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly output: string
-  readonly done: Done | undefined
-}
-
-interface Worker {
-  readonly pid: number
-  /** Waits (at most `timeout`) for the worker to print this event. */
-  readonly event: (name: string, timeout: Duration.DurationInput) => Effect.Effect<void, Error>
-  /** Waits (at most `timeout`) for the process to end. */
-  readonly ended: (timeout: Duration.DurationInput) => Effect.Effect<Ended, Error>
-}
-
 interface WorkerOptions {
   readonly server: NodeDigimeSimulator.Server
   readonly pgUrl: string
@@ -148,93 +122,25 @@ interface WorkerOptions {
   readonly hangRefresh?: boolean
 }
 
-const closed = (child: ChildProcess): Promise<void> =>
-  child.exitCode !== null || child.signalCode !== null
-    ? Promise.resolve()
-    : new Promise((resolve) => child.once("close", () => resolve()))
-
-/** Spawns a worker; the scope kills it (SIGKILL) if it still runs when the scope closes. */
+/** A worker of this test (`fixtures/worker.ts` under tsx); the scope kills it if it still runs. */
 const spawnWorker = (options: WorkerOptions) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const args = [
-        "--import",
-        "tsx",
-        workerScript,
-        "--origin",
-        options.server.origin,
-        "--application-id",
-        applicationId,
-        "--contract-id",
-        contractId,
-        "--private-key-file",
-        privateKeyFile,
-        "--users",
-        options.users.map((key) => key.userId).join(","),
-        "--table",
-        options.table,
-        "--duration-ms",
-        String(options.durationMillis),
-        "--concurrency",
-        String(options.concurrency),
-        "--lead-ms",
-        String(options.leadMillis),
-        ...(options.hangRefresh === true ? ["--hang-refresh"] : [])
-      ]
-      return spawn(process.execPath, args, {
-        cwd: packageDir,
-        env: { ...process.env, DIGIME_TEST_PG_URL: options.pgUrl },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-    }),
-    (child) =>
-      Effect.promise(() => {
-        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-        return closed(child)
-      }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
-  ).pipe(Effect.map((child): Worker => {
-    let output = ""
-    const events: Array<Record<string, unknown>> = []
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString("utf8")
-      events.length = 0
-      for (const line of output.split("\n")) {
-        try {
-          const parsed: unknown = JSON.parse(line)
-          if (typeof parsed === "object" && parsed !== null && "event" in parsed) {
-            events.push(parsed as Record<string, unknown>)
-          }
-        } catch {
-          // A log line or a partial line.
-        }
-      }
-    }
-    child.stdout!.on("data", onData)
-    child.stderr!.on("data", (chunk: Buffer) => output += chunk.toString("utf8"))
-    const exited = closed(child)
-    return {
-      pid: child.pid!,
-      event: (name, timeout) =>
-        Effect.suspend(() =>
-          events.some((event) => event.event === name) ? Effect.void : Effect.fail(new Error("not yet"))
-        ).pipe(
-          Effect.retry(Schedule.spaced("10 millis")),
-          Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error(`no ${name} event: ${output}`) })
-        ),
-      ended: (timeout) =>
-        Effect.promise(() => exited).pipe(
-          Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error(`worker still running: ${output}`) }),
-          Effect.map(() => ({
-            code: child.exitCode,
-            signal: child.signalCode,
-            output,
-            done: events.find((event) => event.event === "done") as Done | undefined
-          }))
-        )
-    }
-  }))
+  Workers.spawnWorker({
+    script: ["--import", "tsx", workerScript],
+    cwd: packageDir,
+    origin: options.server.origin,
+    applicationId,
+    contractId,
+    privateKeyFile,
+    pgUrl: options.pgUrl,
+    table: options.table,
+    userIds: options.users.map((key) => key.userId),
+    durationMillis: options.durationMillis,
+    concurrency: options.concurrency,
+    leadMillis: options.leadMillis,
+    hangRefresh: options.hangRefresh
+  })
 
-const assertClean = (ended: Ended, secrets: ReadonlyArray<string>) => {
+const assertClean = (ended: Workers.Ended, secrets: ReadonlyArray<string>) => {
   assert.strictEqual(ended.code, 0, ended.output)
   assert.isDefined(ended.done, ended.output)
   assert.deepStrictEqual(ended.done!.failures, {}, JSON.stringify(ended.done!.samples))
