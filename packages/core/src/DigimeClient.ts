@@ -1118,7 +1118,8 @@ export const make: Effect.Effect<
         // A token renewed just now and rejected: only a token that expired while the call was in
         // flight (by the Clock) gets one more renewal; otherwise the grant is gone.
         const now = yield* DateTime.now
-        if (!expiredInFlight && UserAccessToken.accessTokenExpiresWithin(versioned.token, now, config.refreshLeadTime)) {
+        const dueNow = UserAccessToken.accessTokenExpiresWithin(versioned.token, now, config.refreshLeadTime)
+        if (!expiredInFlight && dueNow) {
           yield* Effect.logDebug("The renewed access token expired in flight: renewing once more")
           return yield* renew(versioned, true)
         }

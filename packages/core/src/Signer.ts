@@ -10,7 +10,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
+import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import type { Contract } from "./Contract.js"
@@ -82,7 +82,7 @@ export const make = (
       let outcome: Exit.Exit<SignBytes, InvalidContractKey> | undefined
       const signBytes = Effect.suspend(() =>
         outcome ?? Effect.flatten(Effect.tap(Effect.exit(shared), (exit) => {
-          if (!Exit.isInterrupted(exit)) outcome = exit
+          outcome = exit
         }))
       )
       prepared.set(contract.contractId, { privateKey: contract.privateKey, signBytes })

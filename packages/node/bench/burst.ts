@@ -26,7 +26,6 @@ import {
   type SectionOptions
 } from "./support.js"
 
-
 const section = "2 burst"
 
 interface Sample {
@@ -127,7 +126,12 @@ export const run = (options: SectionOptions) => {
           target: "exactly 1 for every burst",
           pass: requests.every((count) => count === 1) && replays === 0 &&
             samples.every((sample) => sample.oneNewToken),
-          details: { bursts: repetitions, requests, replays, everyCallUsedTheNewToken: samples.every((s) => s.oneNewToken) }
+          details: {
+            bursts: repetitions,
+            requests,
+            replays,
+            everyCallUsedTheNewToken: samples.every((sample) => sample.oneNewToken)
+          }
         })
         const millis = median(samples.map((sample) => sample.millis))
         const validMillis = median(valid.get(n)!)
@@ -162,6 +166,8 @@ export const run = (options: SectionOptions) => {
           details: { bursts: repetitions, p90: quantile(floor.get(n)!, 0.9) }
         })
       }
-    }).pipe(Effect.provide(clientLayer(server, TokenStore.layerMemory)))
+      // The token cache outlives the clock's steps, as a busy key's cache entry is fresh when its
+      // token comes due: the burst's fibers find the due token in memory, not in the store.
+    }).pipe(Effect.provide(clientLayer(server, TokenStore.layerMemory, { tokenCacheTtl: "2 hours" })))
   }).pipe(Effect.scoped, Effect.withClock(stepped.clock))
 }

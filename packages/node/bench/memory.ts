@@ -16,7 +16,6 @@ import { DateTime, Effect, Redacted } from "effect"
 import * as Crypto from "node:crypto"
 import { clientLayer, contractId, type SectionOptions, startSimulator, storeLayer } from "./support.js"
 
-
 const section = "6 memory"
 
 const heapUsed = () => {
@@ -39,11 +38,15 @@ interface Plain {
   readonly version: number
 }
 
+// Valid for the whole run, whenever it runs: `getToken` must serve each token without a refresh.
+const accessExpiresAt = (i: number) => Date.now() + 24 * 3_600_000 + i * 1_000
+const refreshExpiresAt = (i: number) => Date.now() + 3_650 * 24 * 3_600_000 + i * 1_000
+
 const plainToken = (version: number): Plain => ({
   accessToken: random(32),
-  accessExpiresAt: 1_800_000_000_000 + version,
+  accessExpiresAt: accessExpiresAt(version),
   refreshToken: random(32),
-  refreshExpiresAt: 1_900_000_000_000 + version,
+  refreshExpiresAt: refreshExpiresAt(version),
   digimeUserId: random(12),
   consentId: random(12),
   version
@@ -53,11 +56,11 @@ const libraryToken = (i: number) =>
   new UserAccessToken.UserAccessToken({
     accessToken: new UserAccessToken.Token({
       value: Redacted.make(random(32)),
-      expiresAt: DateTime.unsafeMake(1_800_000_000_000 + i * 1_000)
+      expiresAt: DateTime.unsafeMake(accessExpiresAt(i))
     }),
     refreshToken: new UserAccessToken.Token({
       value: Redacted.make(random(32)),
-      expiresAt: DateTime.unsafeMake(1_900_000_000_000 + i * 1_000)
+      expiresAt: DateTime.unsafeMake(refreshExpiresAt(i))
     }),
     digimeUserId: random(12),
     consentId: random(12)

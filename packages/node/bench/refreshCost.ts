@@ -28,7 +28,6 @@ import {
   type SectionOptions
 } from "./support.js"
 
-
 const section = "3 refresh cost"
 
 const base64url = (bytes: Uint8Array | string) => Buffer.from(bytes).toString("base64url")
@@ -66,7 +65,11 @@ const makeHandWritten = (server: NodeDigimeSimulator.Server, publicKey: Crypto.K
             origin: url.origin,
             path: url.pathname,
             method: "POST",
-            headers: { authorization: `Bearer ${assertion}`, "content-type": "application/json", accept: "application/json" }
+            headers: {
+              authorization: `Bearer ${assertion}`,
+              "content-type": "application/json",
+              accept: "application/json"
+            }
           })
           const body = await response.body.json() as { readonly token?: string }
           if (response.statusCode !== 200 && response.statusCode !== 201) {
@@ -104,7 +107,13 @@ const makeHandWritten = (server: NodeDigimeSimulator.Server, publicKey: Crypto.K
   }
 }
 
-type Steps = { readonly sign: number; readonly http: number; readonly verify: number; readonly store: number; readonly total: number }
+interface Steps {
+  readonly sign: number
+  readonly http: number
+  readonly verify: number
+  readonly store: number
+  readonly total: number
+}
 
 export const run = (options: SectionOptions) =>
   Effect.gen(function*() {

@@ -11,7 +11,6 @@ import * as Crypto from "node:crypto"
 import { NodeSigner } from "../src/index.js"
 import { applicationId, contractId, interleaved, type SectionOptions, testContract } from "./support.js"
 
-
 const section = "4 signing"
 
 // The claims of a refresh, the call that signs the most: 32-character nonce, millisecond timestamp.
@@ -49,7 +48,8 @@ export const run = async (options: Omit<SectionOptions, "pgUrl">) => {
   const publicKey = Crypto.createPublicKey(keyObject)
   const verifies = (jws: string) => {
     const [h, p, s] = jws.split(".")
-    return Crypto.verify("sha512", Buffer.from(`${h}.${p}`), { key: publicKey, ...pss, saltLength: 64 }, Buffer.from(s!, "base64url"))
+    const options = { key: publicKey, ...pss, saltLength: 64 }
+    return Crypto.verify("sha512", Buffer.from(`${h}.${p}`), options, Buffer.from(s!, "base64url"))
   }
   const samples = {
     raw: rawSign(keyObject),

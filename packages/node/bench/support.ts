@@ -6,6 +6,7 @@
 import { DigimeClient, DigimeConfig, TokenKey, TokenStore } from "@digime-effect/core"
 import { TestContract } from "@digime-effect/core/testing"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Clock, Duration, Effect, Layer, ManagedRuntime, Redacted } from "effect"
@@ -74,11 +75,18 @@ export const storeLayer = (
         ),
         Layer.orDie
       )
-    case "postgres":
-      return SqlTokenStore.layer({ tableName: options.tableName }).pipe(
+    case "postgres": {
+      const tableName = options.tableName
+      // The run's tables are dropped when the layer is released: a shared database (DATABASE_URL,
+      // the test suite's) is left as it was found.
+      const dropOnRelease = tableName === undefined ? Layer.empty : Layer.scopedDiscard(Effect.addFinalizer(() =>
+        Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`).pipe(Effect.ignore)
+      ))
+      return Layer.merge(SqlTokenStore.layer({ tableName }), dropOnRelease).pipe(
         Layer.provide(PgClient.layer({ url: Redacted.make(options.pgUrl) })),
         Layer.orDie
       )
+    }
   }
 }
 
@@ -262,7 +270,8 @@ export const interleaved = async (
     for (const name of names) {
       const result = bench.getTask(name)?.result
       if (result === undefined || result.state !== "completed") {
-        throw new Error(`task ${name} did not complete: ${result?.state === "errored" ? result.error.message : result?.state}`)
+        const why = result?.state === "errored" ? result.error.message : result?.state
+        throw new Error(`task ${name} did not complete: ${why}`)
       }
       p50s.get(name)!.push(result.latency.p50)
       samples.set(name, samples.get(name)! + result.latency.samplesCount)

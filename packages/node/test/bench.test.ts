@@ -3,7 +3,9 @@
  * (on this suite's PostgreSQL), and every figure of BENCHMARKS.md must come out. Times are not
  * checked here (benchmarks report them as ratios; a test on a shared machine cannot judge them);
  * the counted targets are, because they are behaviour: one refresh request per burst, no key-set
- * download per refresh, one refresh per token generation, no store round trip per call.
+ * download per refresh, one refresh per token generation, no store round trip per call. (Of the
+ * multi-process target, only the counts: a call that fails because the machine is loaded by the
+ * rest of the suite says nothing about refreshes.)
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -37,7 +39,7 @@ const expected: ReadonlyArray<{ readonly section: string; readonly name: RegExp;
   { section: "4 signing", name: /^client assertions per second \(NodeSigner\)$/ },
   { section: "4 signing", name: /^client assertions per second \(Signer.layerWebCrypto\)$/ },
   { section: "5 multi-process", name: /^calls per second, 4 processes/ },
-  { section: "5 multi-process", name: /^refreshes per token generation$/, counted: true },
+  { section: "5 multi-process", name: /^refreshes per token generation$/ },
   { section: "6 memory", name: /^heap per stored key/ },
   { section: "6 memory", name: /^heap per cached key/ }
 ]
@@ -80,6 +82,14 @@ describe("pnpm bench", () => {
           assert.isDefined(figure, `no figure ${section} ${name}`)
           if (counted) assert.isTrue(figure!.pass, `${figure!.name}: ${JSON.stringify(figure)}`)
         }
+        const generations = results.figures.find((f) => f.name === "refreshes per token generation")!.details as {
+          readonly refreshRequests: number
+          readonly generations: number
+          readonly replays: number
+        }
+        assert.isAbove(generations.generations, 0)
+        assert.strictEqual(generations.refreshRequests, generations.generations)
+        assert.strictEqual(generations.replays, 0)
       }).pipe(Effect.scoped),
     { timeout: 240_000 }
   )
