@@ -72,7 +72,10 @@ if (typeof globalThis.gc !== "function") {
 }
 
 const quick = values.quick
-const out = Path.resolve(values.out ?? Path.join(root, "bench-results.json"))
+// Relative paths are the caller's: pnpm runs the script in this package, and says where it was called.
+const callerDir = process.env.INIT_CWD ?? process.cwd()
+const out = Path.resolve(callerDir, values.out ?? Path.join(root, "bench-results.json"))
+const markdownOut = values.markdown === undefined ? undefined : Path.resolve(callerDir, values.markdown)
 const report = makeReport()
 const titles: Record<number, string> = {
   1: "hot path",
@@ -119,12 +122,12 @@ const main = Effect.gen(function*() {
     figures: report.figures
   }
   writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`)
-  if (values.markdown !== undefined) writeFileSync(Path.resolve(values.markdown), `${markdown(report.figures)}\n`)
+  if (markdownOut !== undefined) writeFileSync(markdownOut, `${markdown(report.figures)}\n`)
   process.stdout.write(`\n${table(report.figures)}\n\n`)
   const missed = report.figures.filter((figure) => figure.pass === false).length
   const targets = report.figures.filter((figure) => figure.pass !== undefined).length
   process.stdout.write(
-    `${targets - missed} of ${targets} targets met; results written to ${Path.relative(process.cwd(), out)}\n`
+    `${targets - missed} of ${targets} targets met; results written to ${Path.relative(callerDir, out)}\n`
   )
 }).pipe(
   Effect.scoped,

@@ -286,6 +286,8 @@ export const interleaved = async (
     /** The median over rounds of `a`'s latency minus `b`'s, in milliseconds. */
     difference: (a: string, b: string) => median(of(a).map((value, i) => value - of(b)[i]!)),
     samples: (name: string) => samples.get(name)!,
+    /** The task's median latency in each round, in milliseconds. */
+    perRound: (name: string): ReadonlyArray<number> => of(name),
     rounds: options.rounds
   }
 }
