@@ -1,8 +1,20 @@
 import { Authorization, AutoRefresh, DigimeClient, DigimeError, TokenKey, TokenStore } from "@digime-effect/core"
-import { DigimeSimulator } from "@digime-effect/core/testing"
+import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Data, Effect, Fiber, Layer, Option, pipe, Redacted, TestClock } from "effect"
-import { authorize, callbackUrl, key, stack, stats, stored, totalRequests } from "./fixtures.js"
+import {
+  authorize,
+  callbackUrl,
+  contractId,
+  key,
+  stack,
+  stats,
+  stored,
+  testContract,
+  totalRequests
+} from "./fixtures.js"
+
+const otherContract = await Effect.runPromise(TestContract.make("contract-2"))
 
 const readAccounts = (credentials: DigimeClient.Credentials) =>
   Effect.flatMap(DigimeClient.DigimeClient, (client) => client.readAccounts(credentials))
@@ -489,6 +501,29 @@ describe("withAutoRefresh: the hot path", () => {
       assert.strictEqual(counter.gets, 1)
     }).pipe(Effect.provide(stack({ store: countingStore(counter) })))
   })
+
+  it.effect("each key has a cache entry of its own: one user on two contracts, two users on one contract", () =>
+    Effect.gen(function*() {
+      const keys = [key, TokenKey.make(key.userId, otherContract.contract.contractId), TokenKey.make("user-2", contractId)]
+      for (const k of keys) yield* authorize(k)
+      const expected = yield* Effect.forEach(keys, (k) =>
+        Effect.map(stored(k), (versioned) => Redacted.value(versioned.token.accessToken.value)))
+      assert.strictEqual(new Set(expected).size, keys.length)
+      // Twice: the second round is served from the cache that the first one (and the exchanges) filled.
+      for (let round = 0; round < 2; round++) {
+        const used = yield* Effect.forEach(keys, (k) =>
+          AutoRefresh.withAutoRefresh(k, (credentials) => Effect.succeed(Redacted.value(credentials.accessToken))))
+        assert.deepStrictEqual(used, expected)
+      }
+    }).pipe(Effect.provide(stack({
+      simulator: {
+        contracts: [testContract, otherContract].map((c) => ({
+          contractId: c.contract.contractId,
+          publicKeyPem: c.publicKeyPem
+        }))
+      },
+      config: { contracts: [testContract.contract, otherContract.contract] }
+    }))))
 
   it.effect("tokenCacheTtl 0 reads the store on every call", () => {
     const counter = { gets: 0 }
