@@ -891,16 +891,11 @@ export const make: Effect.Effect<
   // `tokenCacheTtl`, so a valid token costs no store round trip. Every refresh decision re-reads
   // the store under its lock. Entries are filed by contract, then by user: a lookup encodes
   // nothing, and two keys never share an entry.
-  interface Cached {
-    readonly versioned: Versioned
-    readonly readAt: number
-    readonly accessExpiresAt: number
-  }
-  const cache = new Map<string, Map<string, Cached>>()
+  const cache = new Map<string, Map<string, { readonly versioned: Versioned; readonly readAt: number }>>()
   const cacheTtlMillis = Duration.toMillis(config.tokenCacheTtl)
-  const cached = (key: TokenKey.TokenKey, now: number): Cached | undefined => {
+  const cached = (key: TokenKey.TokenKey, now: number): Versioned | undefined => {
     const hit = cache.get(key.contractId)?.get(key.userId)
-    return hit !== undefined && now - hit.readAt < cacheTtlMillis ? hit : undefined
+    return hit !== undefined && now - hit.readAt < cacheTtlMillis ? hit.versioned : undefined
   }
   const forget = (key: TokenKey.TokenKey) => {
     const users = cache.get(key.contractId)
@@ -911,11 +906,7 @@ export const make: Effect.Effect<
       if (cacheTtlMillis > 0) {
         let users = cache.get(key.contractId)
         if (users === undefined) cache.set(key.contractId, users = new Map())
-        users.set(key.userId, {
-          versioned,
-          readAt: now,
-          accessExpiresAt: DateTime.toEpochMillis(versioned.token.accessToken.expiresAt)
-        })
+        users.set(key.userId, { versioned, readAt: now })
       }
       return versioned
     })
@@ -1071,36 +1062,35 @@ export const make: Effect.Effect<
       return deferred
     })).pipe(Effect.flatMap(Deferred.await))
 
-  // The hot path: one clock read, two map lookups, two comparisons, no generator. `valid` is the
-  // cached token when it is fresh enough to use as it is.
+  // The hot path: one clock read, two map lookups, two comparisons, no generator.
   const leadMillis = Duration.toMillis(config.refreshLeadTime)
-  const valid = (key: TokenKey.TokenKey, now: number): Versioned | undefined => {
-    const hit = cached(key, now)
-    return hit !== undefined && hit.accessExpiresAt - now > leadMillis ? hit.versioned : undefined
-  }
+  const usable = (versioned: Versioned, now: number) =>
+    DateTime.toEpochMillis(versioned.token.accessToken.expiresAt) - now > leadMillis
 
-  // Otherwise: the stored token (read again if the cached copy is too old), refreshed first when
-  // due; `renewed` says whether it is not the one first read.
+  // Otherwise: the stored token (read again if the cached copy `hit` is missing or too old),
+  // refreshed first when due; `renewed` says whether it is not the one first read.
   const currentToken = (
     key: TokenKey.TokenKey,
-    now: number
+    now: number,
+    hit: Versioned | undefined
   ): Effect.Effect<{ readonly versioned: Versioned; readonly renewed: boolean }, AutoRefreshError> => {
     const decide = (current: Versioned) =>
-      DateTime.toEpochMillis(current.token.accessToken.expiresAt) - now > leadMillis
+      usable(current, now)
         ? Effect.succeed({ versioned: current, renewed: false })
         : Effect.map(
           refresh(key, current.version, false),
           (fresh) => ({ versioned: fresh, renewed: fresh.version !== current.version })
         )
-    const hit = cached(key, now)
-    return hit !== undefined ? decide(hit.versioned) : Effect.flatMap(loadOrFail(key), decide)
+    return hit !== undefined ? decide(hit) : Effect.flatMap(loadOrFail(key), decide)
   }
 
   const getToken = (key: TokenKey.TokenKey): Effect.Effect<Versioned, AutoRefreshError> =>
     Effect.clockWith((clock) => {
       const now = clock.unsafeCurrentTimeMillis()
-      const hit = valid(key, now)
-      return hit !== undefined ? Effect.succeed(hit) : Effect.map(currentToken(key, now), ({ versioned }) => versioned)
+      const hit = cached(key, now)
+      return hit !== undefined && usable(hit, now)
+        ? Effect.succeed(hit)
+        : Effect.map(currentToken(key, now, hit), ({ versioned }) => versioned)
     })
 
   const withAutoRefresh = <A, E, R>(
@@ -1138,11 +1128,11 @@ export const make: Effect.Effect<
       ) as Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R>
     return Effect.clockWith((clock) => {
       const now = clock.unsafeCurrentTimeMillis()
-      const hit = valid(key, now)
+      const hit = cached(key, now)
       // A token renewed just now is not renewed again on a rejection: that is InvalidAccessToken.
-      return hit !== undefined
+      return hit !== undefined && usable(hit, now)
         ? run(hit, false, false)
-        : Effect.flatMap(currentToken(key, now), ({ renewed, versioned }) => run(versioned, renewed, false))
+        : Effect.flatMap(currentToken(key, now, hit), ({ renewed, versioned }) => run(versioned, renewed, false))
     })
   }
 
