@@ -6,6 +6,7 @@ import {
   authorize,
   callbackUrl,
   contractId,
+  joinAdvancing,
   key,
   stack,
   stats,
@@ -376,8 +377,7 @@ describe("withAutoRefresh: storing the refreshed token", () => {
       const before = yield* stored()
       yield* TestClock.adjust("1 hour")
       const fiber = yield* Effect.fork(AutoRefresh.withAutoRefresh(key, readAccounts))
-      for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
-      const accounts = yield* Fiber.join(fiber)
+      const accounts = yield* joinAdvancing(fiber, "10 seconds")
       assert.isAbove(accounts.length, 0)
       assert.isAbove((yield* stored()).version, before.version)
       assert.strictEqual((yield* stats).refreshes, 1)
@@ -393,8 +393,7 @@ describe("withAutoRefresh: storing the refreshed token", () => {
         ran = true
         return readAccounts(credentials)
       })))
-      for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
-      const error = yield* Fiber.join(fiber)
+      const error = yield* joinAdvancing(fiber, "10 seconds")
       assert.strictEqual(error._tag, "TokenStoreError")
       assert.isFalse(ran)
       assert.strictEqual((yield* stored()).version, before.version)
@@ -408,8 +407,7 @@ describe("withAutoRefresh: storing the refreshed token", () => {
       yield* TestClock.adjust("1 hour")
       // 5 failures: the first refresh's write attempts (1 + 4 retries) all fail.
       const fiber = yield* Effect.fork(Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts)))
-      for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
-      assert.strictEqual((yield* Fiber.join(fiber))._tag, "TokenStoreError")
+      assert.strictEqual((yield* joinAdvancing(fiber, "10 seconds"))._tag, "TokenStoreError")
       const accounts = yield* AutoRefresh.withAutoRefresh(key, readAccounts)
       assert.isAbove(accounts.length, 0)
       const s = yield* stats
@@ -423,8 +421,7 @@ describe("withAutoRefresh: storing the refreshed token", () => {
       yield* authorize()
       yield* TestClock.adjust("1 hour")
       const fiber = yield* Effect.fork(Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts)))
-      for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
-      assert.strictEqual((yield* Fiber.join(fiber))._tag, "TokenStoreError")
+      assert.strictEqual((yield* joinAdvancing(fiber, "10 seconds"))._tag, "TokenStoreError")
       // The kept token's access token expires before the next call.
       yield* TestClock.adjust("2 hours")
       const accounts = yield* AutoRefresh.withAutoRefresh(key, readAccounts)
@@ -575,8 +572,7 @@ describe("withAutoRefresh: interruption", () => {
         yield* Fiber.interrupt(caller)
       }
       const done = yield* Effect.fork(AutoRefresh.withAutoRefresh(key, readAccounts))
-      for (let i = 0; i < 5; i++) yield* TestClock.adjust("1 second")
-      const accounts = yield* Fiber.join(done)
+      const accounts = yield* joinAdvancing(done, "5 seconds")
       assert.isAbove(accounts.length, 0)
       assert.strictEqual((yield* stats).replays, 0)
     }).pipe(Effect.provide(stack())))
@@ -605,16 +601,14 @@ describe("exchangeCodeForToken with a key: storing", () => {
   it.effect("a failed write is retried", () =>
     Effect.gen(function*() {
       const fiber = yield* Effect.fork(authorize())
-      for (let i = 0; i < 5; i++) yield* TestClock.adjust("1 second")
-      yield* Fiber.join(fiber)
+      yield* joinAdvancing(fiber, "5 seconds")
       assert.isAbove((yield* stored()).version, 0)
     }).pipe(Effect.provide(stack({ store: failingSet(3) }))))
 
   it.effect("a store that stays down: TokenStoreError", () =>
     Effect.gen(function*() {
       const fiber = yield* Effect.fork(Effect.flip(authorize()))
-      for (let i = 0; i < 5; i++) yield* TestClock.adjust("1 second")
-      const error = yield* Fiber.join(fiber)
+      const error = yield* joinAdvancing(fiber, "5 seconds")
       assert.strictEqual(error._tag, "TokenStoreError")
     }).pipe(Effect.provide(stack({ store: failingSet(Infinity) }))))
 })

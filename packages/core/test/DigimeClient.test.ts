@@ -4,7 +4,7 @@ import { HttpClient, HttpClientError, HttpClientResponse } from "@effect/platfor
 import type { HttpClientRequest } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Encoding, Either, Fiber, Layer, Redacted, TestClock } from "effect"
-import { applicationId, callbackUrl, contractId, key, stack, testContract } from "./fixtures.js"
+import { applicationId, callbackUrl, contractId, joinAdvancing, key, stack, testContract } from "./fixtures.js"
 
 interface Recorded {
   readonly method: string
@@ -181,8 +181,7 @@ describe("DigimeClient: requests", () => {
     return Effect.gen(function*() {
       const client = yield* DigimeClient.DigimeClient
       const fiber = yield* Effect.fork(client.readAccounts(credentials))
-      for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
-      assert.deepStrictEqual(yield* Fiber.join(fiber), [])
+      assert.deepStrictEqual(yield* joinAdvancing(fiber, "10 seconds"), [])
       assert.strictEqual(recorded.length, 3)
       assert.strictEqual(new Set(recorded.map((request) => request.claims.nonce)).size, 3)
     }).pipe(Effect.provide(layer))
@@ -301,8 +300,7 @@ describe("DigimeClient: errors", () => {
     return Effect.gen(function*() {
       const client = yield* DigimeClient.DigimeClient
       const fiber = yield* Effect.fork(Effect.flip(client.readAccounts(credentials)))
-      for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
-      const error = yield* Fiber.join(fiber)
+      const error = yield* joinAdvancing(fiber, "10 seconds")
       assert.strictEqual(error._tag, "RequestError")
       assert.strictEqual(error._tag === "RequestError" && error.reason, "Transport")
       assert.strictEqual(recorded.length, 3)

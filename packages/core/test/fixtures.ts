@@ -13,7 +13,7 @@ import {
 } from "@digime-effect/core"
 import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
 import type { HttpClient } from "@effect/platform"
-import { Effect, Layer, Option } from "effect"
+import { Duration, Effect, Fiber, Layer, Option, TestClock } from "effect"
 
 export const applicationId = "app-1"
 export const contractId = "contract-1"
@@ -76,3 +76,16 @@ export const totalRequests = Effect.map(
   stats,
   (s) => Object.values(s.requests).reduce((n: number, count) => n + (count as number), 0)
 )
+
+/**
+ * Moves the TestClock forward by at most `total`, in `steps` equal steps, until `fiber` is done, then
+ * joins it. One large step can run ahead of a fiber still waiting for real work (Web Crypto, the
+ * event loop) on a loaded machine, so that its later sleeps are never reached; small steps let the
+ * fiber catch up, and the simulated time it may take is the same as before.
+ */
+export const joinAdvancing = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, total: Duration.DurationInput, steps = 50) =>
+  Effect.gen(function*() {
+    const step = Duration.unsafeDivide(Duration.decode(total), steps)
+    for (let i = 0; i < steps && fiber.unsafePoll() === null; i++) yield* TestClock.adjust(step)
+    return yield* Fiber.join(fiber)
+  })
