@@ -2,7 +2,7 @@
  * Type tests of the public signatures whose error channels matter most. Checked by `tsc -b`
  * (a wrong type fails the build); never executed.
  */
-import type { DigimeClient, TokenKey } from "@digime-effect/core"
+import type { DataProtocol, DigimeClient, TokenKey, TokenManager } from "@digime-effect/core"
 import { AutoRefresh, DigimeError } from "@digime-effect/core"
 import { Data, Effect, pipe } from "effect"
 import { expectTypeOf } from "vitest"
@@ -18,7 +18,7 @@ const wrapped = AutoRefresh.withAutoRefresh(
   (_credentials) => Effect.fail(new AppError()) as Effect.Effect<number, AppError | DigimeError.AccessTokenRejected>
 )
 expectTypeOf(wrapped).toEqualTypeOf<
-  Effect.Effect<number, AppError | DigimeClient.AutoRefreshError, DigimeClient.DigimeClient>
+  Effect.Effect<number, AppError | AutoRefresh.AutoRefreshError, TokenManager.TokenManager>
 >()
 
 // The pipeable form has the same type.
@@ -33,18 +33,18 @@ expectTypeOf(piped).toEqualTypeOf<typeof wrapped>()
 const accounts = AutoRefresh.withAutoRefresh(key, client.readAccounts)
 expectTypeOf(accounts).toEqualTypeOf<
   Effect.Effect<
-    ReadonlyArray<DigimeClient.Account>,
+    ReadonlyArray<DataProtocol.Account>,
     | DigimeClient.RequestFailure
     | DigimeError.InvalidOptions
-    | DigimeClient.AutoRefreshError,
-    DigimeClient.DigimeClient
+    | AutoRefresh.AutoRefreshError,
+    TokenManager.TokenManager
   >
 >()
 type AccountsError = Effect.Effect.Error<typeof accounts>
 expectTypeOf<Extract<AccountsError, DigimeError.AccessTokenRejected>>().toEqualTypeOf<never>()
 
 // The three token-state errors are distinguishable by tag.
-expectTypeOf<DigimeClient.AutoRefreshError["_tag"]>().toEqualTypeOf<
+expectTypeOf<AutoRefresh.AutoRefreshError["_tag"]>().toEqualTypeOf<
   | "InvalidAccessToken"
   | "RefreshTokenExpired"
   | "ReauthRequired"

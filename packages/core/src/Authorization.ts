@@ -22,9 +22,9 @@
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type { PullOptions, Session } from "./DataProtocol.js"
 import { DigimeClient } from "./DigimeClient.js"
-import type { AuthorizeOptions, CallbackQuery, PullOptions, Session, TokenCallError } from "./DigimeClient.js"
-import * as DigimeClientModule from "./DigimeClient.js"
+import type { AuthorizeOptions, AuthorizeUrl, TokenCallError } from "./DigimeClient.js"
 import { CallbackError, InvalidOptions } from "./DigimeError.js"
 import type { InvalidAccessToken, ReauthRequired, TokenStoreError } from "./DigimeError.js"
 import { toSearchParams } from "./internal/callback.js"
@@ -32,6 +32,9 @@ import { base64url, randomBytes } from "./internal/encoding.js"
 import { PendingAuthorizations } from "./PendingAuthorizations.js"
 import type { Pending } from "./PendingAuthorizations.js"
 import type { TokenKey } from "./TokenKey.js"
+import { TokenManager } from "./TokenManager.js"
+import * as TokenProtocol from "./TokenProtocol.js"
+import type { CallbackQuery } from "./TokenProtocol.js"
 import type { UserAccessToken } from "./UserAccessToken.js"
 
 /**
@@ -111,7 +114,7 @@ const remember = <E>(
     readonly callbackUrl: string
     readonly expiresIn?: Duration.DurationInput | undefined
   },
-  begin: (state: string) => Effect.Effect<DigimeClientModule.AuthorizeUrl, E>
+  begin: (state: string) => Effect.Effect<AuthorizeUrl, E>
 ): Effect.Effect<Started, E | InvalidOptions | TokenStoreError, PendingAuthorizations> =>
   Effect.gen(function*() {
     const operation = kind === "authorize" ? "startAuthorization" : "startReauthorization"
@@ -164,11 +167,11 @@ export const startReauthorization = (
 ): Effect.Effect<
   Started,
   TokenCallError | TokenStoreError | InvalidAccessToken | ReauthRequired,
-  DigimeClient | PendingAuthorizations
+  TokenManager | PendingAuthorizations
 > =>
-  Effect.flatMap(DigimeClient, (client) =>
+  Effect.flatMap(TokenManager, (manager) =>
     remember("reauthorize", options, (state) =>
-      client.getReauthorizeUrl({
+      manager.getReauthorizeUrl({
         key: options.key,
         callbackUrl: options.callbackUrl,
         state,
@@ -176,8 +179,8 @@ export const startReauthorization = (
         triggerQuery: options.triggerQuery,
         sessionOptions: options.sessionOptions
       }))).pipe(Effect.withSpan("Authorization.startReauthorization", {
-      attributes: { "digime.contract_id": options.key.contractId }
-    }))
+        attributes: { "digime.contract_id": options.key.contractId }
+      }))
 
 /**
  * Finishes an authorization from its callback (the request URL, its query, or the parameters).
@@ -194,7 +197,7 @@ export const completeAuthorization = (
 ): Effect.Effect<
   Completed,
   CallbackError | InvalidOptions | TokenCallError | TokenStoreError,
-  DigimeClient | PendingAuthorizations
+  TokenManager | PendingAuthorizations
 > =>
   Effect.gen(function*() {
     const params = toSearchParams(callback)
@@ -211,9 +214,9 @@ export const completeAuthorization = (
         return yield* new CallbackError({ reason: "ReusedState" })
     }
     const { pending } = consumed
-    const result = yield* DigimeClientModule.parseCallback(params, state)
-    const client = yield* DigimeClient
-    const token = yield* client.exchangeCodeForToken({
+    const result = yield* TokenProtocol.parseCallback(params, state)
+    const manager = yield* TokenManager
+    const token = yield* manager.exchangeCodeForToken({
       key: pending.key,
       code: result.code,
       codeVerifier: pending.codeVerifier

@@ -16,16 +16,19 @@
  *
  * @since 0.1.0
  */
+import * as DateTime from "effect/DateTime"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Authorization from "./Authorization.js"
-import { DigimeClient } from "./DigimeClient.js"
-import type { AutoRefreshError, PullOptions, TokenCallError } from "./DigimeClient.js"
-import type * as DigimeClientModel from "./DigimeClient.js"
-import type { AccessTokenRejected, InvalidAccessToken, ReauthRequired, RefreshTokenExpired } from "./DigimeError.js"
-import type { TokenStoreError } from "./DigimeError.js"
+import type { Credentials, PullOptions } from "./DataProtocol.js"
+import type { DigimeClient, TokenCallError } from "./DigimeClient.js"
+import { InvalidAccessToken } from "./DigimeError.js"
+import type { AccessTokenRejected, ReauthRequired, RefreshTokenExpired, TokenStoreError } from "./DigimeError.js"
 import type { PendingAuthorizations } from "./PendingAuthorizations.js"
-import type { TokenKey } from "./TokenKey.js"
+import * as TokenKey from "./TokenKey.js"
+import { TokenManager } from "./TokenManager.js"
+import type * as Manager from "./TokenManager.js"
+import type { Versioned } from "./TokenStore.js"
 
 /**
  * What the wrapped effect receives: the key, its contract id and the current access token.
@@ -34,16 +37,92 @@ import type { TokenKey } from "./TokenKey.js"
  * @since 0.1.0
  * @category models
  */
-export type KeyedCredentials = DigimeClientModel.KeyedCredentials
+export interface KeyedCredentials extends Credentials {
+  readonly key: TokenKey.TokenKey
+}
+
+/**
+ * The errors `withAutoRefresh` adds to those of the effect it wraps: the three token-state errors
+ * and the failures of a refresh.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type AutoRefreshError = Manager.AutoRefreshError
+
+// Any failure tagged AccessTokenRejected, the library's own or an application's.
+const isAccessTokenRejected = (error: unknown): error is AccessTokenRejected =>
+  typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "AccessTokenRejected"
+
+type Use<A, E, R> = (credentials: KeyedCredentials) => Effect.Effect<A, E, R>
+
+type Wrapped<A, E, R> = Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R | TokenManager>
+
+// What one `withAutoRefresh` call works with.
+interface Call<A, E, R> {
+  readonly manager: Manager.Service
+  readonly key: TokenKey.TokenKey
+  readonly use: Use<A, E, R>
+}
+
+// One run of `use` with the token `versioned`. `renewed`: the token was just refreshed for this
+// call; `expiredInFlight`: it was renewed again because it expired while a call was in flight.
+const attempt = <A, E, R>(
+  call: Call<A, E, R>,
+  versioned: Versioned,
+  renewed: boolean,
+  expiredInFlight: boolean
+): Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R> =>
+  Effect.catchIf(
+    call.use({ key: call.key, contractId: call.key.contractId, accessToken: versioned.token.accessToken.value }),
+    isAccessTokenRejected,
+    () => rejected(call, versioned, renewed, expiredInFlight)
+  ) as Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R>
+
+const rejected = <A, E, R>(
+  call: Call<A, E, R>,
+  versioned: Versioned,
+  renewed: boolean,
+  expiredInFlight: boolean
+): Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R> => {
+  const { key, manager } = call
+  const renew = (expired: boolean) =>
+    Effect.flatMap(manager.renew(key, versioned.version), (fresh) => attempt(call, fresh, true, expired))
+  return Effect.gen(function*() {
+    if (!renewed) {
+      yield* Effect.logDebug("The access token was rejected: re-reading the store")
+      return yield* renew(false)
+    }
+    // A token renewed just now and rejected: only a token that expired while the call was in
+    // flight (by the Clock) gets one more renewal; otherwise the grant is gone.
+    if (!expiredInFlight && !manager.usable(versioned, DateTime.toEpochMillis(yield* DateTime.now))) {
+      yield* Effect.logDebug("The renewed access token expired in flight: renewing once more")
+      return yield* renew(true)
+    }
+    yield* Effect.logWarning("The access token was rejected right after a refresh")
+    return yield* new InvalidAccessToken({ key })
+  }).pipe(Effect.annotateLogs({ "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) }))
+}
+
+const run = <A, E, R>(key: TokenKey.TokenKey, use: Use<A, E, R>): Wrapped<A, E, R> =>
+  Effect.flatMap(TokenManager, (manager) =>
+    Effect.clockWith((clock) => {
+      // The hot path: a token in memory that needs no refresh, no store read, no generator.
+      const call: Call<A, E, R> = { manager, key, use }
+      const hit = manager.cached(key, clock.unsafeCurrentTimeMillis())
+      return hit !== undefined
+        ? attempt(call, hit, false, false)
+        : Effect.flatMap(manager.current(key), (found) => attempt(call, found.versioned, found.renewed, false))
+    }))
 
 /**
  * Runs `use` with a valid access token of the token stored under `key`.
  *
  * The stored token is refreshed when its access token expires within the lead time, or when
  * `use` fails with `AccessTokenRejected`; a refreshed token is stored (compare-and-set) before
- * anyone uses it, and concurrent callers share one refresh. A caller interrupted while waiting
- * does not cancel the refresh. The effect's own errors pass through unchanged, except
- * `AccessTokenRejected`, which never escapes.
+ * anyone uses it, and concurrent callers share one refresh (`TokenManager`). A caller interrupted
+ * while waiting does not cancel the refresh. The effect's own errors pass through unchanged,
+ * except `AccessTokenRejected`, which never escapes. Pipeable: `pipe(use, withAutoRefresh(key))`.
  *
  * @example
  * import { AutoRefresh, DigimeClient, TokenKey } from "@digime-effect/core"
@@ -58,19 +137,22 @@ export type KeyedCredentials = DigimeClientModel.KeyedCredentials
  * @since 0.1.0
  * @category combinators
  */
-export const withAutoRefresh: {
-  (key: TokenKey): <A, E, R>(
-    use: (credentials: KeyedCredentials) => Effect.Effect<A, E, R>
-  ) => Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R | DigimeClient>
-  <A, E, R>(
-    key: TokenKey,
-    use: (credentials: KeyedCredentials) => Effect.Effect<A, E, R>
-  ): Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R | DigimeClient>
-} = (<A, E, R>(key: TokenKey, use?: (credentials: KeyedCredentials) => Effect.Effect<A, E, R>) => {
-  const run = <A2, E2, R2>(f: (credentials: KeyedCredentials) => Effect.Effect<A2, E2, R2>) =>
-    Effect.flatMap(DigimeClient, (client) => client.withAutoRefresh(key, f))
-  return use === undefined ? run : run(use)
-}) as never
+export function withAutoRefresh(key: TokenKey.TokenKey): <A, E, R>(use: Use<A, E, R>) => Wrapped<A, E, R>
+/**
+ * @since 0.1.0
+ * @category combinators
+ */
+export function withAutoRefresh<A, E, R>(key: TokenKey.TokenKey, use: Use<A, E, R>): Wrapped<A, E, R>
+/**
+ * @since 0.1.0
+ * @category combinators
+ */
+export function withAutoRefresh<A, E, R>(
+  key: TokenKey.TokenKey,
+  use?: Use<A, E, R>
+): Wrapped<A, E, R> | (<A2, E2, R2>(use: Use<A2, E2, R2>) => Wrapped<A2, E2, R2>) {
+  return use === undefined ? (later) => run(key, later) : run(key, use)
+}
 
 /**
  * The errors `nextStep` handles.
@@ -124,7 +206,7 @@ export const nextStep = (
 ): Effect.Effect<
   Authorization.Started,
   TokenCallError | TokenStoreError,
-  DigimeClient | PendingAuthorizations
+  DigimeClient | TokenManager | PendingAuthorizations
 > => {
   const key = error.key
   const authorize = Authorization.startAuthorization({

@@ -7,8 +7,7 @@
  */
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
-import type { TokenKey } from "./TokenKey.js"
-import * as TokenKeyModule from "./TokenKey.js"
+import { TokenKey } from "./internal/tokenKey.js"
 
 /**
  * @since 0.1.0
@@ -22,10 +21,7 @@ export const TypeId: unique symbol = Symbol.for("@digime-effect/core/DigimeError
  */
 export type TypeId = typeof TypeId
 
-// Suspended: TokenKey's own module refers to this one, so neither may need the other at load time.
-const Key: Schema.Schema<TokenKey, typeof TokenKeyModule.TokenKey.Encoded> = Schema.suspend(() =>
-  TokenKeyModule.TokenKey
-)
+const Key = TokenKey
 
 const describeKey = (key: TokenKey): string => `user ${key.userId} of contract ${key.contractId}`
 
@@ -40,6 +36,7 @@ export class InvalidConfig extends Schema.TaggedError<InvalidConfig>("@digime-ef
   "InvalidConfig",
   { field: Schema.String, reason: Schema.String }
 ) {
+  /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     return `Invalid digi.me configuration: ${this.field} ${this.reason}`
@@ -57,6 +54,7 @@ export class InvalidOptions extends Schema.TaggedError<InvalidOptions>("@digime-
   "InvalidOptions",
   { operation: Schema.String, field: Schema.String, reason: Schema.String }
 ) {
+  /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     return `Invalid options for ${this.operation}: ${this.field} ${this.reason}`
@@ -73,6 +71,7 @@ export class UnknownContract extends Schema.TaggedError<UnknownContract>("@digim
   "UnknownContract",
   { contractId: Schema.String }
 ) {
+  /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     return `No contract ${this.contractId} is configured`
@@ -92,6 +91,7 @@ export class InvalidContractKey
     reason: Schema.Literal("Unreadable", "NotRsa", "TooShort", "SigningFailed")
   })
 {
+  /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     const what = this.reason === "Unreadable"
@@ -120,6 +120,7 @@ export class RequestError extends Schema.TaggedError<RequestError>("@digime-effe
     description: Schema.String
   }
 ) {
+  /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     return `${this.operation} failed (${this.reason}): ${this.description}`
@@ -140,6 +141,7 @@ export class ApiError extends Schema.TaggedError<ApiError>("@digime-effect/core/
   description: Schema.String,
   reference: Schema.optional(Schema.String)
 }) {
+  /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     const reference = this.reference === undefined ? "" : ` [reference ${this.reference}]`
@@ -158,6 +160,7 @@ export class ResponseError extends Schema.TaggedError<ResponseError>("@digime-ef
   "ResponseError",
   { operation: Schema.String, status: Schema.Number, description: Schema.String }
 ) {
+  /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     return `Unexpected answer to ${this.operation} (HTTP ${this.status}): ${this.description}`
@@ -187,9 +190,31 @@ export class VerificationError extends Schema.TaggedError<VerificationError>("@d
     description: Schema.String
   }
 ) {
+  /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     return `The token in the answer to ${this.operation} failed verification (${this.reason}): ${this.description}`
+  }
+}
+
+/**
+ * digi.me's key set (the JWKS a token names in `jku`) could not be had: unreachable, too slow, an
+ * error or redirect status, a body over the size limit, or a document without a `keys` array.
+ * `KeySet.verify` reports it as `VerificationError` (`KeySetUnavailable`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class KeySetError extends Schema.TaggedError<KeySetError>("@digime-effect/core/KeySetError")("KeySetError", {
+  url: Schema.String,
+  reason: Schema.Literal("Transport", "Timeout", "Status", "Redirect", "TooLarge", "Malformed"),
+  status: Schema.optional(Schema.Number),
+  description: Schema.String
+}) {
+  /** @since 0.1.0 */
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return `The key set at ${this.url} is unavailable (${this.reason}): ${this.description}`
   }
 }
 
@@ -209,6 +234,7 @@ export class AccessTokenRejected
     reference: Schema.optional(Schema.String)
   })
 {
+  /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     const detail = `${this.status} ${this.code}`
@@ -228,6 +254,7 @@ export class InvalidAccessToken
     key: Key
   })
 {
+  /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     return `The access token of ${describeKey(this.key)} is invalid: authorize the user again from scratch`
@@ -247,6 +274,7 @@ export class RefreshTokenExpired
     detectedBy: Schema.Literal("Clock", "Server")
   })
 {
+  /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     return `The refresh token of ${describeKey(this.key)} has expired: reauthorize the user`
@@ -264,6 +292,7 @@ export class ReauthRequired extends Schema.TaggedError<ReauthRequired>("@digime-
   "ReauthRequired",
   { key: Key, reason: Schema.Literal("Missing", "RefreshTokenInvalid") }
 ) {
+  /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     return this.reason === "Missing"
@@ -287,6 +316,7 @@ export class TokenStoreError extends Schema.TaggedError<TokenStoreError>("@digim
     description: Schema.String
   }
 ) {
+  /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     const of = this.key === undefined ? "" : ` for ${describeKey(this.key)}`
@@ -318,6 +348,7 @@ export class CallbackError extends Schema.TaggedError<CallbackError>("@digime-ef
     errorCode: Schema.optional(Schema.String)
   }
 ) {
+  /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     switch (this.reason) {
@@ -354,6 +385,7 @@ export type DigimeError =
   | ApiError
   | ResponseError
   | VerificationError
+  | KeySetError
   | AccessTokenRejected
   | InvalidAccessToken
   | RefreshTokenExpired

@@ -8,17 +8,21 @@ import * as Effect from "effect/Effect"
 import * as Hash from "effect/Hash"
 import * as Schema from "effect/Schema"
 import { InvalidOptions } from "./DigimeError.js"
+import * as internal from "./internal/tokenKey.js"
+
+/**
+ * The user id and contract id of a stored token; a `Schema.Class`, so it is also its own schema.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const TokenKey: typeof internal.TokenKey = internal.TokenKey
 
 /**
  * @since 0.1.0
  * @category models
  */
-export class TokenKey extends Schema.Class<TokenKey>("@digime-effect/core/TokenKey")({
-  /** The application's identifier for the user (not digi.me's). */
-  userId: Schema.NonEmptyTrimmedString,
-  /** The digi.me contract the token belongs to. */
-  contractId: Schema.NonEmptyTrimmedString
-}) {}
+export type TokenKey = internal.TokenKey
 
 /**
  * Builds a key from parts known to be valid; throws on an empty or padded part. For ids that come
@@ -54,8 +58,7 @@ export const decode = (userId: string, contractId: string): Effect.Effect<TokenK
  * @since 0.1.0
  * @category models
  */
-export const toId = (key: TokenKey): string =>
-  `${encodeURIComponent(key.contractId)}/${encodeURIComponent(key.userId)}`
+export const toId = (key: TokenKey): string => `${encodeURIComponent(key.contractId)}/${encodeURIComponent(key.userId)}`
 
 /**
  * A short, non-reversible tag of the user id, for span attributes and logs where the id itself

@@ -20,7 +20,21 @@ export * as AutoRefresh from "./AutoRefresh.js"
 export * as Contract from "./Contract.js"
 
 /**
- * The digi.me calls and the token manager.
+ * digi.me's data calls as request builders and response processors, and their models.
+ *
+ * @since 0.1.0
+ */
+export * as DataProtocol from "./DataProtocol.js"
+
+/**
+ * The library as one layer: configuration, client and token manager.
+ *
+ * @since 0.1.0
+ */
+export * as Digime from "./Digime.js"
+
+/**
+ * The digi.me API as a service: signed requests, time limits, safe retries, processed answers.
  *
  * @since 0.1.0
  */
@@ -41,11 +55,25 @@ export * as DigimeConfig from "./DigimeConfig.js"
 export * as DigimeMetrics from "./DigimeMetrics.js"
 
 /**
+ * A digi.me call before it is signed.
+ *
+ * @since 0.1.0
+ */
+export * as DigimeRequest from "./DigimeRequest.js"
+
+/**
  * The error family.
  *
  * @since 0.1.0
  */
 export * as DigimeError from "./DigimeError.js"
+
+/**
+ * digi.me's signing keys, fetched from allow-listed origins only, and token verification.
+ *
+ * @since 0.1.0
+ */
+export * as KeySet from "./KeySet.js"
 
 /**
  * Authorizations in progress, by state.
@@ -69,11 +97,25 @@ export * as Signer from "./Signer.js"
 export * as TokenKey from "./TokenKey.js"
 
 /**
+ * Stored tokens: loaded, refreshed once per token, stored before use.
+ *
+ * @since 0.1.0
+ */
+export * as TokenManager from "./TokenManager.js"
+
+/**
  * Versioned, compare-and-set token storage.
  *
  * @since 0.1.0
  */
 export * as TokenStore from "./TokenStore.js"
+
+/**
+ * The calls of the token lifecycle as request builders and response processors.
+ *
+ * @since 0.1.0
+ */
+export * as TokenProtocol from "./TokenProtocol.js"
 
 /**
  * The user access token model.

@@ -29,7 +29,10 @@ describe("Authorization", () => {
       assert.strictEqual(completed.key, key)
       assert.isString(completed.accountReference)
       const saved = yield* stored()
-      assert.strictEqual(Redacted.value(saved.token.accessToken.value), Redacted.value(completed.token.accessToken.value))
+      assert.strictEqual(
+        Redacted.value(saved.token.accessToken.value),
+        Redacted.value(completed.token.accessToken.value)
+      )
       const client = yield* DigimeClient.DigimeClient
       assert.isAbove((yield* AutoRefresh.withAutoRefresh(key, client.readAccounts)).length, 0)
     }).pipe(Effect.provide(stack())))

@@ -1,3 +1,4 @@
+import type { DataProtocol } from "@digime-effect/core"
 import { Authorization, AutoRefresh, DigimeClient, DigimeError, TokenKey, TokenStore } from "@digime-effect/core"
 import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
@@ -17,13 +18,13 @@ import {
 
 const otherContract = await Effect.runPromise(TestContract.make("contract-2"))
 
-const readAccounts = (credentials: DigimeClient.Credentials) =>
+const readAccounts = (credentials: DataProtocol.Credentials) =>
   Effect.flatMap(DigimeClient.DigimeClient, (client) => client.readAccounts(credentials))
 
 class Boom extends Data.TaggedError("Boom")<{ readonly n: number }> {}
 
 /** An effect that digi.me always refuses, counting its attempts. */
-const alwaysRejected = (attempts: { count: number }) => (credentials: DigimeClient.Credentials) =>
+const alwaysRejected = (attempts: { count: number }) => (credentials: DataProtocol.Credentials) =>
   Effect.suspend(() => {
     attempts.count++
     return Effect.fail(
@@ -48,7 +49,9 @@ const flakyStore = (failures: number) =>
         compareAndSet: (k, expected, token) =>
           Effect.suspend(() =>
             left-- > 0
-              ? Effect.fail(new DigimeError.TokenStoreError({ operation: "compareAndSet", key: k, description: "down" }))
+              ? Effect.fail(
+                new DigimeError.TokenStoreError({ operation: "compareAndSet", key: k, description: "down" })
+              )
               : inner.compareAndSet(k, expected, token)
           )
       } satisfies TokenStore.Service
@@ -62,7 +65,7 @@ describe("withAutoRefresh", () => {
       assert.strictEqual(error._tag, "ReauthRequired")
       if (error._tag !== "ReauthRequired") return
       assert.strictEqual(error.reason, "Missing")
-      assert.isTrue(TokenKey.TokenKey.prototype.isPrototypeOf(error.key))
+      assert.instanceOf(error.key, TokenKey.TokenKey)
       assert.strictEqual(error.key.userId, "user-1")
       assert.strictEqual(yield* totalRequests, 0)
     }).pipe(Effect.provide(stack())))
@@ -147,7 +150,10 @@ describe("withAutoRefresh", () => {
       const store = yield* TokenStore.TokenStore
       const first = yield* stored()
       // Another process refreshed meanwhile: a newer token exists, the old access token is revoked.
-      const newer = yield* client.refreshToken({ contractId: key.contractId, refreshToken: first.token.refreshToken.value })
+      const newer = yield* client.refreshToken({
+        contractId: key.contractId,
+        refreshToken: first.token.refreshToken.value
+      })
       yield* simulator.revokeAccessToken(Redacted.value(first.token.accessToken.value))
       const refreshesBefore = (yield* stats).refreshes
       const used: Array<string> = []
@@ -309,23 +315,27 @@ describe("withAutoRefresh", () => {
 })
 
 describe("withAutoRefresh: single flight", () => {
-  it.effect("1,000 concurrent calls on a stale token with strict rotation: one refresh, 1,000 successes, no replay", () =>
-    Effect.gen(function*() {
-      yield* authorize()
-      yield* TestClock.adjust("1 hour")
-      const results = yield* Effect.all(
-        Array.from({ length: 1000 }, () => AutoRefresh.withAutoRefresh(key, readAccounts)),
-        { concurrency: "unbounded" }
-      )
-      assert.strictEqual(results.length, 1000)
-      assert.isTrue(results.every((accounts) => accounts.length > 0))
-      const s = yield* stats
-      assert.strictEqual(s.refreshes, 1)
-      assert.strictEqual(s.requests.token, 2)
-      assert.strictEqual(s.replays, 0)
-      assert.strictEqual(s.revocations, 0)
-      assert.strictEqual(s.requests.accounts, 1000)
-    }).pipe(Effect.provide(stack({ simulator: { strictRotation: true } }))), { timeout: 120_000 })
+  it.effect(
+    "1,000 concurrent calls on a stale token with strict rotation: one refresh, 1,000 successes, no replay",
+    () =>
+      Effect.gen(function*() {
+        yield* authorize()
+        yield* TestClock.adjust("1 hour")
+        const results = yield* Effect.all(
+          Array.from({ length: 1000 }, () => AutoRefresh.withAutoRefresh(key, readAccounts)),
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(results.length, 1000)
+        assert.isTrue(results.every((accounts) => accounts.length > 0))
+        const s = yield* stats
+        assert.strictEqual(s.refreshes, 1)
+        assert.strictEqual(s.requests.token, 2)
+        assert.strictEqual(s.replays, 0)
+        assert.strictEqual(s.revocations, 0)
+        assert.strictEqual(s.requests.accounts, 1000)
+      }).pipe(Effect.provide(stack({ simulator: { strictRotation: true } }))),
+    { timeout: 120_000 }
+  )
 
   it.effect("concurrent callers share the failure of the one refresh", () =>
     Effect.gen(function*() {
@@ -476,13 +486,15 @@ describe("withAutoRefresh: the hot path", () => {
   const countingStore = (counter: { gets: number }) =>
     Layer.effect(
       TokenStore.TokenStore,
-      Effect.map(TokenStore.makeMemory, (inner) => ({
-        ...inner,
-        get: (k: TokenKey.TokenKey) => Effect.suspend(() => {
-          counter.gets++
-          return inner.get(k)
-        })
-      }) satisfies TokenStore.Service)
+      Effect.map(TokenStore.makeMemory, (inner) =>
+        ({
+          ...inner,
+          get: (k: TokenKey.TokenKey) =>
+            Effect.suspend(() => {
+              counter.gets++
+              return inner.get(k)
+            })
+        }) satisfies TokenStore.Service)
     )
 
   it.effect("a valid token is served from memory: no store read per call", () => {
@@ -501,15 +513,24 @@ describe("withAutoRefresh: the hot path", () => {
 
   it.effect("each key has a cache entry of its own: one user on two contracts, two users on one contract", () =>
     Effect.gen(function*() {
-      const keys = [key, TokenKey.make(key.userId, otherContract.contract.contractId), TokenKey.make("user-2", contractId)]
+      const keys = [
+        key,
+        TokenKey.make(key.userId, otherContract.contract.contractId),
+        TokenKey.make("user-2", contractId)
+      ]
       for (const k of keys) yield* authorize(k)
-      const expected = yield* Effect.forEach(keys, (k) =>
-        Effect.map(stored(k), (versioned) => Redacted.value(versioned.token.accessToken.value)))
+      const expected = yield* Effect.forEach(
+        keys,
+        (k) => Effect.map(stored(k), (versioned) => Redacted.value(versioned.token.accessToken.value))
+      )
       assert.strictEqual(new Set(expected).size, keys.length)
       // Twice: the second round is served from the cache that the first one (and the exchanges) filled.
       for (let round = 0; round < 2; round++) {
-        const used = yield* Effect.forEach(keys, (k) =>
-          AutoRefresh.withAutoRefresh(k, (credentials) => Effect.succeed(Redacted.value(credentials.accessToken))))
+        const used = yield* Effect.forEach(
+          keys,
+          (k) =>
+            AutoRefresh.withAutoRefresh(k, (credentials) => Effect.succeed(Redacted.value(credentials.accessToken)))
+        )
         assert.deepStrictEqual(used, expected)
       }
     }).pipe(Effect.provide(stack({
@@ -542,7 +563,10 @@ describe("withAutoRefresh: the hot path", () => {
       yield* AutoRefresh.withAutoRefresh(key, readAccounts) // cached now
       // Another process refreshes and stores; this process's cache still holds the old token,
       // which digi.me no longer accepts.
-      const newer = yield* client.refreshToken({ contractId: key.contractId, refreshToken: first.token.refreshToken.value })
+      const newer = yield* client.refreshToken({
+        contractId: key.contractId,
+        refreshToken: first.token.refreshToken.value
+      })
       yield* store.compareAndSet(key, first.version, newer)
       yield* simulator.revokeAccessToken(Redacted.value(first.token.accessToken.value))
       const refreshes = (yield* stats).refreshes

@@ -1,9 +1,9 @@
-import { DigimeClient, DigimeConfig, Signer, TokenStore } from "@digime-effect/core"
-import { DigimeSimulator } from "@digime-effect/core/testing"
+import { DigimeClient, TokenManager } from "@digime-effect/core"
+import { DigimeSimulator, DigimeTest } from "@digime-effect/core/testing"
 import { HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"
 import type { HttpClientRequest } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Encoding, Either, Fiber, Layer, Redacted, TestClock } from "effect"
+import { Effect, Either, Encoding, Fiber, Layer, Redacted, TestClock } from "effect"
 import { applicationId, callbackUrl, contractId, joinAdvancing, key, stack, testContract } from "./fixtures.js"
 
 interface Recorded {
@@ -42,24 +42,22 @@ const mocked = (replies: Array<Reply>) => {
       })
       const reply = replies.shift() ?? { status: 599 }
       if (reply === "transport") {
-        return Effect.fail(new HttpClientError.RequestError({ request, reason: "Transport", cause: new Error("ECONNRESET") }))
+        return Effect.fail(
+          new HttpClientError.RequestError({ request, reason: "Transport", cause: new Error("ECONNRESET") })
+        )
       }
       if (reply === "hang") return Effect.never
       const text = reply.text ?? (reply.body === undefined ? "" : JSON.stringify(reply.body))
       return Effect.succeed(HttpClientResponse.fromWeb(
         request,
-        new Response(text === "" ? null : text, { status: reply.status, headers: { "content-type": "application/json" } })
+        new Response(text === "" ? null : text, {
+          status: reply.status,
+          headers: { "content-type": "application/json" }
+        })
       ))
     })
   )
-  const layer = DigimeClient.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(
-      DigimeConfig.layer({ applicationId, contracts: [testContract.contract] }).pipe(Layer.orDie),
-      Signer.layerWebCrypto,
-      TokenStore.layerMemory,
-      Layer.succeed(HttpClient.HttpClient, http)
-    ))
-  )
+  const layer = DigimeTest.layerWithHttpClient(http, { applicationId }).pipe(Layer.orDie)
   return { recorded, layer }
 }
 
@@ -342,7 +340,7 @@ describe("DigimeClient: errors", () => {
         Effect.flip(client.getAuthorizeUrl({ contractId, callbackUrl, state: " " })),
         Effect.flip(client.exchangeCodeForToken({ contractId, code: "", codeVerifier: Redacted.make("v") })),
         Effect.flip(client.exchangeCodeForToken({ contractId, code: "c", codeVerifier: Redacted.make("") })),
-        Effect.flip(client.getReauthorizeUrl({ contractId, callbackUrl })),
+        Effect.flip(client.getReauthorizeUrl({ contractId, callbackUrl, accessToken: Redacted.make("") })),
         Effect.flip(client.readAccounts({ contractId, accessToken: Redacted.make("") }))
       ])
       for (const failure of failures) assert.strictEqual(failure._tag, "InvalidOptions")
@@ -360,7 +358,9 @@ describe("DigimeClient: errors", () => {
       const client = yield* DigimeClient.DigimeClient
       const error = yield* Effect.flip(client.readAccounts({ contractId: "other", accessToken: Redacted.make("a") }))
       assert.strictEqual(error._tag, "UnknownContract")
-      const missing = yield* Effect.flip(client.getReauthorizeUrl({ key, callbackUrl }))
+      const missing = yield* Effect.flip(
+        Effect.flatMap(TokenManager.TokenManager, (manager) => manager.getReauthorizeUrl({ key, callbackUrl }))
+      )
       assert.strictEqual(missing._tag, "ReauthRequired")
       assert.strictEqual(recorded.length, 0)
     }).pipe(Effect.provide(layer))
@@ -371,17 +371,13 @@ describe("DigimeClient: layer construction", () => {
   it.effect("an unusable contract key fails the layer with InvalidContractKey naming the contract, not the key", () =>
     Effect.gen(function*() {
       const bad = { contractId: "contract-bad", privateKey: Redacted.make("-----BEGIN PRIVATE KEY-----\nnot-a-key\n") }
-      const layer = DigimeClient.layer.pipe(
-        Layer.provide(Layer.mergeAll(
-          DigimeConfig.layer({ applicationId, contracts: [testContract.contract, bad] }).pipe(Layer.orDie),
-          Signer.layerWebCrypto,
-          TokenStore.layerMemory,
-          Layer.succeed(HttpClient.HttpClient, HttpClient.make(() => Effect.die("no request expected")))
-        ))
-      )
+      const layer = DigimeTest.layerWithHttpClient(HttpClient.make(() => Effect.die("no request expected")), {
+        applicationId,
+        contracts: [testContract.contract, bad]
+      })
       const error = yield* Effect.flip(Effect.scoped(Layer.build(layer)))
       assert.strictEqual(error._tag, "InvalidContractKey")
-      assert.strictEqual(error.contractId, "contract-bad")
+      assert.strictEqual(error._tag === "InvalidContractKey" && error.contractId, "contract-bad")
       assert.notInclude(error.message, "not-a-key")
     }))
 })

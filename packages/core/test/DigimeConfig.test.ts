@@ -80,9 +80,11 @@ describe("DigimeConfig", () => {
         ])
       )
       const config = yield* DigimeConfig.DigimeConfig.pipe(
-        Effect.provide(DigimeConfig.layerConfig(DigimeConfig.fromEnv).pipe(
-          Layer.provide(Layer.setConfigProvider(provider))
-        ))
+        Effect.provide(
+          DigimeConfig.layerConfig(DigimeConfig.fromEnv).pipe(
+            Layer.provide(Layer.setConfigProvider(provider))
+          )
+        )
       )
       assert.strictEqual(config.applicationId, "app-env")
       assert.strictEqual(config.baseUrl, "https://sandbox.example/v1.7/")
@@ -103,9 +105,11 @@ describe("DigimeConfig", () => {
         ])
       )
       const error = yield* DigimeConfig.DigimeConfig.pipe(
-        Effect.provide(DigimeConfig.layerConfig(DigimeConfig.fromEnv).pipe(
-          Layer.provide(Layer.setConfigProvider(provider))
-        )),
+        Effect.provide(
+          DigimeConfig.layerConfig(DigimeConfig.fromEnv).pipe(
+            Layer.provide(Layer.setConfigProvider(provider))
+          )
+        ),
         Effect.flip
       )
       assert.strictEqual(error._tag, "InvalidConfig")

@@ -1,10 +1,11 @@
+import type { DataProtocol } from "@digime-effect/core"
 import { AutoRefresh, DigimeClient, DigimeMetrics } from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Metric, TestClock } from "effect"
 import { authorize, key, stack } from "./fixtures.js"
 
-const readAccounts = (credentials: DigimeClient.Credentials) =>
+const readAccounts = (credentials: DataProtocol.Credentials) =>
   Effect.flatMap(DigimeClient.DigimeClient, (client) => client.readAccounts(credentials))
 
 // Metrics are global to the runtime: each test measures the change it causes.

@@ -2,7 +2,7 @@ import { Signer } from "@digime-effect/core"
 import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Either, Encoding, Fiber, Layer, Option, Redacted, TestClock } from "effect"
+import { Clock, DateTime, Effect, Either, Encoding, Fiber, Layer, Option, Redacted, TestClock } from "effect"
 
 const applicationId = "app-1"
 const contractId = "contract-1"
@@ -799,5 +799,79 @@ describe("DigimeSimulator: run-time contracts, consent descriptions, failEvery, 
       yield* TestClock.adjust("11 minutes")
       const expired = yield* Effect.flip(simulator.describeConsent(reauthUrl))
       assert.include(expired.reason, "expired")
+    }).pipe(Effect.provide(TestLayer())))
+})
+
+describe("DigimeSimulator: grant", () => {
+  it.effect("grants a token to a new user of the contract without a request; it reads accounts and refreshes", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      yield* TestClock.adjust("1 hour")
+      const token = yield* simulator.grant({ contractId })
+      // The configured lifetimes (1 hour, 30 days), from the Clock.
+      assert.strictEqual(DateTime.toEpochMillis(token.accessToken.expiresAt), 2 * 3600 * 1000)
+      assert.strictEqual(DateTime.toEpochMillis(token.refreshToken.expiresAt), 3600 * 1000 + 30 * 24 * 3600 * 1000)
+      assert.isString(token.digimeUserId)
+      assert.isString(token.consentId)
+      // No request, no exchange.
+      assert.lengthOf(yield* simulator.requests, 0)
+      assert.strictEqual((yield* simulator.stats).exchanges, 0)
+
+      const listed = yield* accounts(Redacted.value(token.accessToken.value))
+      assert.strictEqual(listed.status, 202)
+      assert.lengthOf(listed.json, 1)
+
+      const refreshed = yield* refresh(Redacted.value(token.refreshToken.value))
+      assert.strictEqual(refreshed.status, 201)
+      const next = decodeJwt(refreshed.json.token).payload
+      assert.strictEqual(next.sub, token.digimeUserId)
+      assert.strictEqual((yield* accounts(next.access_token.value)).status, 202)
+      assert.strictEqual((yield* simulator.stats).refreshes, 1)
+
+      // Each grant is a new user.
+      const other = yield* simulator.grant({ contractId: "contract-2" })
+      assert.notStrictEqual(other.digimeUserId, token.digimeUserId)
+    }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("an unknown contract fails with SimulatorError", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const error = yield* Effect.flip(simulator.grant({ contractId: "contract-9" }))
+      assert.strictEqual(error._tag, "SimulatorError")
+      assert.include(error.reason, "contract-9")
+      assert.strictEqual((yield* simulator.stats).exchanges, 0)
+    }).pipe(Effect.provide(TestLayer())))
+})
+
+describe("DigimeSimulator: refusals name the claim or the field", () => {
+  it.effect("records one problem per issue of the claim set or the body", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const { challenge } = yield* pkce
+      const claims = authorizeClaims(challenge)
+      const token = yield* simulator.grant({ contractId })
+      const accessToken = Redacted.value(token.accessToken.value)
+      assertError(
+        yield* call("POST", "oauth/authorize", { ...claims, code_challenge_method: "plain" }, { agent }),
+        400,
+        "ValidationErrors"
+      )
+      assertError(yield* exchange("some-code", "too-short"), 400, "ValidationErrors")
+      assertError(yield* call("POST", "oauth/authorize", claims, { agent, extra: 1 }), 400, "ValidationErrors")
+      assertError(yield* call("POST", "oauth/authorize", claims, {}), 400, "SDKInvalid")
+      assertError(yield* call("POST", "oauth/authorize", claims, [agent]), 400, "ValidationErrors")
+      assertError(yield* call("POST", "oauth/authorize", claims), 400, "ValidationErrors")
+      const wrapped = { agent, actions: { pull: {} } }
+      const trigger = yield* call("POST", "permission-access/trigger", { access_token: accessToken }, wrapped)
+      assertError(trigger, 400, "ValidationErrors")
+      assert.deepStrictEqual((yield* simulator.requests).map((r) => r.problem), [
+        "invalid claim: code_challenge_method",
+        "invalid claim: code_verifier",
+        "body: unexpected field extra",
+        "body: missing field agent",
+        "body: not a JSON object",
+        "body: content-type is not application/json",
+        "body: unexpected field actions"
+      ])
     }).pipe(Effect.provide(TestLayer())))
 })

@@ -1,4 +1,4 @@
-import { Authorization, AutoRefresh, DigimeClient, TokenStore } from "@digime-effect/core"
+import { Authorization, AutoRefresh, DigimeClient, TokenManager, TokenProtocol, TokenStore } from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Redacted, TestClock } from "effect"
@@ -20,9 +20,9 @@ describe("the whole lifecycle", () => {
         // 2. consent in the browser, 3. callback, 4. exchange
         const callback = yield* simulator.consent(start.url)
         assert.isTrue(callback.startsWith(callbackUrl))
-        const result = yield* DigimeClient.parseCallback(callback, start.state)
+        const result = yield* TokenProtocol.parseCallback(callback, start.state)
         assert.isString(result.accountReference)
-        const token = yield* client.exchangeCodeForToken({
+        const token = yield* (yield* TokenManager.TokenManager).exchangeCodeForToken({
           key,
           code: result.code,
           codeVerifier: start.codeVerifier
@@ -79,7 +79,7 @@ describe("the whole lifecycle", () => {
       const start = yield* client.getAuthorizeUrl({ contractId: key.contractId, callbackUrl, state: "my-state" })
       assert.strictEqual(start.state, "my-state")
       const callback = yield* simulator.consent(start.url)
-      const result = yield* DigimeClient.parseCallback(callback, "my-state")
+      const result = yield* TokenProtocol.parseCallback(callback, "my-state")
       const token = yield* client.exchangeCodeForToken({
         contractId: key.contractId,
         code: result.code,
@@ -90,7 +90,10 @@ describe("the whole lifecycle", () => {
         refreshToken: token.refreshToken.value
       })
       assert.notStrictEqual(Redacted.value(refreshed.accessToken.value), Redacted.value(token.accessToken.value))
-      const accounts = yield* client.readAccounts({ contractId: key.contractId, accessToken: refreshed.accessToken.value })
+      const accounts = yield* client.readAccounts({
+        contractId: key.contractId,
+        accessToken: refreshed.accessToken.value
+      })
       assert.isAbove(accounts.length, 0)
       yield* client.deleteUser({ contractId: key.contractId, accessToken: refreshed.accessToken.value })
       const after = yield* Effect.flip(
@@ -106,10 +109,11 @@ describe("the whole lifecycle", () => {
       const client = yield* DigimeClient.DigimeClient
       const simulator = yield* DigimeSimulator.DigimeSimulator
       const start = yield* client.getAuthorizeUrl({ contractId: key.contractId, callbackUrl })
-      const result = yield* DigimeClient.parseCallback(yield* simulator.consent(start.url), start.state)
-      yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
+      const result = yield* TokenProtocol.parseCallback(yield* simulator.consent(start.url), start.state)
+      const manager = yield* TokenManager.TokenManager
+      yield* manager.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
       const before = yield* stored()
-      const refreshed = yield* client.refreshToken({ key })
+      const refreshed = (yield* manager.refresh(key)).token
       const after = yield* stored()
       assert.isAbove(after.version, before.version)
       assert.strictEqual(Redacted.value(after.token.accessToken.value), Redacted.value(refreshed.accessToken.value))

@@ -1,4 +1,11 @@
-import { AutoRefresh, DigimeClient, DigimeError, type UserAccessToken } from "@digime-effect/core"
+import {
+  AutoRefresh,
+  DigimeClient,
+  DigimeError,
+  TokenManager,
+  TokenProtocol,
+  type UserAccessToken
+} from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, HashMap, Inspectable, Logger, LogLevel, Redacted, TestClock, Tracer } from "effect"
@@ -52,6 +59,7 @@ describe("secrets", () => {
     })
     return Effect.gen(function*() {
       const client = yield* DigimeClient.DigimeClient
+      const manager = yield* TokenManager.TokenManager
       const simulator = yield* DigimeSimulator.DigimeSimulator
       const secrets: Array<string> = []
       const errors: Array<unknown> = []
@@ -60,18 +68,21 @@ describe("secrets", () => {
       }
       const attempt = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
         Effect.exit(effect).pipe(Effect.tap((exit) => {
-          if (Exit.isFailure(exit)) errors.push(...Cause.failures(exit.cause), Cause.pretty(exit.cause))
+          if (Exit.isFailure(exit)) {
+            for (const failure of Cause.failures(exit.cause)) errors.push(failure)
+            errors.push(Cause.pretty(exit.cause))
+          }
         }))
 
       const start = yield* client.getAuthorizeUrl({ contractId: key.contractId, callbackUrl })
       secrets.push(Redacted.value(start.codeVerifier))
       const callback = yield* simulator.consent(start.url)
-      const result = yield* DigimeClient.parseCallback(callback, start.state)
+      const result = yield* TokenProtocol.parseCallback(callback, start.state)
       secrets.push(Redacted.value(result.code))
-      yield* attempt(DigimeClient.parseCallback(callback, "wrong-state"))
-      keep(yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier }))
+      yield* attempt(TokenProtocol.parseCallback(callback, "wrong-state"))
+      keep(yield* manager.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier }))
       // The code is single-use: a second exchange fails.
-      yield* attempt(client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier }))
+      yield* attempt(manager.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier }))
 
       yield* simulator.injectFault({ _tag: "Status", endpoint: "token", status: 503 })
       yield* TestClock.adjust("1 hour")
@@ -98,7 +109,7 @@ describe("secrets", () => {
       yield* attempt(client.readAccounts({ contractId: key.contractId, accessToken }))
       yield* TestClock.adjust("31 days")
       yield* attempt(AutoRefresh.withAutoRefresh(key, client.readAccounts))
-      yield* attempt(client.getReauthorizeUrl({ key, callbackUrl }))
+      yield* attempt(manager.getReauthorizeUrl({ key, callbackUrl }))
 
       assert.isAtLeast(errors.length, 10)
       assert.isAtLeast(secrets.length, 8)

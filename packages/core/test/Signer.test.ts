@@ -1,6 +1,6 @@
 import { Contract, DigimeError, Signer } from "@digime-effect/core"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Encoding, Either, Redacted } from "effect"
+import { Effect, Either, Encoding, Redacted } from "effect"
 
 describe("Signer.make", () => {
   it.effect("prepares each contract's key once, however many assertions and however concurrent", () =>
@@ -43,7 +43,9 @@ describe("Signer.make", () => {
       const signer = yield* Signer.make((contract) =>
         Effect.fail(new DigimeError.InvalidContractKey({ contractId: contract.contractId, reason: "TooShort" }))
       )
-      const error = yield* Effect.flip(signer.prepare(Contract.make({ contractId: "x", privateKey: Redacted.make("k") })))
+      const error = yield* Effect.flip(
+        signer.prepare(Contract.make({ contractId: "x", privateKey: Redacted.make("k") }))
+      )
       assert.strictEqual(error.reason, "TooShort")
       assert.strictEqual(error.contractId, "x")
     }))

@@ -4,9 +4,14 @@
  */
 import { TokenKey, TokenStore, UserAccessToken } from "@digime-effect/core"
 import { assert, describe, it } from "@effect/vitest"
-import { DateTime, Effect, Layer, Option, Redacted } from "effect"
+import type { Layer } from "effect"
+import { DateTime, Effect, Option, Redacted } from "effect"
 
-export const token = (access: string, refresh: string, expiresAtSeconds = 2_000_000_000): UserAccessToken.UserAccessToken =>
+export const token = (
+  access: string,
+  refresh: string,
+  expiresAtSeconds = 2_000_000_000
+): UserAccessToken.UserAccessToken =>
   new UserAccessToken.UserAccessToken({
     accessToken: new UserAccessToken.Token({
       value: Redacted.make(access),
@@ -30,8 +35,10 @@ const sameToken = (a: UserAccessToken.UserAccessToken, b: UserAccessToken.UserAc
 export const suite = <E>(name: string, layer: Layer.Layer<TokenStore.TokenStore, E>) =>
   describe(`TokenStore contract: ${name}`, () => {
     const run = <A, E2>(effect: Effect.Effect<A, E2, TokenStore.TokenStore>) =>
-      Effect.flatMap(Effect.sync(() => crypto.randomUUID()), (suffix) =>
-        effect.pipe(Effect.provide(layer), Effect.annotateLogs("suite", suffix)))
+      Effect.flatMap(
+        Effect.sync(() => crypto.randomUUID()),
+        (suffix) => effect.pipe(Effect.provide(layer), Effect.annotateLogs("suite", suffix))
+      )
     const fresh = () => TokenKey.make(`user-${crypto.randomUUID()}`, "contract-1")
 
     it.effect("get is None for an unknown key", () =>

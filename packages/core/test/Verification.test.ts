@@ -1,4 +1,11 @@
-import { AutoRefresh, DigimeClient, type DigimeError, TokenStore } from "@digime-effect/core"
+import {
+  AutoRefresh,
+  DigimeClient,
+  type DigimeError,
+  TokenManager,
+  TokenProtocol,
+  TokenStore
+} from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Option, TestClock } from "effect"
@@ -23,7 +30,7 @@ const consented = Effect.gen(function*() {
   const client = yield* DigimeClient.DigimeClient
   const simulator = yield* DigimeSimulator.DigimeSimulator
   const start = yield* client.getAuthorizeUrl({ contractId: key.contractId, callbackUrl })
-  const result = yield* DigimeClient.parseCallback(yield* simulator.consent(start.url), start.state)
+  const result = yield* TokenProtocol.parseCallback(yield* simulator.consent(start.url), start.state)
   return { code: result.code, codeVerifier: start.codeVerifier }
 })
 
@@ -31,11 +38,11 @@ describe("verification of the tokens digi.me signs", () => {
   for (const [tamper, reason] of cases) {
     it.effect(`exchange: ${tamper} → VerificationError (${reason}), nothing stored`, () =>
       Effect.gen(function*() {
-        const client = yield* DigimeClient.DigimeClient
+        const manager = yield* TokenManager.TokenManager
         const simulator = yield* DigimeSimulator.DigimeSimulator
         const input = yield* consented
         yield* simulator.injectFault({ _tag: "TamperToken", tamper })
-        const error = yield* Effect.flip(client.exchangeCodeForToken({ key, ...input }))
+        const error = yield* Effect.flip(manager.exchangeCodeForToken({ key, ...input }))
         assert.strictEqual(error._tag, "VerificationError")
         assert.strictEqual(error._tag === "VerificationError" && error.reason, reason)
         assert.strictEqual(error._tag === "VerificationError" && error.operation, "exchangeCodeForToken")
@@ -100,25 +107,25 @@ describe("verification of the tokens digi.me signs", () => {
 
   it.effect("a key set that cannot be fetched: VerificationError (KeySetUnavailable)", () =>
     Effect.gen(function*() {
-      const client = yield* DigimeClient.DigimeClient
+      const manager = yield* TokenManager.TokenManager
       const simulator = yield* DigimeSimulator.DigimeSimulator
       const input = yield* consented
       // The JWKS was fetched while pre-authorizing; a new signing key forces a new download.
       yield* simulator.rotateSigningKey
       yield* simulator.injectFault({ _tag: "Status", endpoint: "jwks", status: 404 })
-      const error = yield* Effect.flip(client.exchangeCodeForToken({ key, ...input }))
+      const error = yield* Effect.flip(manager.exchangeCodeForToken({ key, ...input }))
       assert.strictEqual(error._tag, "VerificationError")
       assert.strictEqual(error._tag === "VerificationError" && error.reason, "KeySetUnavailable")
     }).pipe(Effect.provide(stack())))
 
   it.effect("a key set that does not answer in time: VerificationError (KeySetUnavailable) after its retries", () =>
     Effect.gen(function*() {
-      const client = yield* DigimeClient.DigimeClient
+      const manager = yield* TokenManager.TokenManager
       const simulator = yield* DigimeSimulator.DigimeSimulator
       const input = yield* consented
       yield* simulator.rotateSigningKey
       for (let i = 0; i < 3; i++) yield* simulator.injectFault({ _tag: "Delay", endpoint: "jwks", delay: "1 minute" })
-      const fiber = yield* Effect.fork(Effect.flip(client.exchangeCodeForToken({ key, ...input })))
+      const fiber = yield* Effect.fork(Effect.flip(manager.exchangeCodeForToken({ key, ...input })))
       const error = yield* joinAdvancing(fiber, "200 seconds")
       assert.strictEqual(error._tag === "VerificationError" && error.reason, "KeySetUnavailable")
       assert.strictEqual((yield* stats).requests.jwks, 4) // the first download, then 1 + 2 retries

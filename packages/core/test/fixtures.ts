@@ -2,34 +2,20 @@
  * Shared set-up of the core tests: one test contract (key generation is slow, so it is made once
  * per file), and the layer stack of a client talking to the simulated digi.me.
  */
-import {
-  DigimeClient,
-  DigimeConfig,
-  type DigimeError,
-  PendingAuthorizations,
-  Signer,
-  TokenKey,
-  TokenStore
-} from "@digime-effect/core"
-import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
-import type { HttpClient } from "@effect/platform"
-import { Duration, Effect, Fiber, Layer, Option, TestClock } from "effect"
+import { type DigimeError, TokenKey, TokenStore } from "@digime-effect/core"
+import type { DigimeConfig } from "@digime-effect/core"
+import { DigimeSimulator, DigimeTest, type TestContract } from "@digime-effect/core/testing"
+import { Duration, Effect, Fiber, type Layer, Option, TestClock } from "effect"
 
-export const applicationId = "app-1"
-export const contractId = "contract-1"
-export const callbackUrl = "https://app.example/digime/callback"
+export const applicationId = DigimeTest.applicationId
+export const contractId = DigimeTest.contractId
+export const callbackUrl = DigimeTest.callbackUrl
 
-export const testContract: TestContract.TestContract = await Effect.runPromise(TestContract.make(contractId))
+export const testContract: TestContract.TestContract = await Effect.runPromise(DigimeTest.defaultContract)
 
 export const key = TokenKey.make("user-1", contractId)
 
-export type Services =
-  | DigimeClient.DigimeClient
-  | DigimeConfig.DigimeConfig
-  | TokenStore.TokenStore
-  | PendingAuthorizations.PendingAuthorizations
-  | DigimeSimulator.DigimeSimulator
-  | HttpClient.HttpClient
+export type Services = DigimeTest.Services
 
 export interface StackOptions {
   readonly simulator?: Partial<DigimeSimulator.Options>
@@ -37,34 +23,28 @@ export interface StackOptions {
   readonly store?: Layer.Layer<TokenStore.TokenStore>
 }
 
-export const stack = (options: StackOptions = {}): Layer.Layer<Services, DigimeError.InvalidContractKey> => {
-  const simulator = DigimeSimulator.layer({
-    applicationId,
-    contracts: [{ contractId, publicKeyPem: testContract.publicKeyPem }],
-    ...options.simulator
+/** The library on a fresh simulated digi.me (`DigimeTest.layer`), with this file's contract. */
+export const stack = (
+  options: StackOptions = {}
+): Layer.Layer<Services, DigimeError.InvalidConfig | DigimeError.InvalidContractKey> => {
+  const { contracts, ...simulator } = options.simulator ?? {}
+  const { contracts: configContracts, ...config } = options.config ?? {}
+  return DigimeTest.layer({
+    // Several contracts: the test lists them on both sides (the simulator's are public keys).
+    contracts: configContracts === undefined
+      ? [testContract]
+      : configContracts.map((contract) => ({
+        contract,
+        publicKeyPem: contracts?.find((c) => c.contractId === contract.contractId)?.publicKeyPem ?? ""
+      })),
+    simulator,
+    config,
+    store: options.store
   })
-  const config = DigimeConfig.layer({
-    applicationId,
-    contracts: [testContract.contract],
-    ...options.config
-  }).pipe(Layer.orDie)
-  return DigimeClient.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(config, Signer.layerWebCrypto, options.store ?? TokenStore.layerMemory)),
-    Layer.provideMerge(simulator),
-    Layer.merge(PendingAuthorizations.layerMemory)
-  )
 }
 
 /** Authorize → consent → callback → exchange, storing the token under `forKey`. */
-export const authorize = (forKey: TokenKey.TokenKey = key) =>
-  Effect.gen(function*() {
-    const client = yield* DigimeClient.DigimeClient
-    const simulator = yield* DigimeSimulator.DigimeSimulator
-    const start = yield* client.getAuthorizeUrl({ contractId: forKey.contractId, callbackUrl })
-    const callback = yield* simulator.consent(start.url)
-    const result = yield* DigimeClient.parseCallback(callback, start.state)
-    return yield* client.exchangeCodeForToken({ key: forKey, code: result.code, codeVerifier: start.codeVerifier })
-  })
+export const authorize = (forKey: TokenKey.TokenKey = key) => DigimeTest.authorize(forKey)
 
 /** The stored token, which must exist. */
 export const stored = (forKey: TokenKey.TokenKey = key) =>

@@ -1,8 +1,8 @@
-import { DigimeClient } from "@digime-effect/core"
+import { TokenProtocol } from "@digime-effect/core"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
 
-const parse = DigimeClient.parseCallback
+const parse = TokenProtocol.parseCallback
 
 describe("parseCallback", () => {
   it.effect("reads a successful first authorization from a full callback URL", () =>

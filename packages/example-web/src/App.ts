@@ -3,15 +3,14 @@
  * read through `withAutoRefresh` with the token's status, and a reconnect path for the errors only
  * the user can fix. One demo user, "alice"; a real app takes the user id from its session.
  */
-import { Authorization, AutoRefresh, DigimeClient, TokenKey, TokenStore } from "@digime-effect/core"
-import type { PendingAuthorizations } from "@digime-effect/core"
+import { Authorization, AutoRefresh, DigimeClient, TokenManager, TokenStore } from "@digime-effect/core"
+import type { PendingAuthorizations, TokenKey } from "@digime-effect/core"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { DateTime, Effect, Option } from "effect"
 
 export const userId = "alice"
 
-const escape = (text: string): string =>
-  text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+const escape = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 
 const page = (title: string, body: string, status = 200): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
   Effect.succeed(HttpServerResponse.text(
@@ -99,7 +98,9 @@ export const make = (key: TokenKey.TokenKey, counter: RefreshCounter) => {
     const after = Option.getOrThrow(yield* store.get(key))
     if (Option.isSome(before) && after.version > before.value.version) counter.count++
     const items = list.map((account) =>
-      `<li class="account">${escape(account.serviceTypeName)} — ${escape(account.serviceProviderName ?? account.serviceGroupName)}` +
+      `<li class="account">${escape(account.serviceTypeName)} — ${
+        escape(account.serviceProviderName ?? account.serviceGroupName)
+      }` +
       ` <small>(${escape(account.reference)})</small></li>`
     ).join("")
     return yield* page(
@@ -120,11 +121,13 @@ export const make = (key: TokenKey.TokenKey, counter: RefreshCounter) => {
   )
 
   const reconnect = Effect.gen(function*() {
-    const client = yield* DigimeClient.DigimeClient
-    const outcome = yield* Effect.either(client.getToken(key))
+    const manager = yield* TokenManager.TokenManager
+    const outcome = yield* Effect.either(manager.get(key))
     if (outcome._tag === "Right") return HttpServerResponse.redirect("/accounts", { status: 303 })
     const error = outcome.left
-    if (error._tag !== "RefreshTokenExpired" && error._tag !== "ReauthRequired" && error._tag !== "InvalidAccessToken") {
+    if (
+      error._tag !== "RefreshTokenExpired" && error._tag !== "ReauthRequired" && error._tag !== "InvalidAccessToken"
+    ) {
       return yield* Effect.fail(error)
     }
     const step = yield* AutoRefresh.nextStep(error, { callbackUrl: yield* callbackUrl })
@@ -148,4 +151,8 @@ export const make = (key: TokenKey.TokenKey, counter: RefreshCounter) => {
   )
 }
 
-export type Requirements = DigimeClient.DigimeClient | TokenStore.TokenStore | PendingAuthorizations.PendingAuthorizations
+export type Requirements =
+  | DigimeClient.DigimeClient
+  | TokenManager.TokenManager
+  | TokenStore.TokenStore
+  | PendingAuthorizations.PendingAuthorizations

@@ -2,10 +2,10 @@
  * Starts the example: a simulated digi.me over real HTTP and the example backend next to it, both
  * on 127.0.0.1, with token lifetimes short enough to watch a refresh and a reconnect happen.
  */
-import { DigimeClient, DigimeConfig, PendingAuthorizations, TokenKey, TokenStore } from "@digime-effect/core"
+import { PendingAuthorizations, TokenKey, TokenStore } from "@digime-effect/core"
 import { TestContract } from "@digime-effect/core/testing"
-import { NodeDigimeSimulator, NodeSigner } from "@digime-effect/node"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { NodeDigime } from "@digime-effect/node"
+import { NodeDigimeSimulator } from "@digime-effect/node/testing"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Duration, Effect, Layer } from "effect"
 import type { Scope } from "effect"
@@ -40,21 +40,13 @@ export const start = (options: Options = {}): Effect.Effect<Running, unknown, Sc
       refreshTokenExpiry: "fixed"
     })
     const services = yield* Layer.build(
-      DigimeClient.layer.pipe(
-        Layer.provideMerge(Layer.mergeAll(
-          DigimeConfig.layer({
-            applicationId,
-            contracts: [contract.contract],
-            baseUrl: digime.baseUrl,
-            onboardUrl: digime.onboardUrl,
-            refreshLeadTime: Duration.millis(500)
-          }),
-          NodeSigner.layer,
-          NodeHttpClient.layerUndici,
-          TokenStore.layerMemory
-        )),
-        Layer.merge(PendingAuthorizations.layerMemory)
-      )
+      NodeDigime.layer({
+        applicationId,
+        contracts: [contract.contract],
+        baseUrl: digime.baseUrl,
+        onboardUrl: digime.onboardUrl,
+        refreshLeadTime: Duration.millis(500)
+      }).pipe(Layer.provideMerge(TokenStore.layerMemory), Layer.merge(PendingAuthorizations.layerMemory))
     )
     const refreshes: App.RefreshCounter = { count: 0 }
     const router = App.make(TokenKey.make(App.userId, contractId), refreshes)

@@ -11,7 +11,7 @@
  * the clock the client and the simulator share is moved forward by most of a token's hour, so
  * that each burst meets a token that is due, as it would an hour later.
  */
-import { AutoRefresh, DigimeClient, TokenStore } from "@digime-effect/core"
+import { AutoRefresh, TokenManager, TokenStore } from "@digime-effect/core"
 import { Deferred, Duration, Effect, Redacted } from "effect"
 import {
   authorize,
@@ -21,9 +21,9 @@ import {
   median,
   quantile,
   refreshRequests,
+  type SectionOptions,
   startSimulator,
-  timed,
-  type SectionOptions
+  timed
 } from "./support.js"
 
 const section = "2 burst"
@@ -69,12 +69,12 @@ export const run = (options: SectionOptions) => {
 
       // The floor: one forced refresh (the same lock, store read, request, verification and
       // write as the library's own) while N fibers wait for its result on a Deferred.
-      const client = yield* DigimeClient.DigimeClient
+      const manager = yield* TokenManager.TokenManager
       const handRolled = (n: number) =>
         Effect.gen(function*() {
           const done = yield* Deferred.make<Redacted.Redacted<string>>()
-          const leader = client.refreshToken({ key }).pipe(
-            Effect.flatMap((token) => Deferred.succeed(done, token.accessToken.value))
+          const leader = manager.refresh(key).pipe(
+            Effect.flatMap((versioned) => Deferred.succeed(done, versioned.token.accessToken.value))
           )
           const follower = Effect.flatMap(
             Deferred.await(done),

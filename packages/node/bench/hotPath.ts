@@ -4,7 +4,7 @@
  * store operations per call. The cost with the token cache turned off (`tokenCacheTtl: 0`) is given
  * for context: it is what every call would pay without the cache, one store read.
  */
-import { AutoRefresh, type DigimeClient, type TokenKey, type TokenStore } from "@digime-effect/core"
+import { AutoRefresh, type TokenKey } from "@digime-effect/core"
 import { Duration, Effect } from "effect"
 import {
   authorize,
@@ -13,12 +13,13 @@ import {
   interleaved,
   keyOf,
   managedRuntime,
+  type SectionOptions,
+  type Services,
   startSimulator,
   type Store,
   type StoreCounts,
   storeLayer,
-  zeroCounts,
-  type SectionOptions
+  zeroCounts
 } from "./support.js"
 
 const section = "1 hot path"
@@ -51,8 +52,6 @@ export const run = (options: SectionOptions) =>
       yield* Effect.promise(() => measure(runtime, key, store, cached, counts, options, i === 0))
     }
   }).pipe(Effect.scoped)
-
-type Services = DigimeClient.DigimeClient | TokenStore.TokenStore
 
 interface Runtime {
   readonly runPromise: <A, E>(effect: Effect.Effect<A, E, Services>) => Promise<A>

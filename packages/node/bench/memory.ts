@@ -5,13 +5,13 @@
  *
  * - stored: `TokenStore.layerMemory` holding the tokens (`UserAccessToken` with `Redacted` values
  *   and `DateTime` expiries);
- * - cached: the client's token cache in front of a durable store (SQLite), after one `getToken` per
+ * - cached: the client's token cache in front of a durable store (SQLite), after one `TokenManager.get` per
  *   key; the rows themselves live in SQLite (here in memory), outside the V8 heap.
  *
  * Token values are 43 characters (32 random bytes in base64url), as the simulator's; each value is
  * a string of its own, as a token read from the wire or a database would be.
  */
-import { DigimeClient, TokenKey, TokenStore, UserAccessToken } from "@digime-effect/core"
+import { TokenKey, TokenManager, TokenStore, UserAccessToken } from "@digime-effect/core"
 import { DateTime, Effect, Redacted } from "effect"
 import * as Crypto from "node:crypto"
 import { clientLayer, contractId, type SectionOptions, startSimulator, storeLayer } from "./support.js"
@@ -105,7 +105,7 @@ export const run = (options: Omit<SectionOptions, "pgUrl">) =>
     const server = yield* startSimulator({ accessTokenLifetime: "1 hour" })
     const cached = yield* Effect.gen(function*() {
       const sqlite = yield* TokenStore.TokenStore
-      const client = yield* DigimeClient.DigimeClient
+      const manager = yield* TokenManager.TokenManager
       yield* sqlite.set(TokenKey.make(userId(0), contractId), libraryToken(0)) // creates the statements
       yield* Effect.forEach(
         Array.from({ length: n - 1 }, (_, i) => i + 1),
@@ -113,7 +113,7 @@ export const run = (options: Omit<SectionOptions, "pgUrl">) =>
         { discard: true }
       )
       const before = heapUsed()
-      for (let i = 0; i < n; i++) yield* client.getToken(TokenKey.make(userId(i), contractId))
+      for (let i = 0; i < n; i++) yield* manager.get(TokenKey.make(userId(i), contractId))
       return (heapUsed() - before) / n
     }).pipe(
       Effect.orDie,

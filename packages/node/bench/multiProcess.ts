@@ -22,10 +22,10 @@ import {
   contractId,
   keyOf,
   refreshRequests,
+  type SectionOptions,
   startSimulator,
   storeLayer,
-  testContract,
-  type SectionOptions
+  testContract
 } from "./support.js"
 
 const section = "5 multi-process"
@@ -68,8 +68,10 @@ export const run = (options: SectionOptions) =>
         return yield* Effect.gen(function*() {
           const store = yield* TokenStore.TokenStore
           for (const key of users) yield* authorize(server, key)
-          const versions = Effect.forEach(users, (key) =>
-            Effect.map(Effect.orDie(store.get(key)), (stored) => Option.getOrThrow(stored).version))
+          const versions = Effect.forEach(
+            users,
+            (key) => Effect.map(Effect.orDie(store.get(key)), (stored) => Option.getOrThrow(stored).version)
+          )
           const initial = yield* versions
           const before = yield* refreshRequests(server)
           // One window for all: each worker starts its first wave at the same instant, well after

@@ -1,5 +1,5 @@
 /**
- * 3. What one refresh costs, end to end through the library (`refreshToken({ key })`: the store's
+ * 3. What one refresh costs, end to end through the library (`TokenManager.refresh(key)`: the store's
  * lock, a re-read, the signed request, the verification of digi.me's answer, the compare-and-set),
  * against its floor: the same refresh written by hand with nothing but `node:crypto` and undici,
  * one RSA-PSS signature with a key parsed once, one HTTP round trip to the same simulator, one
@@ -7,11 +7,11 @@
  * users of the same simulator, so that drift touches both alike. Also counted: the key-set (JWKS)
  * downloads per refresh once the keys are cached (target 0).
  */
-import { DigimeClient, type TokenKey, TokenStore, UserAccessToken } from "@digime-effect/core"
+import { type TokenKey, TokenManager, TokenStore, UserAccessToken } from "@digime-effect/core"
 import Undici from "@effect/platform-node/Undici"
 import { DateTime, Effect, Option, Redacted } from "effect"
 import * as Crypto from "node:crypto"
-import type { NodeDigimeSimulator } from "../src/index.js"
+import type { NodeDigimeSimulator } from "../src/testing/index.js"
 import {
   applicationId,
   authorize,
@@ -21,11 +21,11 @@ import {
   median,
   quantile,
   refreshRequests,
+  type SectionOptions,
   startSimulator,
   type Store,
   storeLayer,
-  testContract,
-  type SectionOptions
+  testContract
 } from "./support.js"
 
 const section = "3 refresh cost"
@@ -130,13 +130,13 @@ export const run = (options: SectionOptions) =>
       const library = keyOf(`refresh-library-${store}`)
       const byHand = keyOf(`refresh-by-hand-${store}`)
       yield* Effect.gen(function*() {
-        const client = yield* DigimeClient.DigimeClient
+        const manager = yield* TokenManager.TokenManager
         const tokens = yield* TokenStore.TokenStore
         yield* authorize(server, library)
         yield* authorize(server, byHand)
         let current = Option.getOrThrow(yield* Effect.orDie(tokens.get(byHand)))
         // Warm-up: both paths once, uncounted.
-        yield* client.refreshToken({ key: library }).pipe(Effect.orDie)
+        yield* manager.refresh(library).pipe(Effect.orDie)
         current = (yield* handWritten.refresh(byHand, current)).versioned
 
         const libraryMillis: Array<number> = []
@@ -144,7 +144,7 @@ export const run = (options: SectionOptions) =>
         const before = yield* refreshRequests(server)
         for (let i = 0; i < repetitions; i++) {
           const t0 = performance.now()
-          yield* client.refreshToken({ key: library }).pipe(Effect.orDie)
+          yield* manager.refresh(library).pipe(Effect.orDie)
           libraryMillis.push(performance.now() - t0)
           const result = yield* handWritten.refresh(byHand, current)
           current = result.versioned

@@ -3,19 +3,20 @@
  * client's layers on each store, a clock that can be moved forward, a store that counts its
  * operations, and small statistics.
  */
-import { DigimeClient, DigimeConfig, TokenKey, TokenStore } from "@digime-effect/core"
+import type { Digime, DigimeConfig } from "@digime-effect/core"
+import { DigimeClient, TokenKey, TokenManager, TokenProtocol, TokenStore } from "@digime-effect/core"
 import { TestContract } from "@digime-effect/core/testing"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Clock, Duration, Effect, Layer, ManagedRuntime, Redacted } from "effect"
-import { Bench, type Fn } from "tinybench"
 import type * as Scope from "effect/Scope"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
-import { NodeDigimeSimulator, NodeSigner, SqlTokenStore } from "../src/index.js"
+import { Bench, type Fn } from "tinybench"
+import { NodeDigime, SqlTokenStore } from "../src/index.js"
+import { NodeDigimeSimulator } from "../src/testing/index.js"
 import { startPostgres } from "../test/fixtures/postgres.js"
 import type { Report } from "./report.js"
 
@@ -70,8 +71,9 @@ export const storeLayer = (
         Layer.provide(
           options.inMemory === true
             ? SqliteClient.layer({ filename: ":memory:" })
-            : Layer.unwrapScoped(Effect.map(temporaryDirectory, (dir) =>
-              SqliteClient.layer({ filename: Path.join(dir, "tokens.db") })))
+            : Layer.unwrapScoped(
+              Effect.map(temporaryDirectory, (dir) => SqliteClient.layer({ filename: Path.join(dir, "tokens.db") }))
+            )
         ),
         Layer.orDie
       )
@@ -79,9 +81,15 @@ export const storeLayer = (
       const tableName = options.tableName
       // The run's tables are dropped when the layer is released: a shared database (DATABASE_URL,
       // the test suite's) is left as it was found.
-      const dropOnRelease = tableName === undefined ? Layer.empty : Layer.scopedDiscard(Effect.addFinalizer(() =>
-        Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`).pipe(Effect.ignore)
-      ))
+      const dropOnRelease = tableName === undefined ?
+        Layer.empty :
+        Layer.scopedDiscard(
+          Effect.addFinalizer(() =>
+            Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`).pipe(
+              Effect.ignore
+            )
+          )
+        )
       return Layer.merge(SqlTokenStore.layer({ tableName }), dropOnRelease).pipe(
         Layer.provide(PgClient.layer({ url: Redacted.make(options.pgUrl) })),
         Layer.orDie
@@ -95,27 +103,22 @@ const temporaryDirectory: Effect.Effect<string, never, Scope.Scope> = Effect.acq
   (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
 )
 
-/** A `DigimeClient` on Node (node:crypto signer, undici) talking to the server, on the given store. */
+/** The library on Node (`NodeDigime.layer`) talking to the server, on the given store. */
 export const clientLayer = (
   server: NodeDigimeSimulator.Server,
   store: Layer.Layer<TokenStore.TokenStore>,
   config: Partial<DigimeConfig.Options> = {}
-): Layer.Layer<DigimeClient.DigimeClient | TokenStore.TokenStore> =>
-  DigimeClient.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(
-      DigimeConfig.layer({
-        applicationId,
-        contracts: [testContract.contract],
-        baseUrl: server.baseUrl,
-        onboardUrl: server.onboardUrl,
-        ...config
-      }),
-      NodeSigner.layer,
-      NodeHttpClient.layerUndici,
-      store
-    )),
-    Layer.orDie
-  )
+): Layer.Layer<Services> =>
+  NodeDigime.layer({
+    applicationId,
+    contracts: [testContract.contract],
+    baseUrl: server.baseUrl,
+    onboardUrl: server.onboardUrl,
+    ...config
+  }).pipe(Layer.provideMerge(store), Layer.orDie)
+
+/** What `clientLayer` provides. */
+export type Services = Digime.Services | TokenStore.TokenStore
 
 /**
  * A runtime of `layer`, built now and disposed of when the scope closes: the benchmark harness
@@ -139,8 +142,9 @@ export const authorize = (server: NodeDigimeSimulator.Server, key: TokenKey.Toke
     const client = yield* DigimeClient.DigimeClient
     const start = yield* client.getAuthorizeUrl({ contractId, callbackUrl })
     const callback = yield* server.simulator.consent(start.url)
-    const result = yield* DigimeClient.parseCallback(callback, start.state)
-    return yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
+    const result = yield* TokenProtocol.parseCallback(callback, start.state)
+    const manager = yield* TokenManager.TokenManager
+    return yield* manager.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
   }).pipe(Effect.orDie)
 
 export const keyOf = (userId: string): TokenKey.TokenKey => TokenKey.make(userId, contractId)

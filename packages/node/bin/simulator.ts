@@ -9,7 +9,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { readFile } from "node:fs/promises"
 import { parseArgs } from "node:util"
-import * as NodeDigimeSimulator from "../src/NodeDigimeSimulator.js"
+import * as NodeDigimeSimulator from "../src/testing/NodeDigimeSimulator.js"
 
 const usage = `Usage: pnpm simulator [options]
 

@@ -6,20 +6,14 @@
  *
  *   pnpm demo [--access-lifetime 3] [--refresh-lifetime 10] [--concurrency 200] [--simulator-url URL]
  */
-import {
-  Authorization,
-  AutoRefresh,
-  DigimeClient,
-  DigimeConfig,
-  TokenKey,
-  TokenStore
-} from "@digime-effect/core"
+import { Authorization, AutoRefresh, DigimeClient, TokenKey, TokenStore } from "@digime-effect/core"
 import type { DigimeSimulator } from "@digime-effect/core/testing"
 import { TestContract } from "@digime-effect/core/testing"
-import { NodeDigimeSimulator, NodeSigner, SqlTokenStore } from "@digime-effect/node"
-import { SqliteClient } from "@effect/sql-sqlite-node"
+import { NodeDigime, SqlPendingAuthorizations, SqlTokenStore } from "@digime-effect/node"
+import { NodeDigimeSimulator } from "@digime-effect/node/testing"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Console, DateTime, Duration, Effect, Layer, Option } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -142,7 +136,9 @@ const program = (simulator: Simulated) =>
     const read = AutoRefresh.withAutoRefresh(key, client.readAccounts)
 
     const counts = Effect.map(simulator.stats, (s) =>
-      `requests ${Object.entries(s.requests).map(([name, n]) => `${name}=${n}`).join(" ")}; ` +
+      `requests ${
+        Object.entries(s.requests).map(([name, n]) => `${name}=${n}`).join(" ")
+      }; ` +
       `refreshes=${s.refreshes} replays=${s.replays}`)
 
     const waitUntil = (label: string, at: DateTime.Utc) =>
@@ -167,7 +163,9 @@ const program = (simulator: Simulated) =>
       } else {
         const error = outcome.left
         yield* log(`   this simulated digi.me does not know it: ${error._tag} (${error.message})`)
-        if (error._tag !== "RefreshTokenExpired" && error._tag !== "ReauthRequired" && error._tag !== "InvalidAccessToken") {
+        if (
+          error._tag !== "RefreshTokenExpired" && error._tag !== "ReauthRequired" && error._tag !== "InvalidAccessToken"
+        ) {
           return yield* Effect.dieMessage(`unexpected ${error._tag}`)
         }
         const step = yield* AutoRefresh.nextStep(error, { callbackUrl })
@@ -195,7 +193,9 @@ const program = (simulator: Simulated) =>
     yield* waitUntil("the access token to expire", first.token.accessToken.expiresAt)
     yield* read
     const second = yield* token
-    yield* log(`5. read after expiry: refreshed first, stored as version ${second.version}, then read — ${yield* counts}`)
+    yield* log(
+      `5. read after expiry: refreshed first, stored as version ${second.version}, then read — ${yield* counts}`
+    )
 
     // 4. A burst on a stale token
     yield* waitUntil("the access token to expire again", second.token.accessToken.expiresAt)
@@ -211,7 +211,9 @@ const program = (simulator: Simulated) =>
     if (outcome._tag === "Right") return yield* Effect.dieMessage("expected RefreshTokenExpired")
     const error = outcome.left
     yield* log(`7. read after the refresh token expired: ${error._tag} (${error.message})`)
-    if (error._tag !== "RefreshTokenExpired" && error._tag !== "ReauthRequired" && error._tag !== "InvalidAccessToken") {
+    if (
+      error._tag !== "RefreshTokenExpired" && error._tag !== "ReauthRequired" && error._tag !== "InvalidAccessToken"
+    ) {
       return yield* Effect.dieMessage(`unexpected ${error._tag}`)
     }
 
@@ -240,7 +242,9 @@ const main = Effect.gen(function*() {
       strictRotation: true
     })
     origin = server.origin
-    yield* log(`started a simulated digi.me at ${server.baseUrl} (access ${accessLifetime} s, refresh ${refreshLifetime} s)`)
+    yield* log(
+      `started a simulated digi.me at ${server.baseUrl} (access ${accessLifetime} s, refresh ${refreshLifetime} s)`
+    )
   } else {
     origin = simulatorOrigin
     const http = yield* HttpClient.HttpClient
@@ -256,22 +260,16 @@ const main = Effect.gen(function*() {
   }
   const simulator = yield* overHttp(origin)
   Fs.mkdirSync(Path.dirname(storeFile), { recursive: true })
-  const stores = Layer.merge(SqlTokenStore.layer(), SqlTokenStore.layerPending()).pipe(
+  const stores = Layer.merge(SqlTokenStore.layer(), SqlPendingAuthorizations.layer()).pipe(
     Layer.provide(SqliteClient.layer({ filename: storeFile }))
   )
-  const layer = DigimeClient.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(
-      DigimeConfig.layer({
-        applicationId,
-        contracts: [contract.contract],
-        baseUrl: simulator.baseUrl,
-        onboardUrl: simulator.onboardUrl,
-        refreshLeadTime: Duration.millis(500)
-      }),
-      NodeSigner.layer,
-      stores
-    ))
-  )
+  const layer = NodeDigime.layer({
+    applicationId,
+    contracts: [contract.contract],
+    baseUrl: simulator.baseUrl,
+    onboardUrl: simulator.onboardUrl,
+    refreshLeadTime: Duration.millis(500)
+  }).pipe(Layer.provideMerge(stores))
   yield* Effect.provide(program(simulator), layer)
 }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici))
 

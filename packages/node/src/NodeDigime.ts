@@ -1,45 +1,64 @@
 /**
- * One layer with the Node pieces of digime-effect: the `node:crypto` signer and an undici
- * `HttpClient`. Add a `DigimeConfig` and a `TokenStore` to get a `DigimeClient`.
+ * digime-effect on Node, as one layer: `Digime.layer` (configuration, client, token manager) on
+ * the `node:crypto` signer and an undici `HttpClient`. Add the `TokenStore` of your choice (and a
+ * `PendingAuthorizations` store for `Authorization`): in memory for a single process, or
+ * `SqlTokenStore` / `SqlPendingAuthorizations` on PostgreSQL or SQLite.
  *
  * @example
- * import { DigimeClient, DigimeConfig, TokenStore } from "@digime-effect/core"
+ * import { PendingAuthorizations, TokenStore } from "@digime-effect/core"
  * import { NodeDigime } from "@digime-effect/node"
  * import { Layer } from "effect"
  *
- * const DigimeLive = NodeDigime.layerClient.pipe(
- *   Layer.provide(DigimeConfig.layerConfig(DigimeConfig.fromEnv)),
- *   Layer.provide(TokenStore.layerMemory)
+ * // DIGIME_APPLICATION_ID, DIGIME_CONTRACT_ID, DIGIME_PRIVATE_KEY, ... (see DigimeConfig.fromEnv)
+ * const DigimeLive = NodeDigime.layerConfig().pipe(
+ *   Layer.provideMerge(TokenStore.layerMemory),
+ *   Layer.merge(PendingAuthorizations.layerMemory)
  * )
  *
  * @since 0.1.0
  */
-import * as DigimeClient from "@digime-effect/core/DigimeClient"
-import type { DigimeConfig } from "@digime-effect/core/DigimeConfig"
-import type { InvalidContractKey } from "@digime-effect/core/DigimeError"
+import * as Digime from "@digime-effect/core/Digime"
+import type * as DigimeConfig from "@digime-effect/core/DigimeConfig"
+import type { InvalidConfig, InvalidContractKey } from "@digime-effect/core/DigimeError"
 import type { Signer } from "@digime-effect/core/Signer"
 import type { TokenStore } from "@digime-effect/core/TokenStore"
-import type * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Layer from "effect/Layer"
 import * as NodeSigner from "./NodeSigner.js"
 
 /**
- * The Node signer and an undici HTTP client.
+ * The Node platform pieces alone: the `node:crypto` signer and an undici `HttpClient`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<Signer | HttpClient.HttpClient> = Layer.merge(
+export const layerPlatform: Layer.Layer<Signer | HttpClient.HttpClient> = Layer.merge(
   NodeSigner.layer,
   NodeHttpClient.layerUndici
 )
 
 /**
- * A `DigimeClient` on Node; needs a `DigimeConfig` and a `TokenStore`.
+ * The library on Node from options; needs a `TokenStore`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerClient: Layer.Layer<DigimeClient.DigimeClient, InvalidContractKey, DigimeConfig | TokenStore> =
-  DigimeClient.layer.pipe(Layer.provide(layer))
+export const layer = (
+  options: DigimeConfig.Options
+): Layer.Layer<Digime.Services, InvalidConfig | InvalidContractKey, TokenStore> =>
+  Digime.layer(options).pipe(Layer.provide(layerPlatform))
+
+/**
+ * The library on Node from `Config` (by default `DIGIME_*` from the environment, see
+ * `DigimeConfig.fromEnv`); needs a `TokenStore`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<DigimeConfig.Options> = Digime.fromEnv
+): Layer.Layer<Digime.Services, ConfigError.ConfigError | InvalidConfig | InvalidContractKey, TokenStore> =>
+  Digime.layerConfig(config).pipe(Layer.provide(layerPlatform))

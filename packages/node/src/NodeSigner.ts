@@ -4,9 +4,9 @@
  *
  * @since 0.1.0
  */
-import * as Signer from "@digime-effect/core/Signer"
-import { InvalidContractKey } from "@digime-effect/core/DigimeError"
 import type { Contract } from "@digime-effect/core/Contract"
+import { InvalidContractKey } from "@digime-effect/core/DigimeError"
+import * as Signer from "@digime-effect/core/Signer"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"

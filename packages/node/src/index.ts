@@ -13,15 +13,16 @@ export * as NodeDigime from "./NodeDigime.js"
 export * as NodeSigner from "./NodeSigner.js"
 
 /**
- * The simulated digi.me served over real HTTP on Node: the API, the key set, consent pages and
- * control endpoints, for whole user journeys and for pointing an application at it.
+ * `PendingAuthorizations` in PostgreSQL or SQLite, through `@effect/sql`, so that the callback may
+ * reach another process than the one that started the authorization.
  *
  * @since 0.1.0
  */
-export * as NodeDigimeSimulator from "./NodeDigimeSimulator.js"
+export * as SqlPendingAuthorizations from "./SqlPendingAuthorizations.js"
 
 /**
- * A `TokenStore` and `PendingAuthorizations` in PostgreSQL or SQLite, through `@effect/sql`.
+ * A `TokenStore` in PostgreSQL or SQLite, through `@effect/sql`, with a lock per key shared by
+ * every process.
  *
  * @since 0.1.0
  */

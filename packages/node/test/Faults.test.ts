@@ -3,42 +3,23 @@
  * loopback): each test names the fault, and asserts what the library does and what the caller
  * sees. Real time, with a short request timeout so the slow cases stay fast.
  */
-import { AutoRefresh, DigimeClient, DigimeConfig, TokenKey, TokenStore } from "@digime-effect/core"
-import { TestContract } from "@digime-effect/core/testing"
-import { NodeDigimeSimulator, NodeSigner } from "@digime-effect/node"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { AutoRefresh, DigimeClient, TokenKey, TokenManager, TokenProtocol, TokenStore } from "@digime-effect/core"
+import { DigimeTest, TestContract } from "@digime-effect/core/testing"
+import { NodeDigimeSimulator, NodeDigimeTest } from "@digime-effect/node/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Option, Redacted } from "effect"
 
 const applicationId = "app-faults"
 const contractId = "contract-faults"
-const callbackUrl = "https://app.example/cb"
 const contract = await Effect.runPromise(TestContract.make(contractId))
 
 /** Server, and a client over undici with a 300 ms request timeout and 2 s access tokens. */
-const Stack = Layer.unwrapEffect(Effect.map(NodeDigimeSimulator.NodeDigimeSimulator, (server) =>
-  DigimeClient.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(
-      DigimeConfig.layer({
-        applicationId,
-        contracts: [contract.contract],
-        baseUrl: server.baseUrl,
-        onboardUrl: server.onboardUrl,
-        requestTimeout: "300 millis",
-        refreshLeadTime: "500 millis"
-      }).pipe(Layer.orDie),
-      NodeSigner.layer,
-      NodeHttpClient.layerUndici,
-      TokenStore.layerMemory
-    ))
-  ))).pipe(
-    Layer.provideMerge(NodeDigimeSimulator.layer({
-      applicationId,
-      contracts: [{ contractId, publicKeyPem: contract.publicKeyPem }],
-      accessTokenLifetime: "2 seconds",
-      strictRotation: true
-    }))
-  )
+const Stack = NodeDigimeTest.layer({
+  applicationId,
+  contracts: [contract],
+  config: { requestTimeout: "300 millis", refreshLeadTime: "500 millis" },
+  server: { accessTokenLifetime: "2 seconds", strictRotation: true }
+}).pipe(Layer.orDie)
 
 let n = 0
 const freshKey = () => TokenKey.make(`user-${++n}`, contractId)
@@ -46,11 +27,7 @@ const freshKey = () => TokenKey.make(`user-${++n}`, contractId)
 /** Authorizes a user through the server (consent as a function call), stores the token. */
 const authorized = Effect.gen(function*() {
   const key = freshKey()
-  const client = yield* DigimeClient.DigimeClient
-  const server = yield* NodeDigimeSimulator.NodeDigimeSimulator
-  const start = yield* client.getAuthorizeUrl({ contractId, callbackUrl })
-  const result = yield* DigimeClient.parseCallback(yield* server.simulator.consent(start.url), start.state)
-  yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
+  yield* DigimeTest.authorize(key)
   return key
 })
 
@@ -59,8 +36,10 @@ const stored = (key: TokenKey.TokenKey) =>
 
 /** Waits (real time) until the stored access token is due. */
 const untilDue = (key: TokenKey.TokenKey) =>
-  Effect.flatMap(stored(key), (versioned) =>
-    Effect.sleep(Math.max(0, versioned.token.accessToken.expiresAt.epochMillis - Date.now() - 400)))
+  Effect.flatMap(
+    stored(key),
+    (versioned) => Effect.sleep(Math.max(0, versioned.token.accessToken.expiresAt.epochMillis - Date.now() - 400))
+  )
 
 const read = (key: TokenKey.TokenKey) =>
   Effect.flatMap(DigimeClient.DigimeClient, (client) => AutoRefresh.withAutoRefresh(key, client.readAccounts))
@@ -70,69 +49,86 @@ const inject = (fault: Parameters<NodeDigimeSimulator.Server["simulator"]["injec
   Effect.flatMap(NodeDigimeSimulator.NodeDigimeSimulator, (server) => server.simulator.injectFault(fault))
 
 describe("faults over real HTTP", () => {
-  it.live("5xx on the token endpoint: ApiError, one attempt, stored token unchanged; the next call refreshes", () =>
-    Effect.gen(function*() {
-      const key = yield* authorized
-      const before = yield* stored(key)
-      yield* untilDue(key)
-      yield* inject({ _tag: "Status", endpoint: "token", status: 502 })
-      const tokenRequests = (yield* stats).requests.token
-      const error = yield* Effect.flip(read(key))
-      assert.strictEqual(error._tag === "ApiError" && error.status, 502)
-      assert.strictEqual((yield* stats).requests.token - tokenRequests, 1)
-      assert.strictEqual((yield* stored(key)).version, before.version)
-      yield* read(key)
-      assert.isAbove((yield* stored(key)).version, before.version)
-    }).pipe(Effect.provide(Stack)), 20_000)
+  it.live(
+    "5xx on the token endpoint: ApiError, one attempt, stored token unchanged; the next call refreshes",
+    () =>
+      Effect.gen(function*() {
+        const key = yield* authorized
+        const before = yield* stored(key)
+        yield* untilDue(key)
+        yield* inject({ _tag: "Status", endpoint: "token", status: 502 })
+        const tokenRequests = (yield* stats).requests.token
+        const error = yield* Effect.flip(read(key))
+        assert.strictEqual(error._tag === "ApiError" && error.status, 502)
+        assert.strictEqual((yield* stats).requests.token - tokenRequests, 1)
+        assert.strictEqual((yield* stored(key)).version, before.version)
+        yield* read(key)
+        assert.isAbove((yield* stored(key)).version, before.version)
+      }).pipe(Effect.provide(Stack)),
+    20_000
+  )
 
-  it.live("a refresh that does not answer in time: RequestError (Timeout), stored token unchanged", () =>
-    Effect.gen(function*() {
-      const key = yield* authorized
-      const before = yield* stored(key)
-      yield* untilDue(key)
-      yield* inject({ _tag: "Delay", endpoint: "token", delay: "2 seconds" })
-      const error = yield* Effect.flip(read(key))
-      assert.strictEqual(error._tag === "RequestError" && error.reason, "Timeout")
-      assert.strictEqual((yield* stored(key)).version, before.version)
-      // The server did rotate (it answers late): the stored refresh token is spent, as with a
-      // dropped connection, and the next refresh is refused.
-      yield* Effect.sleep("2 seconds")
-      const next = yield* Effect.flip(read(key))
-      assert.strictEqual(next._tag, "ReauthRequired")
-      assert.strictEqual((yield* stats).replays, 1)
-    }).pipe(Effect.provide(Stack)), 20_000)
+  it.live(
+    "a refresh that does not answer in time: RequestError (Timeout), stored token unchanged",
+    () =>
+      Effect.gen(function*() {
+        const key = yield* authorized
+        const before = yield* stored(key)
+        yield* untilDue(key)
+        yield* inject({ _tag: "Delay", endpoint: "token", delay: "2 seconds" })
+        const error = yield* Effect.flip(read(key))
+        assert.strictEqual(error._tag === "RequestError" && error.reason, "Timeout")
+        assert.strictEqual((yield* stored(key)).version, before.version)
+        // The server did rotate (it answers late): the stored refresh token is spent, as with a
+        // dropped connection, and the next refresh is refused.
+        yield* Effect.sleep("2 seconds")
+        const next = yield* Effect.flip(read(key))
+        assert.strictEqual(next._tag, "ReauthRequired")
+        assert.strictEqual((yield* stats).replays, 1)
+      }).pipe(Effect.provide(Stack)),
+    20_000
+  )
 
-  it.live("the connection dropped after the server rotated the refresh token: RequestError, then ReauthRequired", () =>
-    Effect.gen(function*() {
-      const key = yield* authorized
-      yield* untilDue(key)
-      yield* inject({ _tag: "DropResponse", endpoint: "token" })
-      const error = yield* Effect.flip(read(key))
-      assert.strictEqual(error._tag === "RequestError" && error.reason, "Transport")
-      const next = yield* Effect.flip(read(key))
-      assert.strictEqual(next._tag, "ReauthRequired")
-      assert.strictEqual(next._tag === "ReauthRequired" && next.reason, "RefreshTokenInvalid")
-    }).pipe(Effect.provide(Stack)), 20_000)
+  it.live(
+    "the connection dropped after the server rotated the refresh token: RequestError, then ReauthRequired",
+    () =>
+      Effect.gen(function*() {
+        const key = yield* authorized
+        yield* untilDue(key)
+        yield* inject({ _tag: "DropResponse", endpoint: "token" })
+        const error = yield* Effect.flip(read(key))
+        assert.strictEqual(error._tag === "RequestError" && error.reason, "Transport")
+        const next = yield* Effect.flip(read(key))
+        assert.strictEqual(next._tag, "ReauthRequired")
+        assert.strictEqual(next._tag === "ReauthRequired" && next.reason, "RefreshTokenInvalid")
+      }).pipe(Effect.provide(Stack)),
+    20_000
+  )
 
-  it.live("a slow key set: retried, then VerificationError (KeySetUnavailable); nothing stored", () =>
-    Effect.gen(function*() {
-      const client = yield* DigimeClient.DigimeClient
-      const server = yield* NodeDigimeSimulator.NodeDigimeSimulator
-      const start = yield* client.getAuthorizeUrl({ contractId, callbackUrl })
-      const result = yield* DigimeClient.parseCallback(yield* server.simulator.consent(start.url), start.state)
-      // A new signing key forces a new download of the key set, which is slow every time.
-      yield* server.simulator.rotateSigningKey
-      for (let i = 0; i < 3; i++) yield* inject({ _tag: "Delay", endpoint: "jwks", delay: "2 seconds" })
-      const jwksBefore = (yield* stats).requests.jwks
-      const key = freshKey()
-      const error = yield* Effect.flip(
-        client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
-      )
-      assert.strictEqual(error._tag === "VerificationError" && error.reason, "KeySetUnavailable")
-      assert.strictEqual((yield* stats).requests.jwks - jwksBefore, 3)
-      const store = yield* TokenStore.TokenStore
-      assert.isTrue(Option.isNone(yield* store.get(key)))
-    }).pipe(Effect.provide(Stack)), 20_000)
+  it.live(
+    "a slow key set: retried, then VerificationError (KeySetUnavailable); nothing stored",
+    () =>
+      Effect.gen(function*() {
+        const client = yield* DigimeClient.DigimeClient
+        const manager = yield* TokenManager.TokenManager
+        const server = yield* NodeDigimeSimulator.NodeDigimeSimulator
+        const start = yield* client.getAuthorizeUrl({ contractId, callbackUrl: DigimeTest.callbackUrl })
+        const result = yield* TokenProtocol.parseCallback(yield* server.simulator.consent(start.url), start.state)
+        // A new signing key forces a new download of the key set, which is slow every time.
+        yield* server.simulator.rotateSigningKey
+        for (let i = 0; i < 3; i++) yield* inject({ _tag: "Delay", endpoint: "jwks", delay: "2 seconds" })
+        const jwksBefore = (yield* stats).requests.jwks
+        const key = freshKey()
+        const error = yield* Effect.flip(
+          manager.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
+        )
+        assert.strictEqual(error._tag === "VerificationError" && error.reason, "KeySetUnavailable")
+        assert.strictEqual((yield* stats).requests.jwks - jwksBefore, 3)
+        const store = yield* TokenStore.TokenStore
+        assert.isTrue(Option.isNone(yield* store.get(key)))
+      }).pipe(Effect.provide(Stack)),
+    20_000
+  )
 
   it.live("a rotated signing key: one new download of the key set, the refresh succeeds", () =>
     Effect.gen(function*() {

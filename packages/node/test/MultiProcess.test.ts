@@ -4,10 +4,19 @@
  * and PostgreSQL as the shared store. Real time throughout: every wait is bounded, and every child
  * process and database is cleaned up by the test's scope, whatever the outcome.
  */
-import { AutoRefresh, DigimeClient, DigimeConfig, TokenKey, TokenStore } from "@digime-effect/core"
+import {
+  AutoRefresh,
+  Digime,
+  DigimeClient,
+  TokenKey,
+  TokenManager,
+  TokenProtocol,
+  TokenStore
+} from "@digime-effect/core"
 import type { TokenStoreError } from "@digime-effect/core/DigimeError"
 import { TestContract } from "@digime-effect/core/testing"
-import { NodeDigimeSimulator, NodeSigner, SqlTokenStore } from "@digime-effect/node"
+import { NodeSigner, SqlTokenStore } from "@digime-effect/node"
+import { NodeDigimeSimulator } from "@digime-effect/node/testing"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { SqlClient } from "@effect/sql"
@@ -46,21 +55,21 @@ const SharedPg = Layer.unwrapEffect(Effect.sync(() => PgLive(inject("pgUrl"))))
 // whole seconds), refresh tokens that outlive the test.
 const startSimulator = (accessTokenLifetime: Duration.DurationInput) =>
   Effect.gen(function*() {
-  const server = yield* NodeDigimeSimulator.make({
-    applicationId,
-    accessTokenLifetime,
-    refreshTokenLifetime: "1 hour",
-    strictRotation: true
-  })
-  // The contract is made known over HTTP, as a deployment would.
-  const http = yield* HttpClient.HttpClient
-  const registered = yield* http.execute(
-    HttpClientRequest.post(`${server.controlUrl}contracts`).pipe(
-      HttpClientRequest.bodyUnsafeJson({ contractId, publicKeyPem: contract.publicKeyPem })
+    const server = yield* NodeDigimeSimulator.make({
+      applicationId,
+      accessTokenLifetime,
+      refreshTokenLifetime: "1 hour",
+      strictRotation: true
+    })
+    // The contract is made known over HTTP, as a deployment would.
+    const http = yield* HttpClient.HttpClient
+    const registered = yield* http.execute(
+      HttpClientRequest.post(`${server.controlUrl}contracts`).pipe(
+        HttpClientRequest.bodyUnsafeJson({ contractId, publicKeyPem: contract.publicKeyPem })
+      )
     )
-  )
-  assert.strictEqual(registered.status, 201)
-  return server
+    assert.strictEqual(registered.status, 201)
+    return server
   })
 
 /** A client of this test process (or of an in-process scenario) on the given store table. */
@@ -70,19 +79,14 @@ const clientLayer = (
   leadMillis: number,
   http: Layer.Layer<HttpClient.HttpClient> = NodeHttpClient.layerUndici
 ) =>
-  DigimeClient.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(
-      DigimeConfig.layer({
-        applicationId,
-        contracts: [contract.contract],
-        baseUrl: server.baseUrl,
-        onboardUrl: server.onboardUrl,
-        refreshLeadTime: Duration.millis(leadMillis)
-      }),
-      NodeSigner.layer,
-      SqlTokenStore.layer({ tableName }),
-      http
-    )),
+  Digime.layer({
+    applicationId,
+    contracts: [contract.contract],
+    baseUrl: server.baseUrl,
+    onboardUrl: server.onboardUrl,
+    refreshLeadTime: Duration.millis(leadMillis)
+  }).pipe(
+    Layer.provideMerge(Layer.mergeAll(NodeSigner.layer, SqlTokenStore.layer({ tableName }), http)),
     Layer.orDie
   )
 
@@ -100,8 +104,12 @@ const authorize = (server: NodeDigimeSimulator.Server, key: TokenKey.TokenKey) =
       )
     )
     assert.strictEqual(answer.status, 303)
-    const callback = yield* DigimeClient.parseCallback(answer.headers.location!, start.state)
-    return yield* client.exchangeCodeForToken({ key, code: callback.code, codeVerifier: start.codeVerifier })
+    const callback = yield* TokenProtocol.parseCallback(answer.headers.location!, start.state)
+    return yield* (yield* TokenManager.TokenManager).exchangeCodeForToken({
+      key,
+      code: callback.code,
+      codeVerifier: start.codeVerifier
+    })
   })
 
 const versionOf = (key: TokenKey.TokenKey) =>
@@ -289,7 +297,8 @@ describe("one refresh per token generation across processes", () => {
             "the three other processes to wait for the lock",
             Effect.map(
               lockHolders(table, key),
-              (rows) => rows.filter((row) => !row.granted).length === 3 ? Option.some(rows) : Option.none()
+              (rows) =>
+                rows.filter((row) => !row.granted).length === 3 ? Option.some(rows) : Option.none()
             ),
             "20 seconds"
           )
@@ -336,7 +345,9 @@ describe("one refresh per token generation across processes", () => {
           const calls = ended.reduce((sum, worker) => sum + worker.done!.calls, 0)
           yield* Effect.logInfo(
             `crash: lock released ${releasedMillis} ms after kill -9, next refresh after ${refreshedMillis} ms; ` +
-              `${calls} calls by the 3 others, ${after.refreshes - before.refreshes} refreshes, ${after.replays} replays`
+              `${calls} calls by the 3 others, ${
+                after.refreshes - before.refreshes
+              } refreshes, ${after.replays} replays`
           )
         }).pipe(Effect.provide(clientLayer(server, table, leadMillis).pipe(Layer.provideMerge(SharedPg))))
       }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici)),
@@ -367,7 +378,8 @@ describe("one refresh per token generation across processes", () => {
           Effect.map(HttpClient.HttpClient, (client) =>
             HttpClient.mapRequestEffect(client, (request) => {
               const held = gate
-              return held !== undefined && request.method === "POST" && request.url.endsWith("/oauth/token")
+              // The client prefixes its base URL after this mapping: the path is relative here.
+              return held !== undefined && request.method === "POST" && /(^|\/)oauth\/token$/.test(request.url)
                 ? Effect.zipRight(Deferred.succeed(held.reached, undefined), Deferred.await(held.open)).pipe(
                   Effect.as(request)
                 )

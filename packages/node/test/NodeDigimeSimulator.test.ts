@@ -1,7 +1,7 @@
-import { AutoRefresh, DigimeClient, DigimeConfig, Signer, TokenKey, TokenStore } from "@digime-effect/core"
+import { AutoRefresh, DigimeClient, Signer, TokenKey, TokenManager, TokenProtocol } from "@digime-effect/core"
 import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
-import { NodeDigimeSimulator, NodeSigner } from "@digime-effect/node"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { NodeSigner } from "@digime-effect/node"
+import { NodeDigimeSimulator, NodeDigimeTest } from "@digime-effect/node/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { DateTime, Duration, Effect, Either, Encoding, Layer, Redacted, Schedule, TestClock } from "effect"
 import { spawn } from "node:child_process"
@@ -31,21 +31,12 @@ const ServerLayer = (options: Partial<NodeDigimeSimulator.Options> = {}) =>
 
 /** The client library, over undici, pointed at the server. */
 const ClientLayer = (options: Partial<NodeDigimeSimulator.Options> = {}) =>
-  Layer.unwrapEffect(Effect.map(NodeDigimeSimulator.NodeDigimeSimulator, (server) =>
-    DigimeClient.layer.pipe(
-      Layer.provide(Layer.mergeAll(
-        DigimeConfig.layer({
-          applicationId,
-          contracts: [contract.contract],
-          baseUrl: server.baseUrl,
-          onboardUrl: server.onboardUrl,
-          requestTimeout: "5 seconds"
-        }).pipe(Layer.orDie),
-        NodeSigner.layer,
-        NodeHttpClient.layerUndici,
-        TokenStore.layerMemory
-      ))
-    ))).pipe(Layer.provideMerge(ServerLayer(options)))
+  NodeDigimeTest.layer({
+    applicationId,
+    contracts: [contract],
+    config: { requestTimeout: "5 seconds" },
+    server: { appName: serverOptions.appName, ...options }
+  }).pipe(Layer.orDie)
 
 // --- helpers ---------------------------------------------------------------------------------
 
@@ -263,27 +254,28 @@ describe("NodeDigimeSimulator: the client library over HTTP", () => {
   it.live("authorize → consent → exchange → withAutoRefresh(readAccounts) → refresh → reauthorize", () =>
     Effect.gen(function*() {
       const client = yield* DigimeClient.DigimeClient
+      const manager = yield* TokenManager.TokenManager
       const { controlUrl } = yield* server
       const key = TokenKey.make("user-1", contractId)
 
       const start = yield* client.getAuthorizeUrl({ contractId, callbackUrl })
       assert.strictEqual((yield* http("GET", start.url)).status, 200)
       const callback = yield* choose(start.url, "allow")
-      const result = yield* DigimeClient.parseCallback(callback, start.state)
-      yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
+      const result = yield* TokenProtocol.parseCallback(callback, start.state)
+      yield* manager.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
 
       const accounts = yield* AutoRefresh.withAutoRefresh(key, client.readAccounts)
       assert.strictEqual(accounts.length, 1)
       assert.strictEqual(accounts[0]!.reference, result.accountReference)
-      yield* client.refreshToken({ key })
+      yield* manager.refresh(key)
       yield* AutoRefresh.withAutoRefresh(key, client.readAccounts)
 
-      const reauth = yield* client.getReauthorizeUrl({ key, callbackUrl })
+      const reauth = yield* manager.getReauthorizeUrl({ key, callbackUrl })
       assert.include(reauth.url, "/apps/saas/user-reauth?code=")
       const reauthPage = yield* http("GET", reauth.url)
       assert.include(reauthPage.text, "renew")
-      const reauthResult = yield* DigimeClient.parseCallback(yield* choose(reauth.url, "allow"), reauth.state)
-      yield* client.exchangeCodeForToken({ key, code: reauthResult.code, codeVerifier: reauth.codeVerifier })
+      const reauthResult = yield* TokenProtocol.parseCallback(yield* choose(reauth.url, "allow"), reauth.state)
+      yield* manager.exchangeCodeForToken({ key, code: reauthResult.code, codeVerifier: reauth.codeVerifier })
       yield* AutoRefresh.withAutoRefresh(key, client.readAccounts)
 
       const stats = (yield* http("GET", `${controlUrl}stats`)).json as DigimeSimulator.Stats
@@ -299,11 +291,12 @@ describe("NodeDigimeSimulator: the client library over HTTP", () => {
   it.effect("built under TestClock, the server keeps the test's time: expiry over HTTP without waiting", () =>
     Effect.gen(function*() {
       const client = yield* DigimeClient.DigimeClient
+      const manager = yield* TokenManager.TokenManager
       const simulator = yield* DigimeSimulator.DigimeSimulator
       const key = TokenKey.make("user-3", contractId)
       const start = yield* client.getAuthorizeUrl({ contractId, callbackUrl })
-      const result = yield* DigimeClient.parseCallback(yield* choose(start.url, "allow"), start.state)
-      const token = yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
+      const result = yield* TokenProtocol.parseCallback(yield* choose(start.url, "allow"), start.state)
+      const token = yield* manager.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
       assert.strictEqual(DateTime.toEpochMillis(token.accessToken.expiresAt), 3_600_000)
       yield* TestClock.adjust("2 hours")
       yield* AutoRefresh.withAutoRefresh(key, client.readAccounts)
@@ -313,19 +306,20 @@ describe("NodeDigimeSimulator: the client library over HTTP", () => {
   it.live("dropRefreshAnswers: the refresh rotates, the connection is cut, the client sees a Transport error", () =>
     Effect.gen(function*() {
       const client = yield* DigimeClient.DigimeClient
+      const manager = yield* TokenManager.TokenManager
       const simulator = yield* DigimeSimulator.DigimeSimulator
       const key = TokenKey.make("user-2", contractId)
       const start = yield* client.getAuthorizeUrl({ contractId, callbackUrl })
-      const result = yield* DigimeClient.parseCallback(yield* choose(start.url, "allow"), start.state)
-      yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
+      const result = yield* TokenProtocol.parseCallback(yield* choose(start.url, "allow"), start.state)
+      yield* manager.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
 
-      const error = yield* Effect.flip(client.refreshToken({ key }))
+      const error = yield* Effect.flip(manager.refresh(key))
       assert.strictEqual(error._tag, "RequestError")
       assert.strictEqual(error._tag === "RequestError" && error.reason, "Transport")
       assert.strictEqual((yield* simulator.stats).refreshes, 1)
 
       // The client still holds the rotated refresh token: presenting it is a replay.
-      const replay = yield* Effect.flip(client.refreshToken({ key }))
+      const replay = yield* Effect.flip(manager.refresh(key))
       assert.strictEqual(replay._tag, "ReauthRequired")
       assert.strictEqual((yield* simulator.stats).replays, 1)
       // The server still serves.
@@ -476,29 +470,33 @@ const waitFor = <A>(what: string, poll: () => A | undefined, cli: Process) =>
   )
 
 describe("NodeDigimeSimulator: the CLI", () => {
-  it.live("pnpm simulator: prints its URLs, serves the JWKS and the consent pages, stops on SIGTERM", () =>
-    Effect.gen(function*() {
-      const dir = mkdtempSync(join(tmpdir(), "simulator-cli-"))
-      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
-      const pemPath = join(dir, "contract.pem")
-      writeFileSync(pemPath, contract.publicKeyPem)
-      const cli = yield* startCli(["--port", "0", "--application-id", "cli-app", "--contract", `cli=${pemPath}`])
-      const baseUrl = yield* waitFor("the base URL", () => /base URL\s+(\S+)/.exec(cli.output())?.[1], cli)
-      assert.match(baseUrl, /^http:\/\/127\.0\.0\.1:\d+\/v1\.7\/$/)
-      assert.include(cli.output(), "/apps/saas/")
-      assert.include(cli.output(), "/_simulator/stats")
-      assert.include(cli.output(), "contract ids  cli")
-      assert.notInclude(cli.output(), "PRIVATE KEY")
+  it.live(
+    "pnpm simulator: prints its URLs, serves the JWKS and the consent pages, stops on SIGTERM",
+    () =>
+      Effect.gen(function*() {
+        const dir = mkdtempSync(join(tmpdir(), "simulator-cli-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+        const pemPath = join(dir, "contract.pem")
+        writeFileSync(pemPath, contract.publicKeyPem)
+        const cli = yield* startCli(["--port", "0", "--application-id", "cli-app", "--contract", `cli=${pemPath}`])
+        const baseUrl = yield* waitFor("the base URL", () => /base URL\s+(\S+)/.exec(cli.output())?.[1], cli)
+        assert.match(baseUrl, /^http:\/\/127\.0\.0\.1:\d+\/v1\.7\/$/)
+        assert.include(cli.output(), "/apps/saas/")
+        assert.include(cli.output(), "/_simulator/stats")
+        assert.include(cli.output(), "contract ids  cli")
+        assert.notInclude(cli.output(), "PRIVATE KEY")
 
-      const jwks = yield* http("GET", `${baseUrl}jwks/oauth`)
-      assert.strictEqual(jwks.status, 200)
-      assert.isString(jwks.json.keys[0].pem)
-      assert.strictEqual((yield* http("GET", `${new URL(baseUrl).origin}/apps/saas/authorize?code=x`)).status, 400)
+        const jwks = yield* http("GET", `${baseUrl}jwks/oauth`)
+        assert.strictEqual(jwks.status, 200)
+        assert.isString(jwks.json.keys[0].pem)
+        assert.strictEqual((yield* http("GET", `${new URL(baseUrl).origin}/apps/saas/authorize?code=x`)).status, 400)
 
-      cli.kill()
-      const code = yield* Effect.promise(() => cli.exited).pipe(Effect.timeout("10 seconds"))
-      assert.strictEqual(code, 0)
-    }).pipe(Effect.scoped), 40_000)
+        cli.kill()
+        const code = yield* Effect.promise(() => cli.exited).pipe(Effect.timeout("10 seconds"))
+        assert.strictEqual(code, 0)
+      }).pipe(Effect.scoped),
+    40_000
+  )
 
   it.live("bad flags: a message, the usage and exit code 2", () =>
     Effect.gen(function*() {

@@ -1,34 +1,16 @@
-import {
-  AutoRefresh,
-  DigimeClient,
-  DigimeConfig,
-  PendingAuthorizations,
-  Signer,
-  TokenKey,
-  TokenStore,
-  UserAccessToken
-} from "@digime-effect/core"
-import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
+import type { PendingAuthorizations, UserAccessToken } from "@digime-effect/core"
+import { AutoRefresh, DigimeClient, TokenKey, TokenStore } from "@digime-effect/core"
+import { DigimeSimulator, DigimeTest, TestContract } from "@digime-effect/core/testing"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import {
-  Context,
-  DateTime,
-  Deferred,
-  Effect,
-  Exit,
-  Fiber,
-  Layer,
-  Option,
-  Redacted,
-  TestClock
-} from "effect"
+import { Context, DateTime, Deferred, Effect, Exit, Fiber, Layer, Option, Redacted, TestClock } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { inject } from "vitest"
+import * as SqlPendingAuthorizations from "../src/SqlPendingAuthorizations.js"
 import * as SqlTokenStore from "../src/SqlTokenStore.js"
 
 // The contract suite lives in the core package's tests, outside this TypeScript project (whose
@@ -62,30 +44,11 @@ const databases: ReadonlyArray<readonly [string, Database]> = [
 const contractId = "contract-1"
 const testContract = await Effect.runPromise(TestContract.make(contractId))
 
-// A client on the simulated digi.me, storing in `store`.
+// The library on the simulated digi.me, storing in `store`.
 const clientOn = (store: TokenStore.Service) =>
-  DigimeClient.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(
-      DigimeConfig.layer({ applicationId: "app-1", contracts: [testContract.contract] }).pipe(Layer.orDie),
-      Signer.layerWebCrypto,
-      Layer.succeed(TokenStore.TokenStore, store)
-    )),
-    Layer.provideMerge(DigimeSimulator.layer({
-      applicationId: "app-1",
-      contracts: [{ contractId, publicKeyPem: testContract.publicKeyPem }]
-    }))
-  )
+  DigimeTest.layer({ contracts: [testContract], store: Layer.succeed(TokenStore.TokenStore, store) }).pipe(Layer.orDie)
 
-const authorize = (key: TokenKey.TokenKey) =>
-  Effect.gen(function*() {
-    const client = yield* DigimeClient.DigimeClient
-    const simulator = yield* DigimeSimulator.DigimeSimulator
-    const callbackUrl = "https://app.example/digime/callback"
-    const start = yield* client.getAuthorizeUrl({ contractId: key.contractId, callbackUrl })
-    const callback = yield* simulator.consent(start.url)
-    const result = yield* DigimeClient.parseCallback(callback, start.state)
-    return yield* client.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
-  })
+const authorize = DigimeTest.authorize
 
 const fresh = () => TokenKey.make(`user-${crypto.randomUUID()}`, "contract-1")
 
@@ -116,7 +79,7 @@ for (const [name, database] of databases) {
           const options = { tableName: `migrated_${suffix}`, pendingTableName: `migrated_pending_${suffix}` }
           yield* SqlTokenStore.migrate(options)
           yield* SqlTokenStore.migrate(options)
-          yield* Effect.all([SqlTokenStore.make(options), SqlTokenStore.makePending(options)], {
+          yield* Effect.all([SqlTokenStore.make(options), SqlPendingAuthorizations.make(options)], {
             concurrency: "unbounded"
           })
         }))
@@ -216,7 +179,7 @@ for (const [name, database] of databases) {
 
       it.effect("pending authorizations: found once, then already used; unknown and expired apart", () =>
         Effect.gen(function*() {
-          const pending = yield* SqlTokenStore.makePending({
+          const pending = yield* SqlPendingAuthorizations.make({
             pendingTableName: `pending_${suffix}`,
             encryptionKey
           })

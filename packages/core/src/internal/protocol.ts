@@ -31,6 +31,124 @@ export const DateTimeUtcFromEpochSeconds = Schema.transformOrFail(
   }
 ).annotations({ identifier: "DateTimeUtcFromEpochSeconds" })
 
+const isHttpUrl = (value: string): boolean => {
+  try {
+    const url = new URL(value)
+    return url.protocol === "https:" || url.protocol === "http:"
+  } catch {
+    return false
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client assertion: one claim set per protocol step. The client encodes the step's own claims
+// with these schemas; the simulator decodes the whole assertion (`Assertion`) strictly, refusing
+// excess claims. Secret values are `Redacted` on the type side, plain strings on the wire.
+// ---------------------------------------------------------------------------------------------
+
+const Secret = Schema.Redacted(Schema.NonEmptyString)
+
+/** @internal */
+export const AbsoluteHttpUrl = Schema.String.pipe(
+  Schema.filter(isHttpUrl, { message: () => "an absolute http(s) URL" })
+)
+
+/** @internal */
+export const CodeChallenge = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_-]{43}$/))
+
+/** The claims every assertion carries: who signs, and a fresh nonce and timestamp (ms). */
+/** @internal */
+export const CommonClaims = Schema.Struct({
+  client_id: Schema.NonEmptyString,
+  nonce: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9]{32}$/)),
+  timestamp: Schema.Int.pipe(Schema.nonNegative())
+})
+
+/** `POST oauth/authorize` (WP §4.1). */
+/** @internal */
+export const AuthorizeClaims = Schema.Struct({
+  access_token: Schema.optional(Secret),
+  code_challenge: CodeChallenge,
+  code_challenge_method: Schema.Literal("S256"),
+  redirect_uri: AbsoluteHttpUrl,
+  state: Schema.NonEmptyString,
+  response_mode: Schema.Literal("query"),
+  response_type: Schema.Literal("code")
+})
+
+/** `POST oauth/token`, grant `authorization_code` (WP §4.3). */
+/** @internal */
+export const ExchangeClaims = Schema.Struct({
+  grant_type: Schema.Literal("authorization_code"),
+  code: Secret,
+  code_verifier: Secret
+})
+
+/** `POST oauth/token`, grant `refresh_token` (WP §4.4). */
+/** @internal */
+export const RefreshClaims = Schema.Struct({
+  grant_type: Schema.Literal("refresh_token"),
+  refresh_token: Secret
+})
+
+/** `POST oauth/token/reference` (WP §4.5). */
+/** @internal */
+export const ReferenceClaims = Schema.Struct({
+  access_token: Secret,
+  code_challenge: CodeChallenge,
+  code_challenge_method: Schema.Literal("S256"),
+  redirect_uri: AbsoluteHttpUrl,
+  state: Schema.optional(Schema.NonEmptyString)
+})
+
+/** Every call made with the user's access token (claim set A of the data protocol). */
+/** @internal */
+export const DataClaims = Schema.Struct({ access_token: Secret })
+
+/** The whole assertion of each step, as the server reads it. */
+/** @internal */
+export const Assertion = {
+  authorize: Schema.extend(CommonClaims, AuthorizeClaims),
+  exchange: Schema.extend(CommonClaims, ExchangeClaims),
+  refresh: Schema.extend(CommonClaims, RefreshClaims),
+  reference: Schema.extend(CommonClaims, ReferenceClaims),
+  data: Schema.extend(CommonClaims, DataClaims)
+} as const
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies
+// ---------------------------------------------------------------------------------------------
+
+/** `agent`: the SDK identity sent in JSON bodies (WP §4). */
+/** @internal */
+export const Agent = Schema.Struct({
+  sdk: Schema.Struct({
+    name: Schema.NonEmptyString,
+    version: Schema.NonEmptyString,
+    meta: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+  })
+})
+
+/** The options of a read session (data protocol §2). Their inner shapes are digi.me's business. */
+/** @internal */
+export const PullOptions = Schema.Struct({
+  limits: Schema.optional(Schema.Unknown),
+  scope: Schema.optional(Schema.Unknown),
+  sourceFetch: Schema.optional(Schema.Boolean),
+  sourceFetchFilter: Schema.optional(Schema.Unknown)
+})
+
+/** `POST oauth/authorize` and `POST oauth/token/reference`: `{agent, actions?}`. */
+/** @internal */
+export const AuthorizeBody = Schema.Struct({
+  agent: Agent,
+  actions: Schema.optional(Schema.Struct({ pull: Schema.optional(PullOptions) }))
+})
+
+/** `POST permission-access/trigger`: the pull options at the top level, next to `agent`. */
+/** @internal */
+export const TriggerBody = Schema.Struct({ ...PullOptions.fields, agent: Agent })
+
 /** @internal */
 export const ErrorBody = Schema.Union(
   Schema.Struct({
@@ -85,6 +203,17 @@ export const JwksKey = Schema.Struct({
 
 /** @internal */
 export const Jwks = Schema.Struct({ keys: Schema.Array(Schema.Unknown) })
+
+/**
+ * Names the fields a `ParseError` is about, never their values (which may be secrets).
+ */
+/** @internal */
+export const describeParseError = (error: ParseResult.ParseError): string => {
+  const paths = ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) =>
+    issue.path.length === 0 ? "(root)" : issue.path.map(String).join(".")
+  )
+  return `invalid or missing field(s): ${Array.from(new Set(paths)).join(", ")}`
+}
 
 /** @internal */
 export const toUserAccessToken = (payload: typeof TokenPayload.Type): UserAccessToken =>

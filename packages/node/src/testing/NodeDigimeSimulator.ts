@@ -33,7 +33,7 @@
  * `pnpm simulator` (in `packages/node`, or at the root) starts one from the command line.
  *
  * @example
- * import { NodeDigimeSimulator } from "@digime-effect/node"
+ * import { NodeDigimeSimulator } from "@digime-effect/node/testing"
  * import { Console, Effect } from "effect"
  *
  * const program = Effect.gen(function*() {
@@ -44,14 +44,13 @@
  * @since 0.1.0
  */
 import * as DigimeSimulator from "@digime-effect/core/testing/DigimeSimulator"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as UrlParams from "@effect/platform/UrlParams"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -108,7 +107,7 @@ export interface Server {
  * @since 0.1.0
  * @category services
  */
-export class NodeDigimeSimulator extends Context.Tag("@digime-effect/node/NodeDigimeSimulator")<
+export class NodeDigimeSimulator extends Context.Tag("@digime-effect/node/testing/NodeDigimeSimulator")<
   NodeDigimeSimulator,
   Server
 >() {}
@@ -120,55 +119,14 @@ const apiPath = "/v1.7/"
 const onboardPath = "/apps/saas/"
 const controlPath = "/_simulator/"
 
-const EndpointSchema = Schema.Literal("authorize", "token", "reference", "trigger", "accounts", "deleteUser", "jwks")
-
-const FaultSchema = Schema.Union(
-  Schema.Struct({
-    _tag: Schema.Literal("Status"),
-    endpoint: EndpointSchema,
-    status: Schema.Int.pipe(Schema.between(400, 599)),
-    code: Schema.optional(Schema.String),
-    message: Schema.optional(Schema.String)
-  }),
-  Schema.Struct({
-    _tag: Schema.Literal("DropResponse"),
-    endpoint: EndpointSchema,
-    grant: Schema.optional(Schema.Literal("authorization_code", "refresh_token"))
-  }),
-  Schema.Struct({
-    _tag: Schema.Literal("Delay"),
-    endpoint: EndpointSchema,
-    delay: Schema.Union(Schema.NonNegative, Schema.String)
-  }),
-  Schema.Struct({
-    _tag: Schema.Literal("TamperToken"),
-    tamper: Schema.Literal(
-      "BadSignature",
-      "AlgNone",
-      "AlgRS256",
-      "UnknownKid",
-      "ForeignJku",
-      "MissingJku",
-      "Garbage",
-      "Expired",
-      "MissingFields"
-    )
-  })
-)
-
 const ContractSchema = Schema.Struct({ contractId: Schema.String, publicKeyPem: Schema.String })
 
-const toFault = (input: typeof FaultSchema.Type): Option.Option<DigimeSimulator.Fault> => {
-  if (input._tag !== "Delay") return Option.some(input)
-  const delay = typeof input.delay === "number"
-    ? Option.some(Duration.millis(input.delay))
-    : Duration.decodeUnknown(input.delay)
-  return Option.map(delay, (delay) => ({ _tag: "Delay", endpoint: input.endpoint, delay }))
-}
-
 const escapeHtml = (text: string): string =>
-  text.replace(/[&<>"']/g, (char) =>
-    char === "&" ? "&amp;" : char === "<" ? "&lt;" : char === ">" ? "&gt;" : char === "\"" ? "&quot;" : "&#39;")
+  text.replace(
+    /[&<>"']/g,
+    (char) =>
+      char === "&" ? "&amp;" : char === "<" ? "&lt;" : char === ">" ? "&gt;" : char === "\"" ? "&quot;" : "&#39;"
+  )
 
 const pageHeaders = {
   "cache-control": "no-store",
@@ -366,10 +324,11 @@ export const make = (options: Options): Effect.Effect<Server, HttpServerError.Se
               : HttpServerResponse.unsafeJson({ contractId: input.right.contractId }, { status: 201 })
           }
           case "POST faults": {
-            const input = yield* Effect.either(Effect.flatMap(request.json, Schema.decodeUnknown(FaultSchema)))
-            const fault = Either.isLeft(input) ? Option.none() : toFault(input.right)
-            if (Option.isNone(fault)) return controlError(400, "expected a DigimeSimulator.Fault as JSON")
-            yield* simulator.injectFault(fault.value)
+            const fault = yield* Effect.either(
+              Effect.flatMap(request.json, Schema.decodeUnknown(DigimeSimulator.Fault))
+            )
+            if (Either.isLeft(fault)) return controlError(400, "expected a DigimeSimulator.Fault as JSON")
+            yield* simulator.injectFault(fault.right)
             return HttpServerResponse.empty({ status: 204 })
           }
           default:

@@ -1,0 +1,81 @@
+/**
+ * The library as one layer: `DigimeConfig`, the `DigimeClient` (with its `KeySet`) and the
+ * `TokenManager`, built from options or from `Config`. What stays yours to provide: the
+ * platform's `Signer` and `HttpClient` (on Node, `NodeDigime.layer` from `@digime-effect/node`
+ * provides both) and the `TokenStore` of your choice. `Authorization` also needs a
+ * `PendingAuthorizations` store.
+ *
+ * @example
+ * import { Digime, Signer, TokenStore } from "@digime-effect/core"
+ * import { FetchHttpClient } from "@effect/platform"
+ * import { Layer } from "effect"
+ *
+ * const DigimeLive = Digime.layerConfig(Digime.fromEnv).pipe(
+ *   Layer.provide(Layer.mergeAll(Signer.layerWebCrypto, FetchHttpClient.layer, TokenStore.layerMemory))
+ * )
+ *
+ * @since 0.1.0
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Layer from "effect/Layer"
+import * as DigimeClient from "./DigimeClient.js"
+import * as DigimeConfig from "./DigimeConfig.js"
+import type { InvalidConfig, InvalidContractKey } from "./DigimeError.js"
+import type { Signer } from "./Signer.js"
+import * as TokenManager from "./TokenManager.js"
+import type { TokenStore } from "./TokenStore.js"
+
+/**
+ * What the layers provide.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Services = DigimeConfig.DigimeConfig | DigimeClient.DigimeClient | TokenManager.TokenManager
+
+/**
+ * What the layers need: the platform's signer and HTTP client, and a token store.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Requirements = Signer | HttpClient.HttpClient | TokenStore
+
+/**
+ * The client and the token manager on a given configuration layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerWithConfig = <E, R>(
+  config: Layer.Layer<DigimeConfig.DigimeConfig, E, R>
+): Layer.Layer<Services, E | InvalidContractKey, R | Requirements> =>
+  TokenManager.layer.pipe(Layer.provideMerge(DigimeClient.layer), Layer.provideMerge(config))
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: DigimeConfig.Options
+): Layer.Layer<Services, InvalidConfig | InvalidContractKey, Requirements> =>
+  layerWithConfig(DigimeConfig.layer(options))
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<DigimeConfig.Options>
+): Layer.Layer<Services, ConfigError.ConfigError | InvalidConfig | InvalidContractKey, Requirements> =>
+  layerWithConfig(DigimeConfig.layerConfig(config))
+
+/**
+ * The options read from the environment (`DIGIME_*`): see `DigimeConfig.fromEnv`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const fromEnv: Config.Config<DigimeConfig.Options> = DigimeConfig.fromEnv

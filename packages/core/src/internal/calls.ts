@@ -1,0 +1,197 @@
+/**
+ * What the request builders and response processors of `DigimeProtocol` share: checks of the
+ * caller's options (typed `InvalidOptions`, before any request), JSON bodies encoded with their
+ * wire schema, and the reading of digi.me's answers (success bodies decoded with their schema,
+ * error bodies turned into `ApiError` or `AccessTokenRejected`).
+ */
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import { AccessTokenRejected, ApiError, InvalidOptions, ResponseError } from "../DigimeError.js"
+import { describeParseError, ErrorBody } from "./protocol.js"
+
+/** What the processors need of a `DigimeRequest.Request`: which call, under which contract. */
+/** @internal */
+export interface Request {
+  readonly operation: string
+  readonly contractId: string
+}
+
+/** @internal */
+export const nonEmpty = (
+  operation: string,
+  field: string,
+  value: string | Redacted.Redacted<string> | undefined
+): Effect.Effect<void, InvalidOptions> =>
+  value === undefined || (Redacted.isRedacted(value) ? Redacted.value(value) : value).trim() === ""
+    ? Effect.fail(new InvalidOptions({ operation, field, reason: "must not be empty" }))
+    : Effect.void
+
+/** @internal */
+export const httpUrl = (operation: string, field: string, value: string): Effect.Effect<void, InvalidOptions> => {
+  try {
+    const url = new URL(value)
+    if (url.protocol === "https:" || url.protocol === "http:") return Effect.void
+  } catch {
+    // refused below
+  }
+  return Effect.fail(new InvalidOptions({ operation, field, reason: "must be an absolute http(s) URL" }))
+}
+
+/**
+ * Caller-supplied JSON (session options, sources scope) that cannot be encoded (a cycle, a
+ * BigInt) is refused as input before any request, instead of throwing.
+ */
+/** @internal */
+export const encodeJson = (operation: string, field: string, value: unknown): Effect.Effect<string, InvalidOptions> =>
+  Effect.try({
+    try: () => JSON.stringify(value),
+    catch: () => new InvalidOptions({ operation, field, reason: "cannot be encoded as JSON" })
+  })
+
+/** The step's own claims, encoded with their wire schema; a value it refuses names its claim. */
+/** @internal */
+export const encodeClaims = <A, I extends Readonly<Record<string, unknown>>>(
+  operation: string,
+  schema: Schema.Schema<A, I>,
+  claims: NoInfer<A>
+): Effect.Effect<I, InvalidOptions> =>
+  Effect.mapError(
+    Schema.encode(schema)(claims),
+    (error) => new InvalidOptions({ operation, field: "claims", reason: describeParseError(error) })
+  )
+
+/** A request with a JSON body encoded with its wire schema. */
+/** @internal */
+export const withJsonBody = <A, I>(
+  operation: string,
+  field: string,
+  request: HttpClientRequest.HttpClientRequest,
+  schema: Schema.Schema<A, I>,
+  body: A
+): Effect.Effect<HttpClientRequest.HttpClientRequest, InvalidOptions> =>
+  Effect.mapError(
+    HttpClientRequest.schemaBodyJson(schema)(request, body),
+    () => new InvalidOptions({ operation, field, reason: "cannot be encoded as JSON" })
+  )
+
+/** A record without its `undefined` entries (digi.me's SDK leaves them out of the JSON). */
+/** @internal */
+export const withoutUndefined = <A extends Readonly<Record<string, unknown>>>(record: A): A => {
+  const out: Record<string, unknown> = {}
+  for (const [name, value] of Object.entries(record)) if (value !== undefined) out[name] = value
+  return out as A
+}
+
+const parseJson = (text: string): unknown => {
+  if (text.trim() === "") return undefined
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+const bodyOf = (response: HttpClientResponse.HttpClientResponse): Effect.Effect<unknown> =>
+  Effect.map(Effect.orElseSucceed(response.text, () => ""), parseJson)
+
+/**
+ * An error answer: `ApiError` with digi.me's code, message and reference (or code `Unknown` when
+ * the body is not a digi.me error body). With `rejectsToken`, a `401 InvalidToken` is
+ * `AccessTokenRejected` instead: only that answer means the access token itself was refused.
+ */
+/** @internal */
+export function failure(
+  request: Request,
+  response: HttpClientResponse.HttpClientResponse,
+  rejectsToken: true
+): Effect.Effect<never, ApiError | AccessTokenRejected>
+/** @internal */
+export function failure(
+  request: Request,
+  response: HttpClientResponse.HttpClientResponse,
+  rejectsToken: false
+): Effect.Effect<never, ApiError>
+/** @internal */
+export function failure(
+  request: Request,
+  response: HttpClientResponse.HttpClientResponse,
+  rejectsToken: boolean
+): Effect.Effect<never, ApiError | AccessTokenRejected> {
+  return Effect.flatMap(bodyOf(response), (json): Effect.Effect<never, ApiError | AccessTokenRejected> => {
+    const detail = Option.match(Schema.decodeUnknownOption(ErrorBody)(json), {
+      onNone: () => ({
+        code: "Unknown",
+        description: `HTTP ${response.status} without a digi.me error body`,
+        reference: undefined
+      }),
+      onSome: (body) =>
+        typeof body.error === "string"
+          ? { code: body.error, description: "message" in body ? body.message ?? "" : "", reference: undefined }
+          : { code: body.error.code, description: body.error.message ?? "", reference: body.error.reference }
+    })
+    const reference = detail.reference === undefined ? {} : { reference: detail.reference }
+    return rejectsToken && response.status === 401 && detail.code === "InvalidToken"
+      ? Effect.fail(
+        new AccessTokenRejected({
+          operation: request.operation,
+          contractId: request.contractId,
+          status: response.status,
+          code: detail.code,
+          ...reference
+        })
+      )
+      : Effect.fail(
+        new ApiError({
+          operation: request.operation,
+          status: response.status,
+          code: detail.code,
+          description: detail.description,
+          ...reference
+        })
+      )
+  })
+}
+
+/**
+ * A success answer (2xx) decoded with `schema`; anything else is `failure`. A body that is not
+ * JSON or does not match is `ResponseError` naming the fields, never their values.
+ */
+/** @internal */
+export function decodeSuccess<A, I>(
+  request: Request,
+  response: HttpClientResponse.HttpClientResponse,
+  schema: Schema.Schema<A, I>,
+  rejectsToken: true
+): Effect.Effect<A, ApiError | AccessTokenRejected | ResponseError>
+/** @internal */
+export function decodeSuccess<A, I>(
+  request: Request,
+  response: HttpClientResponse.HttpClientResponse,
+  schema: Schema.Schema<A, I>,
+  rejectsToken: false
+): Effect.Effect<A, ApiError | ResponseError>
+/** @internal */
+export function decodeSuccess<A, I>(
+  request: Request,
+  response: HttpClientResponse.HttpClientResponse,
+  schema: Schema.Schema<A, I>,
+  rejectsToken: boolean
+): Effect.Effect<A, ApiError | AccessTokenRejected | ResponseError> {
+  return HttpClientResponse.matchStatus(response, {
+    "2xx": (ok) =>
+      HttpClientResponse.schemaBodyJson(schema)(ok).pipe(
+        Effect.catchTags({
+          ResponseError: () => Effect.fail("the body is not JSON"),
+          ParseError: (error) => Effect.fail(describeParseError(error))
+        }),
+        Effect.mapError((description) =>
+          new ResponseError({ operation: request.operation, status: ok.status, description })
+        )
+      ),
+    orElse: (other) => failure(request, other, rejectsToken as true)
+  })
+}

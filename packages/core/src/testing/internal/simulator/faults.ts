@@ -1,0 +1,80 @@
+/**
+ * Faults: the one-shot faults a test injects (`Status`, `DropResponse`, `Delay`, `TamperToken`),
+ * each taken by the first request it matches, and the periodic `failEvery` answers.
+ */
+import type { Endpoint, Fault } from "../../DigimeSimulator.js"
+import { type Refusal, refuse } from "./responses.js"
+import type { State } from "./state.js"
+
+type FaultOf<T extends Fault["_tag"]> = Extract<Fault, { readonly _tag: T }>
+
+const takeFault = <F extends Fault>(state: State, matches: (fault: Fault) => fault is F): F | undefined => {
+  const index = state.faults.findIndex(matches)
+  return index < 0 ? undefined : state.faults.splice(index, 1)[0] as F
+}
+
+/**
+ * The fault that applies to this request as a whole: a `Status`, `Delay` or `DropResponse` of
+ * its endpoint (a `DropResponse` with a `grant` waits for a successful answer of that grant instead).
+ *
+ * @internal
+ */
+export const takeRequestFault = (
+  state: State,
+  endpoint: Endpoint
+): FaultOf<"Status" | "Delay" | "DropResponse"> | undefined =>
+  takeFault(
+    state,
+    (fault): fault is FaultOf<"Status" | "Delay" | "DropResponse"> =>
+      fault._tag !== "TamperToken" && fault.endpoint === endpoint &&
+      !(fault._tag === "DropResponse" && fault.grant !== undefined)
+  )
+
+/**
+ * The tampering of the next answer that carries a token, if one is pending.
+ *
+ * @internal
+ */
+export const takeTamper = (state: State): FaultOf<"TamperToken">["tamper"] | undefined =>
+  takeFault(state, (fault): fault is FaultOf<"TamperToken"> => fault._tag === "TamperToken")?.tamper
+
+/**
+ * Whether a `DropResponse` fault waits for this successful answer of the token endpoint (and takes it).
+ *
+ * @internal
+ */
+export const takeGrantDrop = (state: State, grant: unknown): boolean =>
+  takeFault(
+    state,
+    (fault): fault is FaultOf<"DropResponse"> =>
+      fault._tag === "DropResponse" && fault.endpoint === "token" && fault.grant !== undefined && fault.grant === grant
+  ) !== undefined
+
+/**
+ * The answer of a `Status` fault, given without processing the request.
+ *
+ * @internal
+ */
+export const statusRefusal = (fault: FaultOf<"Status">): Refusal =>
+  refuse(
+    fault.status,
+    fault.code ?? "SimulatedFault",
+    fault.message ?? `Simulated ${fault.status} answer`,
+    "injected Status fault"
+  )
+
+/**
+ * The `failEvery` answer when this API request (counted in `state.apiRequests`) is an nth one.
+ *
+ * @internal
+ */
+export const failEveryRefusal = (state: State): Refusal | undefined => {
+  const failEvery = state.config.failEvery
+  if (failEvery === undefined || state.apiRequests % failEvery.nth !== 0) return undefined
+  return refuse(
+    failEvery.status,
+    "SimulatedFault",
+    `Simulated ${failEvery.status} answer`,
+    `failEvery: request ${state.apiRequests}`
+  )
+}

@@ -1,0 +1,158 @@
+/**
+ * The request handler: routes a request to its endpoint, applies the faults, runs the checks and
+ * the endpoint's handler, signs the token answers, records the request and waits the latency.
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type { Endpoint, SimRequest, SimResponse } from "../../DigimeSimulator.js"
+import { noBody, redactClaims, verifyAssertion } from "./checks.js"
+import { failEveryRefusal, statusRefusal, takeGrantDrop, takeRequestFault, takeTamper } from "./faults.js"
+import { processRequest } from "./handlers.js"
+import { type Json, jsonResponse, type Refusal, refuse } from "./responses.js"
+import { signToken } from "./signing.js"
+import { session, type State } from "./state.js"
+
+interface Route {
+  readonly path: string
+  readonly method: "GET" | "POST" | "DELETE"
+}
+
+/** Where each endpoint lives, relative to the base URL. */
+const routes: { readonly [E in Endpoint]: Route } = {
+  authorize: { path: "oauth/authorize", method: "POST" },
+  token: { path: "oauth/token", method: "POST" },
+  reference: { path: "oauth/token/reference", method: "POST" },
+  trigger: { path: "permission-access/trigger", method: "POST" },
+  accounts: { path: "permission-access/accounts", method: "GET" },
+  deleteUser: { path: "user", method: "DELETE" },
+  jwks: { path: "jwks/oauth", method: "GET" }
+}
+
+const byPath: ReadonlyMap<string, Endpoint> = new Map(
+  Object.entries(routes).map(([endpoint, route]) => [route.path, endpoint as Endpoint])
+)
+
+type Routed =
+  | { readonly endpoint: Endpoint; readonly path: string; readonly refusal: Refusal | undefined }
+  | { readonly endpoint: "unknown"; readonly path: string; readonly refusal: Refusal }
+
+const route = (state: State, request: SimRequest): Routed => {
+  const { baseOrigin, baseUrl } = state.config
+  let url: URL
+  try {
+    url = new URL(request.url)
+  } catch {
+    return { endpoint: "unknown", path: request.url, refusal: refuse(404, "NotFound", "Not found", "not a URL") }
+  }
+  const address = `${url.origin}${url.pathname}`
+  const relative = url.origin === baseOrigin && address.startsWith(baseUrl) ? address.slice(baseUrl.length) : undefined
+  const endpoint = relative === undefined ? undefined : byPath.get(relative)
+  if (endpoint === undefined) {
+    return {
+      endpoint: "unknown",
+      path: url.pathname,
+      refusal: refuse(404, "NotFound", `No resource at ${url.pathname}`, "unknown path")
+    }
+  }
+  const method = routes[endpoint].method
+  const refusal = request.method.toUpperCase() === method
+    ? undefined
+    : refuse(405, "MethodNotAllowed", `Method ${request.method} is not allowed`, `expected ${method}`)
+  return { endpoint, path: url.pathname, refusal }
+}
+
+interface Answer {
+  readonly response: SimResponse
+  readonly claims: Json | undefined
+  readonly problem: string | undefined
+  readonly delay: Duration.Duration | undefined
+}
+
+const refused = (refusal: Refusal): Answer => ({
+  response: refusal.response,
+  claims: undefined,
+  problem: refusal.problem,
+  delay: undefined
+})
+
+/** The answer of an API call with a verified assertion: processed, and signed when it carries a token. */
+const respond = (
+  state: State,
+  request: SimRequest,
+  endpoint: Exclude<Endpoint, "jwks">,
+  now: number,
+  seen: { claims: Json | undefined }
+): Effect.Effect<SimResponse, Refusal> =>
+  Effect.gen(function*() {
+    const { claims, clientId } = yield* verifyAssertion(state, request, now, seen)
+    const outcome = yield* processRequest(state, endpoint, request, claims, clientId, now)
+    if (outcome._tag === "Response") return outcome.response
+    const token = yield* signToken(state, outcome.payload, outcome.mainFields, takeTamper(state), now)
+    return jsonResponse(outcome.status, outcome.session ? { token, session: session(now) } : { token })
+  })
+
+const answer = (state: State, request: SimRequest, endpoint: Endpoint, now: number): Effect.Effect<Answer> =>
+  Effect.gen(function*() {
+    const fault = takeRequestFault(state, endpoint)
+    if (fault?._tag === "Status") return refused(statusRefusal(fault))
+    const delay = fault?._tag === "Delay" ? Duration.decode(fault.delay) : undefined
+    const drop = fault?._tag === "DropResponse"
+    const done = (response: SimResponse, claims: Json | undefined, problem: string | undefined): Answer => ({
+      response: drop ? { ...response, dropConnection: true } : response,
+      claims,
+      problem,
+      delay
+    })
+
+    if (endpoint === "jwks") {
+      const body = noBody(request)
+      return Either.isLeft(body)
+        ? done(body.left.response, undefined, body.left.problem)
+        : done(jsonResponse(200, { keys: [{ kid: state.signing.kid, pem: state.signing.pem }] }), undefined, undefined)
+    }
+
+    const seen: { claims: Json | undefined } = { claims: undefined }
+    const outcome = yield* Effect.either(respond(state, request, endpoint, now, seen))
+    if (outcome._tag === "Left") return done(outcome.left.response, seen.claims, outcome.left.problem)
+    const answered = done(outcome.right, seen.claims, undefined)
+    // A DropResponse fault with a grant waits for a successful answer of that grant.
+    return endpoint === "token" && takeGrantDrop(state, seen.claims?.grant_type)
+      ? { ...answered, response: { ...answered.response, dropConnection: true } }
+      : answered
+  })
+
+/**
+ * Answers one request; never fails. Reads the `Clock` for `now`, and sleeps on it for the latency
+ * and `Delay` faults.
+ *
+ * @internal
+ */
+export const handle = (state: State, request: SimRequest): Effect.Effect<SimResponse> =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const routed = route(state, request)
+    if (routed.endpoint !== "unknown") {
+      state.requestCounts[routed.endpoint]++
+      state.apiRequests++
+    }
+    let result: Answer
+    if (routed.endpoint === "unknown") {
+      result = refused(routed.refusal)
+    } else {
+      const refusal = failEveryRefusal(state) ?? routed.refusal
+      result = refusal !== undefined ? refused(refusal) : yield* answer(state, request, routed.endpoint, now)
+    }
+    state.recorded.push({
+      endpoint: routed.endpoint,
+      method: request.method.toUpperCase(),
+      path: routed.path,
+      claims: result.claims === undefined ? undefined : redactClaims(result.claims),
+      status: result.response.status,
+      ...(result.problem === undefined ? {} : { problem: result.problem })
+    })
+    if (state.config.latency !== undefined) yield* Effect.sleep(state.config.latency)
+    if (result.delay !== undefined) yield* Effect.sleep(result.delay)
+    return result.response
+  })

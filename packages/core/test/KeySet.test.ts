@@ -1,0 +1,161 @@
+/**
+ * `KeySet`: the download of digi.me's key set (allow-listed, no redirects, size-capped, typed
+ * errors) and its processor without HTTP.
+ */
+import { DigimeConfig, KeySet } from "@digime-effect/core"
+import { HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Encoding, Layer } from "effect"
+import { joinAdvancing, testContract } from "./fixtures.js"
+
+const jwksUrl = "https://api.digi.me/v1.7/jwks/oauth"
+
+const answer = (status: number, body: BodyInit | null, headers: Record<string, string> = {}) =>
+  HttpClientResponse.fromWeb(HttpClientRequest.get(jwksUrl), new Response(body, { status, headers }))
+
+// A 2048-bit RSA public key in both forms a key set may use.
+const pair = await globalThis.crypto.subtle.generateKey(
+  { name: "RSA-PSS", hash: "SHA-512", modulusLength: 2048, publicExponent: Uint8Array.of(1, 0, 1) },
+  true,
+  ["sign", "verify"]
+)
+const spki = Encoding.encodeBase64(new Uint8Array(await globalThis.crypto.subtle.exportKey("spki", pair.publicKey)))
+const publicPem = `-----BEGIN PUBLIC KEY-----\n${spki.replace(/.{1,64}/g, "$&\n")}-----END PUBLIC KEY-----\n`
+const jwk = await globalThis.crypto.subtle.exportKey("jwk", pair.publicKey)
+
+describe("KeySet.processJwksResponse", () => {
+  it.effect("keys in PEM and JWK form are imported by kid; entries that are not RSA public keys are left out", () =>
+    Effect.gen(function*() {
+      const keys = yield* KeySet.processJwksResponse(answer(
+        200,
+        JSON.stringify({
+          keys: [
+            { kid: "pem", pem: publicPem },
+            { kid: "jwk", kty: "RSA", n: jwk.n, e: jwk.e },
+            { kid: "junk", pem: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----" },
+            { kid: "short", kty: "RSA", n: "AQAB", e: "AQAB" },
+            "not an entry",
+            { pem: publicPem }
+          ]
+        })
+      ))
+      assert.deepStrictEqual([...keys.keys()].sort(), ["jwk", "pem"])
+    }))
+
+  it.effect("a redirect is refused, not followed: KeySetError (Redirect)", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(KeySet.processJwksResponse(answer(302, null, { location: "https://evil/" })))
+      assert.strictEqual(error._tag, "KeySetError")
+      assert.strictEqual(error.reason, "Redirect")
+      assert.strictEqual(error.status, 302)
+    }))
+
+  it.effect("an error status is KeySetError (Status) with the status", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(KeySet.processJwksResponse(answer(503, "down")))
+      assert.strictEqual(error.reason, "Status")
+      assert.strictEqual(error.status, 503)
+    }))
+
+  it.effect("a body over the limit is refused: announced by its length, or streamed without one", () =>
+    Effect.gen(function*() {
+      const announced = yield* Effect.flip(KeySet.processJwksResponse(
+        answer(200, "{}", { "content-length": String(KeySet.maxBytes + 1) })
+      ))
+      assert.strictEqual(announced.reason, "TooLarge")
+      // A body that never ends: reading stops at the limit.
+      let chunks = 0
+      const endless = new ReadableStream<Uint8Array>({
+        pull: (controller) => {
+          chunks++
+          controller.enqueue(new Uint8Array(16 * 1024).fill(32))
+        }
+      })
+      const streamed = yield* Effect.flip(KeySet.processJwksResponse(answer(200, endless)))
+      assert.strictEqual(streamed.reason, "TooLarge")
+      assert.isAtMost(chunks, KeySet.maxBytes / (16 * 1024) + 2)
+    }))
+
+  it.effect("a document without a keys array is KeySetError (Malformed)", () =>
+    Effect.gen(function*() {
+      for (const body of ["not json", "{}", JSON.stringify({ keys: "x" })]) {
+        const error = yield* Effect.flip(KeySet.processJwksResponse(answer(200, body)))
+        assert.strictEqual(error.reason, "Malformed")
+      }
+    }))
+})
+
+describe("KeySet.make", () => {
+  const layerWith = (reply: (request: HttpClientRequest.HttpClientRequest) => Response, seen: Array<string>) =>
+    KeySet.layer.pipe(
+      Layer.provide(Layer.succeed(
+        HttpClient.HttpClient,
+        HttpClient.make((request) =>
+          Effect.sync(() => {
+            seen.push(request.url)
+            return HttpClientResponse.fromWeb(request, reply(request))
+          })
+        )
+      )),
+      Layer.provide(DigimeConfig.layer({ applicationId: "app", contracts: [testContract.contract] })),
+      Layer.orDie
+    )
+
+  const tokenNaming = (jku: string) =>
+    [
+      Encoding.encodeBase64Url(JSON.stringify({ alg: "PS512", typ: "JWT", jku, kid: "k-1" })),
+      Encoding.encodeBase64Url(JSON.stringify({})),
+      "c2ln"
+    ].join(".")
+
+  it.effect("a jku off the allow-list is refused without any download", () => {
+    const seen: Array<string> = []
+    return Effect.gen(function*() {
+      const keySet = yield* KeySet.KeySet
+      const error = yield* Effect.flip(keySet.verify("test", tokenNaming("https://evil.example/jwks")))
+      assert.strictEqual(error.reason, "UntrustedKeySet")
+      assert.deepStrictEqual(seen, [])
+    }).pipe(Effect.provide(layerWith(() => new Response("{}"), seen)))
+  })
+
+  it.effect("a redirect from the key set's URL is one request, then VerificationError (KeySetUnavailable)", () => {
+    const seen: Array<string> = []
+    return Effect.gen(function*() {
+      const keySet = yield* KeySet.KeySet
+      const error = yield* Effect.flip(keySet.verify("test", tokenNaming(jwksUrl)))
+      assert.strictEqual(error.reason, "KeySetUnavailable")
+      assert.deepStrictEqual(seen, [jwksUrl])
+    }).pipe(Effect.provide(layerWith(() => new Response(null, { status: 307, headers: { location: "/x" } }), seen)))
+  })
+
+  it.effect("a transient status is retried twice; an unknown kid in a good key set is UnknownKey", () => {
+    const seen: Array<string> = []
+    return Effect.gen(function*() {
+      const keySet = yield* KeySet.KeySet
+      const fiber = yield* Effect.fork(Effect.flip(keySet.verify("test", tokenNaming(jwksUrl))))
+      const error = yield* joinAdvancing(fiber, "10 seconds")
+      assert.strictEqual(error.reason, "UnknownKey")
+      assert.strictEqual(seen.length, 3)
+    }).pipe(Effect.provide(layerWith(
+      () =>
+        seen.length < 3
+          ? new Response("busy", { status: 503 })
+          : new Response(JSON.stringify({ keys: [{ kid: "other", pem: publicPem }] }), { status: 200 }),
+      seen
+    )))
+  })
+
+  it.effect("a key set larger than the limit is VerificationError (KeySetUnavailable), not retried", () => {
+    const seen: Array<string> = []
+    return Effect.gen(function*() {
+      const keySet = yield* KeySet.KeySet
+      const error = yield* Effect.flip(keySet.verify("test", tokenNaming(jwksUrl)))
+      assert.strictEqual(error.reason, "KeySetUnavailable")
+      assert.include(error.description, "bytes")
+      assert.strictEqual(seen.length, 1)
+    }).pipe(Effect.provide(layerWith(
+      () => new Response("{}", { status: 200, headers: { "content-length": "999999999" } }),
+      seen
+    )))
+  })
+})
