@@ -11,6 +11,8 @@
  * | rejected again after that | `InvalidAccessToken` |
  * | digi.me says the refresh token expired | `RefreshTokenExpired` |
  * | digi.me says the refresh token is invalid | `ReauthRequired` (`RefreshTokenInvalid`) |
+ * | another process is refreshing the token | its access token while valid, else wait for that refresh |
+ * | a refresh's outcome is unknown (answer lost, holder dead) | its access token while valid, then `ReauthRequired` (`RefreshOutcomeUnknown`); never a replay |
  * | the refresh fails otherwise | that error; the stored token is unchanged |
  * | the effect fails with anything else | that error, unchanged |
  *
@@ -217,8 +219,10 @@ export const nextStep = (
     locale: options.locale ?? options.authorize?.locale,
     sessionOptions: options.sessionOptions ?? options.authorize?.sessionOptions
   })
+  // Reauthorization needs a genuine access token: a stored one whose refresh token expired, was
+  // refused, or may have been spent by a refresh whose answer never arrived.
   const canReauthorize = error._tag === "RefreshTokenExpired" ||
-    (error._tag === "ReauthRequired" && error.reason === "RefreshTokenInvalid")
+    (error._tag === "ReauthRequired" && error.reason !== "Missing")
   return (canReauthorize
     ? Authorization.startReauthorization({
       key,

@@ -146,6 +146,20 @@ export interface Service {
     readonly refreshToken: Redacted.Redacted<string>
   }) => Effect.Effect<UserAccessToken, TokenCallError>
   /**
+   * The refresh grant alone: its answer as it arrived, not yet verified. From the moment digi.me
+   * has answered, the refresh token sent is spent, whether or not the answer can be verified now;
+   * `TokenManager` keeps such an answer until `verifyTokenAnswer` succeeds.
+   */
+  readonly requestRefresh: (options: {
+    readonly contractId: string
+    readonly refreshToken: Redacted.Redacted<string>
+  }) => Effect.Effect<Redacted.Redacted<string>, RequestFailure | InvalidOptions>
+  /** Verifies a token answer (of a refresh or an exchange) with the client's `KeySet`. */
+  readonly verifyTokenAnswer: (
+    operation: string,
+    answer: Redacted.Redacted<string>
+  ) => Effect.Effect<UserAccessToken, VerificationError>
+  /**
    * Starts a reauthorization (the refresh token has expired or was refused). digi.me answers
    * `ApiError` `401 InvalidToken` when it refuses the access token: only `getAuthorizeUrl` helps then.
    */
@@ -304,6 +318,9 @@ export const make: Effect.Effect<
       TokenProtocol.processTokenResponse
     ),
     refreshToken: call("refreshToken", TokenProtocol.refreshTokenRequest, TokenProtocol.processTokenResponse),
+    requestRefresh: call("refreshToken", TokenProtocol.refreshTokenRequest, TokenProtocol.processTokenEnvelope),
+    verifyTokenAnswer: (operation, answer) =>
+      TokenProtocol.verifyTokenAnswer(operation, answer).pipe(Effect.provideService(KeySet.KeySet, keySet)),
     getReauthorizeUrl,
     readSession: call(
       "readSession",

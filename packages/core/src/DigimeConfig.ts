@@ -55,6 +55,13 @@ export interface Options {
   readonly refreshLeadTime?: Duration.DurationInput | undefined
   /** Time limit of each HTTP attempt; default 30 seconds. */
   readonly requestTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long a refresh's lease lasts; default `4 × requestTimeout + 30 seconds`, above the worst
+   * case of one refresh. Other processes wait for a refresh in flight until its lease ends; after
+   * that, without a new token, they never send its refresh token again (`RefreshOutcomeUnknown`).
+   * A shorter lease only makes them give up sooner.
+   */
+  readonly refreshLeaseTime?: Duration.DurationInput | undefined
   /** Origins allowed to serve the JWKS named by a token's `jku`; default: the origin of `baseUrl`. */
   readonly jwksOrigins?: ReadonlyArray<string> | undefined
   /**
@@ -85,6 +92,13 @@ export interface Service {
   readonly onboardUrl: string
   readonly refreshLeadTime: Duration.Duration
   readonly requestTimeout: Duration.Duration
+  /**
+   * How long a refresh's lease lasts. By default above the worst case of one refresh, derived from
+   * `requestTimeout` (the request, then up to three downloads of the key set and the store's
+   * writes): `4 × requestTimeout + 30 seconds`. Other processes wait for a refresh in flight until
+   * its lease ends.
+   */
+  readonly refreshLeaseTime: Duration.Duration
   readonly tokenCacheTtl: Duration.Duration
   readonly jwksOrigins: ReadonlySet<string>
   readonly sdkAgent: SdkAgent
@@ -139,6 +153,15 @@ const positiveDuration = (
 }
 
 /**
+ * The lease of a refresh for a request timeout: see `Service.refreshLeaseTime`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const leaseTimeOf = (requestTimeout: Duration.DurationInput): Duration.Duration =>
+  Duration.sum(Duration.times(requestTimeout, 4), Duration.seconds(30))
+
+/**
  * Validates the options. Fails with `InvalidConfig` naming the first unusable field.
  *
  * @since 0.1.0
@@ -155,8 +178,16 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
     const refreshLeadTime = yield* positiveDuration("refreshLeadTime", options.refreshLeadTime, Duration.seconds(60))
     const requestTimeout = yield* positiveDuration("requestTimeout", options.requestTimeout, Duration.seconds(30))
     const tokenCacheTtl = yield* positiveDuration("tokenCacheTtl", options.tokenCacheTtl, Duration.seconds(30))
+    const refreshLeaseTime = yield* positiveDuration(
+      "refreshLeaseTime",
+      options.refreshLeaseTime,
+      leaseTimeOf(requestTimeout)
+    )
     if (Duration.lessThanOrEqualTo(requestTimeout, Duration.zero)) {
       return yield* new InvalidConfig({ field: "requestTimeout", reason: "must be positive" })
+    }
+    if (Duration.lessThanOrEqualTo(refreshLeaseTime, Duration.zero)) {
+      return yield* new InvalidConfig({ field: "refreshLeaseTime", reason: "must be positive" })
     }
     if (options.jwksOrigins !== undefined && options.jwksOrigins.length === 0) {
       return yield* new InvalidConfig({ field: "jwksOrigins", reason: "must name at least one origin" })
@@ -195,6 +226,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
       onboardUrl: withSlash(onboardUrl.href),
       refreshLeadTime,
       requestTimeout,
+      refreshLeaseTime,
       tokenCacheTtl,
       jwksOrigins,
       sdkAgent,

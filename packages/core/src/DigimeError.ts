@@ -106,8 +106,9 @@ export class InvalidContractKey
 }
 
 /**
- * The request never got an HTTP answer: network failure, timeout, or a request that could not be
- * encoded.
+ * The request never got an HTTP answer: no connection could be made (`Connect`: nothing was sent),
+ * the connection failed or the answer was lost (`Transport`: the request may have been processed),
+ * no answer in time (`Timeout`: likewise), or the request could not be encoded (`Encode`).
  *
  * @since 0.1.0
  * @category errors
@@ -116,7 +117,7 @@ export class RequestError extends Schema.TaggedError<RequestError>("@digime-effe
   "RequestError",
   {
     operation: Schema.String,
-    reason: Schema.Literal("Transport", "Timeout", "Encode"),
+    reason: Schema.Literal("Connect", "Transport", "Timeout", "Encode"),
     description: Schema.String
   }
 ) {
@@ -282,22 +283,30 @@ export class RefreshTokenExpired
 }
 
 /**
- * The user must go through digi.me again: nothing is stored for the key (`Missing`), or digi.me
- * refused the refresh token as invalid (revoked, or rotated away: `RefreshTokenInvalid`).
+ * The user must go through digi.me again: nothing is stored for the key (`Missing`), digi.me
+ * refused the refresh token as invalid (revoked, or rotated away: `RefreshTokenInvalid`), or a
+ * refresh of the stored token may have spent its refresh token without its answer ever being
+ * stored (`RefreshOutcomeUnknown`: sending it again could be a replay, which revokes the grant).
  *
  * @since 0.1.0
  * @category errors
  */
 export class ReauthRequired extends Schema.TaggedError<ReauthRequired>("@digime-effect/core/ReauthRequired")(
   "ReauthRequired",
-  { key: Key, reason: Schema.Literal("Missing", "RefreshTokenInvalid") }
+  { key: Key, reason: Schema.Literal("Missing", "RefreshTokenInvalid", "RefreshOutcomeUnknown") }
 ) {
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
-    return this.reason === "Missing"
-      ? `No token is stored for ${describeKey(this.key)}: authorize the user`
-      : `digi.me refused the refresh token of ${describeKey(this.key)}: reauthorize the user`
+    switch (this.reason) {
+      case "Missing":
+        return `No token is stored for ${describeKey(this.key)}: authorize the user`
+      case "RefreshTokenInvalid":
+        return `digi.me refused the refresh token of ${describeKey(this.key)}: reauthorize the user`
+      case "RefreshOutcomeUnknown":
+        return `A refresh of the token of ${describeKey(this.key)} may have spent its refresh token without ` +
+          "its answer being stored: reauthorize the user"
+    }
   }
 }
 

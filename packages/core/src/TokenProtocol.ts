@@ -122,7 +122,7 @@ const processCodeResponse = <I>(
   Calls.decodeSuccess(request, response, Protocol.TokenEnvelopeWithSession, false).pipe(
     Effect.flatMap((answer) =>
       Effect.map(
-        verified(request, answer.token, payload),
+        verified(request.operation, answer.token, payload),
         ({ code }) => ({ code, session: new Session(answer.session) })
       )
     )
@@ -259,8 +259,38 @@ export const refreshTokenRequest = (options: {
   })
 
 /**
- * Reads the answer to `exchangeCodeRequest` or `refreshTokenRequest`: `{token}`, verified with
- * `KeySet`, holding both tokens with their expiries (seconds since the epoch).
+ * Reads the answer to `exchangeCodeRequest` or `refreshTokenRequest` without verifying it: the
+ * token digi.me signed, as it arrived (`Redacted`: it holds both tokens). Once such an answer has
+ * arrived, a refresh token is spent, whether or not the answer can be verified now.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const processTokenEnvelope = (
+  response: HttpClientResponse.HttpClientResponse,
+  request: Request
+): Effect.Effect<Redacted.Redacted<string>, ApiError | ResponseError> =>
+  Effect.map(
+    Calls.decodeSuccess(request, response, Protocol.TokenEnvelope, false),
+    (answer) => Redacted.make(answer.token)
+  )
+
+/**
+ * Verifies a token answer with `KeySet` and reads both tokens with their expiries (seconds since
+ * the epoch).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const verifyTokenAnswer = (
+  operation: string,
+  answer: Redacted.Redacted<string>
+): Effect.Effect<UserAccessToken, VerificationError, KeySet> =>
+  Effect.map(verified(operation, Redacted.value(answer), Protocol.TokenPayload), Protocol.toUserAccessToken)
+
+/**
+ * Reads the answer to `exchangeCodeRequest` or `refreshTokenRequest`: `processTokenEnvelope`, then
+ * `verifyTokenAnswer`.
  *
  * @since 0.1.0
  * @category constructors
@@ -269,10 +299,7 @@ export const processTokenResponse = (
   response: HttpClientResponse.HttpClientResponse,
   request: Request
 ): Effect.Effect<UserAccessToken, ApiError | ResponseError | VerificationError, KeySet> =>
-  Calls.decodeSuccess(request, response, Protocol.TokenEnvelope, false).pipe(
-    Effect.flatMap((answer) => verified(request, answer.token, Protocol.TokenPayload)),
-    Effect.map(Protocol.toUserAccessToken)
-  )
+  Effect.flatMap(processTokenEnvelope(response, request), (answer) => verifyTokenAnswer(request.operation, answer))
 
 /**
  * @since 0.1.0
@@ -346,13 +373,13 @@ export const reauthorizeUrl = (
     ["triggerQuery", optionalFlag(options.triggerQuery)]
   ])
 
-const verified = <A, I>(request: Request, token: string, schema: Schema.Schema<A, I>) =>
+const verified = <A, I>(operation: string, token: string, schema: Schema.Schema<A, I>) =>
   KeySet.pipe(
-    Effect.flatMap((keySet) => keySet.verify(request.operation, token)),
+    Effect.flatMap((keySet) => keySet.verify(operation, token)),
     Effect.flatMap((payload) =>
       Effect.mapError(Schema.decodeUnknown(schema)(payload), (error) =>
         new VerificationError({
-          operation: request.operation,
+          operation,
           reason: "InvalidClaims",
           description: Protocol.describeParseError(error)
         }))

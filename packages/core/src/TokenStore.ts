@@ -1,7 +1,14 @@
 /**
  * Where user access tokens live, by `TokenKey`. Every stored token carries a version, so that
  * writing a refreshed token is compare-and-set and an older token can never overwrite a newer
- * one; a lock per key lets several processes sharing one store refresh a token once.
+ * one.
+ *
+ * A refresh is announced in the store before it is sent: a **lease** on the token's version says
+ * who refreshes it and until when. Every process sharing the store honours it, whether or not its
+ * holder is still alive, and no database transaction is held while the refresh runs. The lease
+ * ends with the compare-and-set write of the new token, in the same write. A lease that ended
+ * without a new token either was released (the refresh token was not spent: anyone may refresh)
+ * or was abandoned or outlived (the refresh token may have been spent: nobody may send it again).
  *
  * @since 0.1.0
  */
@@ -14,6 +21,24 @@ import * as TokenKey from "./TokenKey.js"
 import type { UserAccessToken } from "./UserAccessToken.js"
 
 /**
+ * A refresh of one token version, announced in the store before it is sent.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Lease {
+  /** Who refreshes: an id of the `TokenManager` (one per process) that took the lease. */
+  readonly holder: string
+  /** The version of the token being refreshed. */
+  readonly version: number
+  /**
+   * Until when the refresh may run (epoch milliseconds, by the holder's clock). After it, without a
+   * newer token, the refresh token may have been spent; an abandoned lease has `until` 0.
+   */
+  readonly until: number
+}
+
+/**
  * A stored token and its version. Versions grow with every write of the key.
  *
  * @since 0.1.0
@@ -22,7 +47,19 @@ import type { UserAccessToken } from "./UserAccessToken.js"
 export interface Versioned {
   readonly token: UserAccessToken
   readonly version: number
+  /** The lease on this version, when a refresh of it was started and has not been released. */
+  readonly lease?: Lease | undefined
 }
+
+/**
+ * How a lease ends without a new token: `Released` when the refresh token was not spent (the
+ * request was not sent, or digi.me refused it), `Abandoned` when it may have been (the answer was
+ * lost): the version can then never be refreshed again, only replaced by a new authorization.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type LeaseEnd = "Released" | "Abandoned"
 
 /**
  * @since 0.1.0
@@ -31,11 +68,15 @@ export interface Versioned {
 export interface Service {
   /** The stored token and its version, if any. */
   readonly get: (key: TokenKey.TokenKey) => Effect.Effect<Option.Option<Versioned>, TokenStoreError>
-  /** Stores a token unconditionally (a new authorization) and returns it with its new version. */
+  /**
+   * Stores a token unconditionally (a new authorization) and returns it with its new version; any
+   * lease on the key ends.
+   */
   readonly set: (key: TokenKey.TokenKey, token: UserAccessToken) => Effect.Effect<Versioned, TokenStoreError>
   /**
-   * Stores `token` only if the stored version is still `expectedVersion`. Returns the new
-   * version, or `None` when another writer got there first (the stored token is then newer).
+   * Stores `token` only if the stored version is still `expectedVersion`, ending the lease on it
+   * in the same write. Returns the new version, or `None` when another writer got there first (the
+   * stored token is then newer).
    */
   readonly compareAndSet: (
     key: TokenKey.TokenKey,
@@ -45,13 +86,13 @@ export interface Service {
   /** Removes the token of the key, if any. */
   readonly delete: (key: TokenKey.TokenKey) => Effect.Effect<void, TokenStoreError>
   /**
-   * Runs `effect` while holding the refresh lock of the key, so that one refresh at a time
-   * happens for it among every process that shares the store.
+   * Takes `lease` on version `lease.version` of the key, if that is still the stored version and
+   * no lease was taken on it since it was written (or the last one was released). Atomic: of
+   * several processes, one takes it. Answers whether it did.
    */
-  readonly withLock: <A, E, R>(
-    key: TokenKey.TokenKey,
-    effect: Effect.Effect<A, E, R>
-  ) => Effect.Effect<A, E | TokenStoreError, R>
+  readonly acquireLease: (key: TokenKey.TokenKey, lease: Lease) => Effect.Effect<boolean, TokenStoreError>
+  /** Ends the holder's lease on `lease.version` without a new token; another holder's is left. */
+  readonly endLease: (key: TokenKey.TokenKey, lease: Lease, end: LeaseEnd) => Effect.Effect<void, TokenStoreError>
 }
 
 /**
@@ -70,41 +111,40 @@ export class TokenStore extends Context.Tag("@digime-effect/core/TokenStore")<To
  */
 export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
   const entries = new Map<string, Versioned>()
-  const locks = new Map<string, { readonly semaphore: Effect.Semaphore; holders: number }>()
+  // One counter for every key: a key deleted and set again never reuses a version.
   let clock = 0
-  const write = (id: string, token: UserAccessToken): Versioned => {
+  const write = (key: TokenKey.TokenKey, token: UserAccessToken): Versioned => {
     const versioned: Versioned = { token, version: ++clock }
-    entries.set(id, versioned)
+    entries.set(TokenKey.toId(key), versioned)
     return versioned
   }
   return {
     get: (key) => Effect.sync(() => Option.fromNullable(entries.get(TokenKey.toId(key)))),
-    set: (key, token) => Effect.sync(() => write(TokenKey.toId(key), token)),
+    set: (key, token) => Effect.sync(() => write(key, token)),
     compareAndSet: (key, expectedVersion, token) =>
-      Effect.sync(() => {
-        const id = TokenKey.toId(key)
-        return entries.get(id)?.version === expectedVersion ? Option.some(write(id, token)) : Option.none()
-      }),
+      Effect.sync(() =>
+        entries.get(TokenKey.toId(key))?.version === expectedVersion ? Option.some(write(key, token)) : Option.none()
+      ),
     delete: (key) => Effect.sync(() => void entries.delete(TokenKey.toId(key))),
-    withLock: (key, effect) => {
-      const id = TokenKey.toId(key)
-      return Effect.acquireUseRelease(
-        Effect.sync(() => {
-          let lock = locks.get(id)
-          if (lock === undefined) {
-            lock = { semaphore: Effect.unsafeMakeSemaphore(1), holders: 0 }
-            locks.set(id, lock)
-          }
-          lock.holders++
-          return lock
-        }),
-        (lock) => lock.semaphore.withPermits(1)(effect),
-        (lock) =>
-          Effect.sync(() => {
-            if (--lock.holders === 0) locks.delete(id)
-          })
-      )
-    }
+    acquireLease: (key, lease) =>
+      Effect.sync(() => {
+        const found = entries.get(TokenKey.toId(key))
+        if (found === undefined || found.version !== lease.version || found.lease !== undefined) return false
+        entries.set(TokenKey.toId(key), { ...found, lease })
+        return true
+      }),
+    endLease: (key, lease, end) =>
+      Effect.sync(() => {
+        const found = entries.get(TokenKey.toId(key))
+        const held = found?.lease
+        if (found === undefined || held?.holder !== lease.holder || held.version !== lease.version) return
+        entries.set(
+          TokenKey.toId(key),
+          end === "Released"
+            ? { token: found.token, version: found.version }
+            : { ...found, lease: { ...held, until: 0 } }
+        )
+      })
   }
 })
 

@@ -285,11 +285,23 @@ describe("withAutoRefresh", () => {
       const s = yield* stats
       assert.strictEqual(s.requests.token, 2)
       assert.strictEqual(s.replays, 0)
-      // digi.me rotated the token though: the stored refresh token is spent, so the next try is a
-      // replay, which a strict server punishes by revoking the family: the user must reauthorize.
+      // digi.me rotated the token though: the stored refresh token may be spent, so it is never
+      // sent again (a replay would revoke the grant). The access token has expired: reauthorize.
       const next = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
       assert.strictEqual(next._tag, "ReauthRequired")
-      assert.strictEqual((yield* stats).replays, 1)
+      assert.strictEqual(next._tag === "ReauthRequired" && next.reason, "RefreshOutcomeUnknown")
+      const after = yield* stats
+      assert.strictEqual(after.requests.token, 2)
+      assert.strictEqual(after.replays, 0)
+      assert.strictEqual(after.revocations, 0)
+      // nextStep turns it into a reauthorization, which restores access.
+      if (next._tag !== "ReauthRequired") return
+      const step = yield* AutoRefresh.nextStep(next, { callbackUrl })
+      assert.strictEqual(step.kind, "reauthorize")
+      const simulatorAgain = yield* DigimeSimulator.DigimeSimulator
+      yield* Authorization.completeAuthorization(yield* simulatorAgain.consent(step.url))
+      assert.isAbove((yield* AutoRefresh.withAutoRefresh(key, readAccounts)).length, 0)
+      assert.strictEqual((yield* stats).replays, 0)
     }).pipe(Effect.provide(stack())))
 
   it.effect("the effect's own errors pass through unchanged", () =>

@@ -18,6 +18,19 @@ describe("DigimeConfig", () => {
       assert.strictEqual((yield* config.contract("contract-1")).contractId, "contract-1")
     }))
 
+  it.effect("the refresh lease is derived from the request timeout unless given; it must be positive", () =>
+    Effect.gen(function*() {
+      const base = { applicationId: "app", contracts: [contract] }
+      const derived = yield* DigimeConfig.make({ ...base, requestTimeout: "10 seconds" })
+      assert.isTrue(Duration.equals(derived.refreshLeaseTime, Duration.seconds(70)))
+      const byDefault = yield* DigimeConfig.make(base)
+      assert.isTrue(Duration.equals(byDefault.refreshLeaseTime, Duration.seconds(150)))
+      const given = yield* DigimeConfig.make({ ...base, refreshLeaseTime: "5 seconds" })
+      assert.isTrue(Duration.equals(given.refreshLeaseTime, Duration.seconds(5)))
+      assert.strictEqual((yield* failure({ ...base, refreshLeaseTime: 0 })).field, "refreshLeaseTime")
+      assert.strictEqual((yield* failure({ ...base, refreshLeaseTime: "-1 seconds" })).field, "refreshLeaseTime")
+    }))
+
   it.effect("adds the trailing slash to both URLs", () =>
     Effect.gen(function*() {
       const config = yield* DigimeConfig.make({

@@ -112,36 +112,90 @@ export const suite = <E>(name: string, layer: Layer.Layer<TokenStore.TokenStore,
         assert.isAbove(v2.version, v1.version)
       })))
 
-    it.effect("withLock runs one holder at a time per key", () =>
+    const leaseOf = (holder: string, version: number, until = 2_000_000_000_000): TokenStore.Lease => ({
+      holder,
+      version,
+      until
+    })
+
+    it.effect("acquireLease: one holder per version, however many ask at once; get shows the lease", () =>
       run(Effect.gen(function*() {
         const store = yield* TokenStore.TokenStore
         const key = fresh()
-        let inside = 0
-        let maxInside = 0
-        // Each holder does store round trips while inside: without the lock, others would enter.
-        const holder = store.withLock(
-          key,
-          Effect.gen(function*() {
-            inside++
-            maxInside = Math.max(maxInside, inside)
-            for (let i = 0; i < 3; i++) {
-              yield* store.get(key)
-              yield* Effect.yieldNow()
-            }
-            inside--
-          })
+        const v1 = yield* store.set(key, token("a1", "r1"))
+        const taken = yield* Effect.all(
+          ["p1", "p2", "p3", "p4"].map((holder) => store.acquireLease(key, leaseOf(holder, v1.version))),
+          { concurrency: "unbounded" }
         )
-        yield* Effect.all([holder, holder, holder, holder], { concurrency: "unbounded" })
-        assert.strictEqual(maxInside, 1)
-        assert.strictEqual(inside, 0)
+        assert.strictEqual(taken.filter((won) => won).length, 1)
+        const read = Option.getOrThrow(yield* store.get(key))
+        assert.strictEqual(read.lease?.version, v1.version)
+        assert.strictEqual(read.lease?.holder, ["p1", "p2", "p3", "p4"][taken.indexOf(true)])
+        assert.strictEqual(read.lease?.until, 2_000_000_000_000)
       })))
 
-    it.effect("withLock does not block other keys", () =>
+    it.effect("acquireLease refuses another version than the stored one, and a missing key", () =>
+      run(Effect.gen(function*() {
+        const store = yield* TokenStore.TokenStore
+        const key = fresh()
+        assert.isFalse(yield* store.acquireLease(key, leaseOf("p1", 1)))
+        const v1 = yield* store.set(key, token("a1", "r1"))
+        assert.isFalse(yield* store.acquireLease(key, leaseOf("p1", v1.version + 1)))
+        assert.isUndefined(Option.getOrThrow(yield* store.get(key)).lease)
+      })))
+
+    it.effect("compareAndSet ends the lease in the same write; the new version can be leased", () =>
+      run(Effect.gen(function*() {
+        const store = yield* TokenStore.TokenStore
+        const key = fresh()
+        const v1 = yield* store.set(key, token("a1", "r1"))
+        assert.isTrue(yield* store.acquireLease(key, leaseOf("p1", v1.version)))
+        const v2 = Option.getOrThrow(yield* store.compareAndSet(key, v1.version, token("a2", "r2")))
+        assert.isUndefined(Option.getOrThrow(yield* store.get(key)).lease)
+        assert.isTrue(yield* store.acquireLease(key, leaseOf("p2", v2.version)))
+      })))
+
+    it.effect("a released lease can be taken again; an abandoned one never, until a new token is written", () =>
+      run(Effect.gen(function*() {
+        const store = yield* TokenStore.TokenStore
+        const key = fresh()
+        const v1 = yield* store.set(key, token("a1", "r1"))
+        assert.isTrue(yield* store.acquireLease(key, leaseOf("p1", v1.version)))
+        yield* store.endLease(key, leaseOf("p1", v1.version), "Released")
+        assert.isUndefined(Option.getOrThrow(yield* store.get(key)).lease)
+        assert.isTrue(yield* store.acquireLease(key, leaseOf("p2", v1.version)))
+        yield* store.endLease(key, leaseOf("p2", v1.version), "Abandoned")
+        const abandoned = Option.getOrThrow(yield* store.get(key)).lease
+        assert.deepStrictEqual(abandoned, { holder: "p2", version: v1.version, until: 0 })
+        assert.isFalse(yield* store.acquireLease(key, leaseOf("p3", v1.version)))
+        // A new authorization writes over it.
+        const v2 = yield* store.set(key, token("a2", "r2"))
+        assert.isUndefined(Option.getOrThrow(yield* store.get(key)).lease)
+        assert.isTrue(yield* store.acquireLease(key, leaseOf("p3", v2.version)))
+      })))
+
+    it.effect("endLease leaves another holder's lease, and the token, as they were", () =>
+      run(Effect.gen(function*() {
+        const store = yield* TokenStore.TokenStore
+        const key = fresh()
+        const v1 = yield* store.set(key, token("a1", "r1"))
+        assert.isTrue(yield* store.acquireLease(key, leaseOf("p1", v1.version)))
+        yield* store.endLease(key, leaseOf("p2", v1.version), "Released")
+        yield* store.endLease(key, leaseOf("p2", v1.version), "Abandoned")
+        const read = Option.getOrThrow(yield* store.get(key))
+        assert.deepStrictEqual(read.lease, leaseOf("p1", v1.version))
+        assert.strictEqual(read.version, v1.version)
+        assert.isTrue(sameToken(read.token, token("a1", "r1")))
+      })))
+
+    it.effect("leases of different keys are independent", () =>
       run(Effect.gen(function*() {
         const store = yield* TokenStore.TokenStore
         const a = fresh()
         const b = fresh()
-        const result = yield* store.withLock(a, store.withLock(b, Effect.succeed("both held")))
-        assert.strictEqual(result, "both held")
+        const va = yield* store.set(a, token("a1", "r1"))
+        const vb = yield* store.set(b, token("b1", "r1"))
+        assert.isTrue(yield* store.acquireLease(a, leaseOf("p1", va.version)))
+        assert.isTrue(yield* store.acquireLease(b, leaseOf("p1", vb.version)))
       })))
   })

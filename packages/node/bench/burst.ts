@@ -67,7 +67,7 @@ export const run = (options: SectionOptions) => {
           } satisfies Sample
         })
 
-      // The floor: one forced refresh (the same lock, store read, request, verification and
+      // The floor: one forced refresh (the same lease, store read, request, verification and
       // write as the library's own) while N fibers wait for its result on a Deferred.
       const manager = yield* TokenManager.TokenManager
       const handRolled = (n: number) =>

@@ -95,7 +95,7 @@ const measure = async (
   const overhead = (results.difference("wrapped", "bare") * 1_000) / batch
   const reads = counts.get - before.get
   const operations = reads + counts.compareAndSet - before.compareAndSet + counts.set - before.set +
-    counts.withLock - before.withLock
+    counts.lease - before.lease
   const label = `${store}${cached ? "" : ", tokenCacheTtl 0"}`
   const details = {
     batch,

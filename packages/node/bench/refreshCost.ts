@@ -1,6 +1,6 @@
 /**
  * 3. What one refresh costs, end to end through the library (`TokenManager.refresh(key)`: the store's
- * lock, a re-read, the signed request, the verification of digi.me's answer, the compare-and-set),
+ * lease, a re-read, the signed request, the verification of digi.me's answer, the compare-and-set),
  * against its floor: the same refresh written by hand with nothing but `node:crypto` and undici,
  * one RSA-PSS signature with a key parsed once, one HTTP round trip to the same simulator, one
  * verification with the public key already in memory, one store write. The two alternate, on two
@@ -170,7 +170,7 @@ export const run = (options: SectionOptions) =>
             floorP90: quantile(floor.map((steps) => steps.total), 0.9),
             floorSteps: { sign: step("sign"), http: step("http"), verify: step("verify"), store: step("store") },
             ...(store === "postgres"
-              ? { note: "the library also takes the key's advisory lock in a transaction and re-reads the row" }
+              ? { note: "the library also re-reads the row and takes the refresh's lease (one UPDATE) before sending" }
               : {})
           }
         })

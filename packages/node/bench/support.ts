@@ -206,7 +206,7 @@ export interface StoreCounts {
   get: number
   set: number
   compareAndSet: number
-  withLock: number
+  lease: number
 }
 
 /** Wraps the store of `layer`, counting each operation into `counts`. */
@@ -222,11 +222,12 @@ export const countingStore = (
       compareAndSet: (key, version, token) =>
         Effect.suspend(() => (counts.compareAndSet++, store.compareAndSet(key, version, token))),
       delete: store.delete,
-      withLock: (key, effect) => Effect.suspend(() => (counts.withLock++, store.withLock(key, effect)))
+      acquireLease: (key, lease) => Effect.suspend(() => (counts.lease++, store.acquireLease(key, lease))),
+      endLease: (key, lease, end) => Effect.suspend(() => (counts.lease++, store.endLease(key, lease, end)))
     }))
   ).pipe(Layer.provide(layer))
 
-export const zeroCounts = (): StoreCounts => ({ get: 0, set: 0, compareAndSet: 0, withLock: 0 })
+export const zeroCounts = (): StoreCounts => ({ get: 0, set: 0, compareAndSet: 0, lease: 0 })
 
 // ---------------------------------------------------------------------------------------------
 // statistics

@@ -19,23 +19,11 @@
  * does not open (tampered, another key, or no key configured) fails with `TokenStoreError` for
  * that key only.
  *
- * **Locking.** `withLock(key, effect)` runs `effect` inside a database transaction that holds the
- * lock, on one connection; the store's operations inside `effect` use that connection, and the
- * transaction commits when `effect` ends, whether it succeeded, failed or was interrupted, so
- * that a token written inside is kept as it would be by any other store.
- * - PostgreSQL: `pg_advisory_xact_lock(hashtext(tableName), hashtext(id))`, one lock per key.
- *   It is released when the transaction ends, or when PostgreSQL notices that the holder's
- *   connection died. A waiter gives up after `lockTimeout` (PostgreSQL's `lock_timeout`).
- *   Each holder uses one pooled connection for the time it holds the lock.
- * - SQLite: `BEGIN IMMEDIATE`, which takes the database's write lock: one holder at a time for
- *   the whole file, not per key, and the process's other queries wait for the holder (the driver
- *   has one connection). Waiting for another process's holder does not block the event loop: the
- *   lock is tried without waiting and retried until `lockTimeout`. Other writes of other processes
- *   wait for a holder up to the driver's busy timeout (5 seconds by default), blocking their event
- *   loop meanwhile. The lock is released when the holder's transaction ends or its process dies.
- *
- * A lock not acquired within `lockTimeout` (one minute by default, longer than the default
- * request timeout of a refresh) fails with `TokenStoreError`.
+ * **Leases.** A refresh is announced in the row before it is sent (`acquireLease`): the holder, the
+ * version and the end of the lease, in three columns, written by one conditional `UPDATE`. The
+ * compare-and-set write of the new token clears them in the same statement. No transaction, lock
+ * or pooled connection is held while a refresh runs, so a holder whose session dies changes
+ * nothing: its lease stays until it is released, written over, or outlived.
  *
  * @example
  * import { SqlPendingAuthorizations, SqlTokenStore } from "@digime-effect/node"
@@ -54,15 +42,11 @@ import * as TokenStore from "@digime-effect/core/TokenStore"
 import * as UserAccessToken from "@digime-effect/core/UserAccessToken"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
-import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import * as LockedTransaction from "./internal/lockedTransaction.js"
 import * as Migration from "./internal/migration.js"
 import { RowError } from "./internal/rowError.js"
 import * as SqlStore from "./internal/sqlStore.js"
@@ -84,8 +68,6 @@ export interface Options {
    * Without it they are stored in clear.
    */
   readonly encryptionKey?: Redacted.Redacted<Uint8Array | string> | undefined
-  /** How long `withLock` waits for another holder; one minute by default. */
-  readonly lockTimeout?: Duration.DurationInput | undefined
 }
 
 /**
@@ -98,9 +80,11 @@ export interface Options {
  * ```sql
  * CREATE TABLE IF NOT EXISTS digime_tokens (
  *   id TEXT PRIMARY KEY, user_id TEXT NOT NULL, contract_id TEXT NOT NULL, version BIGINT NOT NULL,
- *   token TEXT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP)
+ *   token TEXT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+ *   lease_holder TEXT NULL, lease_version BIGINT NULL, lease_until BIGINT NULL)
  * ```
- * SQLite: the same with `version INTEGER` and `updated_at TEXT`. Pending authorizations:
+ * SQLite: the same with `version INTEGER` and `updated_at TEXT`. A table made by an earlier version
+ * gets the three lease columns added. Pending authorizations:
  * ```sql
  * CREATE TABLE IF NOT EXISTS digime_pending_authorizations (
  *   state_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, contract_id TEXT NOT NULL, kind TEXT NOT NULL,
@@ -126,59 +110,6 @@ export const migrate = (
   })
 
 // -------------------------------------------------------------------------------------------
-// the lock's steps, by dialect
-// -------------------------------------------------------------------------------------------
-
-type Steps = Pick<LockedTransaction.Options, "begin" | "lock" | "retryBusy">
-
-// One advisory lock per key, waited for up to `lockTimeout` (PostgreSQL's `lock_timeout`).
-const pgSteps = (sql: SqlClient.SqlClient, namespace: string, lockTimeout: Duration.Duration): Steps => {
-  const millis = Duration.toMillis(lockTimeout)
-  const setting = Number.isFinite(millis) ? `${Math.max(1, Math.ceil(millis))}ms` : "0"
-  const lock = (id: string) =>
-    Effect.zipRight(
-      sql`SELECT set_config('lock_timeout', ${setting}, true)`,
-      sql`SELECT pg_advisory_xact_lock(hashtext(${namespace}), hashtext(${id}))`
-    ).pipe(
-      Effect.catchIf(
-        (error) => SqlStore.errorCode(error) === "55P03",
-        () => Effect.fail(new LockedTransaction.LockTimeout({ timeout: lockTimeout }))
-      ),
-      Effect.asVoid
-    )
-  return { lock, begin: (id) => Effect.zipRight(sql`BEGIN`, lock(id)), retryBusy: Schedule.stop }
-}
-
-const isBusy = (error: SqlError): boolean => SqlStore.errorCode(error)?.startsWith("SQLITE_BUSY") === true
-
-// The database's write lock, for every key at once.
-const sqliteSteps = (sql: SqlClient.SqlClient, tableName: string, lockTimeout: Duration.Duration): Steps => ({
-  // A write statement takes the write lock, waiting as the driver's busy timeout says.
-  lock: (_id) =>
-    sql`UPDATE ${sql(tableName)} SET version = version WHERE 0 = 1`.pipe(
-      Effect.catchIf(isBusy, () => Effect.fail(new LockedTransaction.LockTimeout({ timeout: lockTimeout }))),
-      Effect.asVoid
-    ),
-  // One attempt without waiting: the driver's busy handler would block the event loop.
-  begin: (_id) =>
-    Effect.uninterruptible(Effect.gen(function*() {
-      const rows = yield* sql<{ readonly timeout: unknown }>`PRAGMA busy_timeout`
-      const previous = Number(rows[0]?.timeout)
-      yield* sql`PRAGMA busy_timeout = 0`
-      const begun = yield* Effect.exit(sql`BEGIN IMMEDIATE`)
-      yield* sql`PRAGMA busy_timeout = ${sql.literal(String(Number.isSafeInteger(previous) ? previous : 5000))}`
-      if (Exit.isFailure(begun)) {
-        const busy = begun.cause._tag === "Fail" && isBusy(begun.cause.error)
-        return yield* busy ? new LockedTransaction.LockBusy() : begun
-      }
-    })),
-  retryBusy: Schedule.exponential("5 millis", 2).pipe(
-    Schedule.union(Schedule.spaced("100 millis")),
-    Schedule.upTo(lockTimeout)
-  )
-})
-
-// -------------------------------------------------------------------------------------------
 // token store
 // -------------------------------------------------------------------------------------------
 
@@ -196,7 +127,7 @@ export const make = (
 ): Effect.Effect<TokenStore.Service, SqlError | InvalidConfig, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
-    const { codec, dialect, lockTimeout, tableName } = yield* SqlStore.settings(sql, options)
+    const { codec, tableName } = yield* SqlStore.settings(sql, options)
     yield* Migration.run(sql, Migration.tokensTable(sql, tableName))
     const table = sql(tableName)
 
@@ -221,23 +152,27 @@ export const make = (
 
     const get = (key: TokenKey.TokenKey) => {
       const id = TokenKey.toId(key)
-      return sql<{ readonly version: unknown; readonly token: string }>`
-        SELECT version, token FROM ${table} WHERE id = ${id} AND token IS NOT NULL
+      return sql<Row>`
+        SELECT version, token, lease_holder, lease_version, lease_until FROM ${table}
+        WHERE id = ${id} AND token IS NOT NULL
       `.pipe(
         Effect.flatMap((rows) =>
           rows.length === 0
             ? Effect.succeed(Option.none<TokenStore.Versioned>())
             : Effect.zipWith(
               SqlStore.toInteger(rows[0]!.version),
-              open(id, rows[0]!.token),
-              (version, token) => Option.some<TokenStore.Versioned>({ token, version })
+              Effect.zip(open(id, rows[0]!.token), leaseOf(rows[0]!)),
+              (version, [token, lease]) =>
+                Option.some<TokenStore.Versioned>(lease === undefined ? { token, version } : { token, version, lease })
             )
         ),
+        SqlStore.retryLostConnection,
         Effect.mapError(SqlStore.storeError("get", key)),
         Effect.withSpan("SqlTokenStore.get", SqlStore.spanOf(key))
       )
     }
 
+    // Every write of a token ends the lease on the version it replaces.
     const set = (key: TokenKey.TokenKey, token: UserAccessToken.UserAccessToken) => {
       const id = TokenKey.toId(key)
       return seal(id, token).pipe(
@@ -246,7 +181,8 @@ export const make = (
             INSERT INTO ${table} (id, user_id, contract_id, version, token, updated_at)
             VALUES (${id}, ${key.userId}, ${key.contractId}, 1, ${stored}, CURRENT_TIMESTAMP)
             ON CONFLICT (id) DO UPDATE SET
-              version = ${table}.version + 1, token = excluded.token, updated_at = CURRENT_TIMESTAMP
+              version = ${table}.version + 1, token = excluded.token, updated_at = CURRENT_TIMESTAMP,
+              lease_holder = NULL, lease_version = NULL, lease_until = NULL
             RETURNING version
           `
         ),
@@ -255,6 +191,7 @@ export const make = (
           onNone: () => Effect.fail(new RowError({ reason: "NoVersionReturned" })),
           onSome: Effect.succeed
         })),
+        SqlStore.retryLostConnection,
         Effect.mapError(SqlStore.storeError("set", key)),
         Effect.withSpan("SqlTokenStore.set", SqlStore.spanOf(key))
       )
@@ -266,12 +203,14 @@ export const make = (
       return seal(id, token).pipe(
         Effect.flatMap((stored) =>
           sql<{ readonly version: unknown }>`
-            UPDATE ${table} SET version = version + 1, token = ${stored}, updated_at = CURRENT_TIMESTAMP
+            UPDATE ${table} SET version = version + 1, token = ${stored}, updated_at = CURRENT_TIMESTAMP,
+              lease_holder = NULL, lease_version = NULL, lease_until = NULL
             WHERE id = ${id} AND version = ${expectedVersion} AND token IS NOT NULL
             RETURNING version
           `
         ),
         Effect.flatMap((rows) => written(rows, token)),
+        SqlStore.retryLostConnection,
         Effect.mapError(SqlStore.storeError("compareAndSet", key)),
         Effect.withSpan("SqlTokenStore.compareAndSet", SqlStore.spanOf(key))
       )
@@ -280,28 +219,66 @@ export const make = (
     // The row stays as a tombstone so that the key's next version is still greater.
     const remove = (key: TokenKey.TokenKey) =>
       sql`
-        UPDATE ${table} SET version = version + 1, token = NULL, updated_at = CURRENT_TIMESTAMP
+        UPDATE ${table} SET version = version + 1, token = NULL, updated_at = CURRENT_TIMESTAMP,
+          lease_holder = NULL, lease_version = NULL, lease_until = NULL
         WHERE id = ${TokenKey.toId(key)} AND token IS NOT NULL
       `.pipe(
         Effect.asVoid,
+        SqlStore.retryLostConnection,
         Effect.mapError(SqlStore.storeError("delete", key)),
         Effect.withSpan("SqlTokenStore.delete", SqlStore.spanOf(key))
       )
 
-    const lockedTransaction = LockedTransaction.make({
-      ...(dialect === "pg"
-        ? pgSteps(sql, `@digime-effect/node/SqlTokenStore/${tableName}`, lockTimeout)
-        : sqliteSteps(sql, tableName, lockTimeout)),
-      reserve: sql.reserve,
-      lockTimeout,
-      commit: (conn) => Effect.asVoid(conn.executeUnprepared("COMMIT", [], undefined)),
-      rollback: (conn) => Effect.asVoid(conn.executeUnprepared("ROLLBACK", [], undefined))
-    })
-    const withLock = <A, E, R>(key: TokenKey.TokenKey, effect: Effect.Effect<A, E, R>) =>
-      lockedTransaction(TokenKey.toId(key), effect, SqlStore.storeError("withLock", key))
+    // Only on the stored version, and only when no lease was taken on it since it was written.
+    const acquireLease = (key: TokenKey.TokenKey, lease: TokenStore.Lease) =>
+      sql<{ readonly version: unknown }>`
+        UPDATE ${table} SET lease_holder = ${lease.holder}, lease_version = ${lease.version},
+          lease_until = ${lease.until}
+        WHERE id = ${TokenKey.toId(key)} AND version = ${lease.version} AND token IS NOT NULL
+          AND lease_version IS NULL
+        RETURNING version
+      `.pipe(
+        Effect.map((rows) => rows.length > 0),
+        SqlStore.retryLostConnection,
+        Effect.mapError(SqlStore.storeError("acquireLease", key)),
+        Effect.withSpan("SqlTokenStore.acquireLease", SqlStore.spanOf(key))
+      )
 
-    return { get, set, compareAndSet, delete: remove, withLock }
+    const endLease = (key: TokenKey.TokenKey, lease: TokenStore.Lease, end: TokenStore.LeaseEnd) =>
+      (end === "Released"
+        ? sql`
+          UPDATE ${table} SET lease_holder = NULL, lease_version = NULL, lease_until = NULL
+          WHERE id = ${TokenKey.toId(key)} AND lease_holder = ${lease.holder} AND lease_version = ${lease.version}
+        `
+        : sql`
+          UPDATE ${table} SET lease_until = 0
+          WHERE id = ${TokenKey.toId(key)} AND lease_holder = ${lease.holder} AND lease_version = ${lease.version}
+        `).pipe(
+          Effect.asVoid,
+          SqlStore.retryLostConnection,
+          Effect.mapError(SqlStore.storeError("endLease", key)),
+          Effect.withSpan("SqlTokenStore.endLease", SqlStore.spanOf(key))
+        )
+
+    return { get, set, compareAndSet, delete: remove, acquireLease, endLease }
   })
+
+interface Row {
+  readonly version: unknown
+  readonly token: string
+  readonly lease_holder: string | null
+  readonly lease_version: unknown
+  readonly lease_until: unknown
+}
+
+const leaseOf = (row: Row): Effect.Effect<TokenStore.Lease | undefined, RowError> =>
+  row.lease_holder === null || row.lease_version === null || row.lease_until === null
+    ? Effect.succeed(undefined)
+    : Effect.zipWith(
+      SqlStore.toInteger(row.lease_version),
+      SqlStore.toInteger(row.lease_until),
+      (version, until) => ({ holder: row.lease_holder!, version, until })
+    )
 
 /**
  * The token store on the `SqlClient`'s database; creates its table when the layer is built.

@@ -1,11 +1,11 @@
 import type { PendingAuthorizations, UserAccessToken } from "@digime-effect/core"
-import { AutoRefresh, DigimeClient, TokenKey, TokenStore } from "@digime-effect/core"
+import { AutoRefresh, DigimeClient, TokenKey, TokenManager, TokenStore } from "@digime-effect/core"
 import { DigimeSimulator, DigimeTest, TestContract } from "@digime-effect/core/testing"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Context, DateTime, Deferred, Effect, Exit, Fiber, Layer, Option, Redacted, TestClock } from "effect"
+import { Context, DateTime, Effect, Fiber, Layer, Option, Redacted, Schedule, TestClock } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
@@ -253,7 +253,7 @@ for (const [name, database] of databases) {
   })
 }
 
-describe("SqlTokenStore locks across processes", () => {
+describe("SqlTokenStore leases across processes", () => {
   // Each layer is a separate client (its own pool or file handle): two "processes".
   const twoClients = (client: Database) =>
     Effect.all([Layer.build(client), Layer.build(client)]).pipe(
@@ -261,117 +261,97 @@ describe("SqlTokenStore locks across processes", () => {
     )
   const storeWith = (sql: SqlClient.SqlClient, options: SqlTokenStore.Options) =>
     SqlTokenStore.make(options).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+  const leaseOf = (holder: string, version: number) => ({ holder, version, until: Date.now() + 60_000 })
 
-  it.live("PostgreSQL: one holder across two pools, and a lock wait is bounded", () =>
+  for (const [name, database] of databases) {
+    it.live(`${name}: of two processes racing for a version's lease, one takes it`, () =>
+      Effect.gen(function*() {
+        const [one, two] = yield* twoClients(database)
+        const options = { tableName: `leases_${name === "PostgreSQL" ? "pg" : "sqlite"}` }
+        const first = yield* storeWith(one, options)
+        const second = yield* storeWith(two, options)
+        const key = fresh()
+        const v1 = yield* first.set(key, token("a1", "r1"))
+        const won = yield* Effect.all(
+          Array.from({ length: 8 }, (_, i) =>
+            (i % 2 === 0 ? first : second).acquireLease(key, leaseOf(`process-${i}`, v1.version))),
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(
+          won.filter((taken) =>
+            taken
+          ).length,
+          1
+        )
+        const seen = [Option.getOrThrow(yield* first.get(key)), Option.getOrThrow(yield* second.get(key))]
+        assert.strictEqual(seen[0]!.lease?.holder, `process-${won.indexOf(true)}`)
+        assert.deepStrictEqual(seen[0]!.lease, seen[1]!.lease)
+      }).pipe(Effect.scoped))
+  }
+
+  it.live("PostgreSQL: a lease outlives its holder's session; the holder writes its token over a new one", () =>
     Effect.gen(function*() {
-      const [one, two] = yield* twoClients(PgLive)
-      const options = { tableName: "locks_pg" }
+      const holderPool = PgClient.layer({ url: Redacted.make(inject("pgUrl")), applicationName: "lease-holder" })
+      const one = Context.get(yield* Layer.build(holderPool), SqlClient.SqlClient)
+      const two = Context.get(yield* Layer.build(PgLive), SqlClient.SqlClient)
+      const options = { tableName: "leases_pg" }
       const first = yield* storeWith(one, options)
       const second = yield* storeWith(two, options)
-      const impatient = yield* storeWith(two, { ...options, lockTimeout: "200 millis" })
       const key = fresh()
-      const entered = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      const holder = yield* Effect.fork(
-        first.withLock(key, Effect.zipRight(Deferred.succeed(entered, undefined), Deferred.await(release)))
+      const v1 = yield* first.set(key, token("a1", "r1"))
+      assert.isTrue(yield* first.acquireLease(key, leaseOf("holder", v1.version)))
+      // Every session of the holder's pool dies (pg_terminate_backend, an idle timeout, a dropped
+      // connection): the lease is a row, not a session, so it stays.
+      const killed = yield* two<{ readonly killed: boolean }>`
+        SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE application_name = 'lease-holder'
+      `
+      assert.isAtLeast(killed.filter((row) => row.killed).length, 1)
+      assert.strictEqual(Option.getOrThrow(yield* second.get(key)).lease?.holder, "holder")
+      assert.isFalse(yield* second.acquireLease(key, leaseOf("other", v1.version)))
+      // The holder's pool reconnects: its compare-and-set ends the lease.
+      const written = yield* first.compareAndSet(key, v1.version, token("a2", "r2")).pipe(
+        Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("10 seconds")))
       )
-      yield* Deferred.await(entered)
-      const timedOut = yield* Effect.flip(impatient.withLock(key, Effect.void))
-      assert.strictEqual(timedOut._tag, "TokenStoreError")
-      assert.include(timedOut.description, "not acquired")
-      // Another key is free meanwhile.
-      assert.strictEqual(yield* second.withLock(fresh(), Effect.succeed("free")), "free")
-      const waiter = yield* Effect.fork(second.withLock(key, Effect.succeed("second")))
-      yield* Effect.sleep("200 millis")
-      assert.isTrue(Option.isNone(yield* Fiber.poll(waiter)))
-      yield* Deferred.succeed(release, undefined)
-      yield* Fiber.join(holder)
-      assert.strictEqual(yield* Fiber.join(waiter), "second")
+      assert.isTrue(Option.isSome(written))
+      assert.isUndefined(Option.getOrThrow(yield* second.get(key)).lease)
     }).pipe(Effect.scoped))
+})
 
-  it.live("PostgreSQL: a holder whose connection dies releases the lock", () =>
-    Effect.gen(function*() {
-      const [one, two] = yield* twoClients(PgLive)
-      const options = { tableName: "locks_pg" }
-      const first = yield* storeWith(one, options)
-      const second = yield* storeWith(two, { ...options, lockTimeout: "20 seconds" })
-      const key = fresh()
-      const pid = yield* Deferred.make<number>()
-      const holder = yield* Effect.fork(
-        first.withLock(
-          key,
-          Effect.gen(function*() {
-            // Runs on the connection of the lock's transaction.
-            const rows = yield* one<{ readonly pid: number }>`SELECT pg_backend_pid() AS pid`
-            yield* Deferred.succeed(pid, rows[0]!.pid)
-            return yield* Effect.never
-          })
-        )
-      )
-      const holderPid = yield* Deferred.await(pid)
-      const waiter = yield* Effect.fork(second.withLock(key, Effect.succeed("second")))
-      yield* Effect.sleep("100 millis")
-      assert.isTrue(Option.isNone(yield* Fiber.poll(waiter)))
-      yield* two`SELECT pg_terminate_backend(${holderPid})`
-      assert.strictEqual(yield* Fiber.join(waiter), "second")
-      yield* Fiber.interrupt(holder)
-    }).pipe(Effect.scoped))
+describe("SqlTokenStore: refreshes hold no connection", () => {
+  const SmallPool = Layer.unwrapEffect(
+    Effect.sync(() => PgClient.layer({ url: Redacted.make(inject("pgUrl")), maxConnections: 2 }))
+  )
 
-  it.live("SQLite: one holder across two connections to the file; readers are not blocked", () =>
+  it.live("ten slow refreshes in flight on a pool of two: another key's reads go through meanwhile", () =>
     Effect.gen(function*() {
-      const [one, two] = yield* twoClients(SqliteClient.layer({ filename: sqliteFile }))
-      const options = { tableName: "locks_sqlite" }
-      const first = yield* storeWith(one, options)
-      const second = yield* storeWith(two, { ...options, lockTimeout: "5 seconds" })
-      const impatient = yield* storeWith(two, { ...options, lockTimeout: "200 millis" })
-      const key = fresh()
-      yield* first.set(key, token("a1", "r1"))
-      const entered = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      const holder = yield* Effect.fork(
-        first.withLock(
-          key,
-          Effect.gen(function*() {
-            const current = Option.getOrThrow(yield* first.get(key))
-            yield* Deferred.succeed(entered, undefined)
-            yield* Deferred.await(release)
-            return yield* first.compareAndSet(key, current.version, token("a2", "r2"))
-          })
-        )
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const store = yield* TokenStore.TokenStore
+      const keys = Array.from({ length: 10 }, () => fresh())
+      const other = fresh()
+      for (const key of [...keys, other]) yield* authorize(key)
+      // Each refresh is processed, then answered after 10 minutes (never, for this test).
+      for (const _ of keys) yield* simulator.injectFault({ _tag: "Delay", endpoint: "token", delay: "10 minutes" })
+      const callers = yield* Effect.forEach(
+        keys,
+        (key) => Effect.fork(Effect.flatMap(TokenManager.TokenManager, (manager) => manager.refresh(key)))
       )
-      yield* Deferred.await(entered)
-      const timedOut = yield* Effect.flip(impatient.withLock(key, Effect.void))
-      assert.include(timedOut.description, "not acquired")
-      assert.isTrue(Option.isSome(yield* second.get(key)))
-      const waiter = yield* Effect.fork(
-        second.withLock(key, Effect.map(second.get(key), (read) => Option.getOrThrow(read).version))
+      // Wait (real time) until every refresh has reached digi.me: each one holds its lease.
+      yield* Effect.flatMap(
+        simulator.stats,
+        (stats) => stats.requests.token >= 11 + 10 ? Effect.void : Effect.fail("wait")
       )
-      yield* Effect.sleep("200 millis")
-      assert.isTrue(Option.isNone(yield* Fiber.poll(waiter)))
-      yield* Deferred.succeed(release, undefined)
-      const written = Option.getOrThrow(yield* Fiber.join(holder))
-      // The waiter sees what the holder committed.
-      assert.strictEqual(yield* Fiber.join(waiter), written.version)
-    }).pipe(Effect.scoped))
-
-  it.live("a write inside withLock is kept when the effect fails afterwards", () =>
-    Effect.gen(function*() {
-      for (const [, database] of databases) {
-        const exit = yield* Effect.gen(function*() {
-          const store = yield* SqlTokenStore.make({ tableName: "kept" })
-          const key = fresh()
-          const v1 = yield* store.set(key, token("a1", "r1"))
-          const failed = yield* Effect.exit(
-            store.withLock(
-              key,
-              Effect.zipRight(store.compareAndSet(key, v1.version, token("a2", "r2")), Effect.fail("boom"))
-            )
-          )
-          assert.deepStrictEqual(failed, Exit.fail("boom"))
-          const read = Option.getOrThrow(yield* store.get(key))
-          assert.strictEqual(Redacted.value(read.token.accessToken.value), "a2")
-        }).pipe(Effect.provide(database), Effect.exit)
-        assert.isTrue(Exit.isSuccess(exit), String(exit))
-      }
-    }))
+        .pipe(Effect.retry(Schedule.spaced("20 millis")), Effect.timeout("20 seconds"))
+      // A read of another key, and of a refreshing one, while all ten wait for their answers.
+      assert.isTrue(Option.isSome(yield* store.get(other)))
+      assert.strictEqual(Option.getOrThrow(yield* store.get(keys[0]!)).lease?.version !== undefined, true)
+      assert.isTrue(callers.every((caller) => caller.unsafePoll() === null))
+      yield* Effect.forEach(callers, Fiber.interrupt)
+    }).pipe(Effect.provide(
+      DigimeTest.layer({
+        contracts: [testContract],
+        // The refreshes time out, so that the layer's shutdown (which waits for them) ends.
+        config: { requestTimeout: "15 seconds" },
+        store: SqlTokenStore.layer({ tableName: "pool_pg" }).pipe(Layer.provide(SmallPool), Layer.orDie)
+      }).pipe(Layer.orDie)
+    )))
 })

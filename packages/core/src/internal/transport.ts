@@ -25,13 +25,37 @@ export const retrySchedule: Schedule.Schedule<unknown> = Schedule.exponential("5
 export const isTransientRequestError = (error: { readonly _tag: string }): boolean =>
   error._tag === "RequestError" && (error as RequestError).reason !== "Encode"
 
+// Errors of the network stack that mean no connection was made: nothing of the request was sent.
+const connectCodes: ReadonlySet<string> = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ENETUNREACH",
+  "EHOSTUNREACH",
+  "UND_ERR_CONNECT_TIMEOUT"
+])
+
+const codeOf = (cause: unknown, depth = 0): string | undefined => {
+  if (typeof cause !== "object" || cause === null || depth > 3) return undefined
+  const code = (cause as { readonly code?: unknown }).code
+  return typeof code === "string" ? code : codeOf((cause as { readonly cause?: unknown }).cause, depth + 1)
+}
+
 /** @internal */
-export const fromHttpClientError = (operation: string, error: HttpClientError.HttpClientError): RequestError =>
-  new RequestError({
+export const fromHttpClientError = (operation: string, error: HttpClientError.HttpClientError): RequestError => {
+  const code = error._tag === "RequestError" && error.reason === "Transport" ? codeOf(error.cause) : undefined
+  return new RequestError({
     operation,
-    reason: error._tag === "RequestError" && error.reason !== "Transport" ? "Encode" : "Transport",
-    description: `${error.reason} error (${error.request.method} ${error.request.url})`
+    reason: error._tag === "RequestError" && error.reason !== "Transport"
+      ? "Encode"
+      : code !== undefined && connectCodes.has(code)
+      ? "Connect"
+      : "Transport",
+    description: `${error.reason} error${
+      code === undefined ? "" : ` ${code}`
+    } (${error.request.method} ${error.request.url})`
   })
+}
 
 /** Fails with `RequestError` (`Timeout`) when `effect` takes longer than `duration`. */
 /** @internal */

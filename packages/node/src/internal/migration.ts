@@ -23,8 +23,16 @@ export const tokensTable = (sql: SqlClient.SqlClient, tableName: string): Effect
         contract_id TEXT NOT NULL,
         version BIGINT NOT NULL,
         token TEXT NULL,
-        updated_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP
-      )`,
+        updated_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+        lease_holder TEXT NULL,
+        lease_version BIGINT NULL,
+        lease_until BIGINT NULL
+      )`.pipe(
+        Effect.zipRight(sql`ALTER TABLE ${sql(tableName)}
+          ADD COLUMN IF NOT EXISTS lease_holder TEXT NULL,
+          ADD COLUMN IF NOT EXISTS lease_version BIGINT NULL,
+          ADD COLUMN IF NOT EXISTS lease_until BIGINT NULL`)
+      ),
     orElse: () =>
       sql`CREATE TABLE IF NOT EXISTS ${sql(tableName)} (
         id TEXT PRIMARY KEY NOT NULL,
@@ -32,8 +40,25 @@ export const tokensTable = (sql: SqlClient.SqlClient, tableName: string): Effect
         contract_id TEXT NOT NULL,
         version INTEGER NOT NULL,
         token TEXT NULL,
-        updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
-      )`
+        updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+        lease_holder TEXT NULL,
+        lease_version INTEGER NULL,
+        lease_until INTEGER NULL
+      )`.pipe(Effect.zipRight(sqliteLeaseColumns(sql, tableName)))
+  })
+
+// A table made before leases existed gets their columns (SQLite has no ADD COLUMN IF NOT EXISTS).
+const sqliteLeaseColumns = (sql: SqlClient.SqlClient, tableName: string): Effect.Effect<void, SqlError> =>
+  Effect.flatMap(sql<{ readonly name: string }>`SELECT name FROM pragma_table_info(${tableName})`, (columns) => {
+    const present = new Set(columns.map((column) => column.name))
+    return Effect.forEach(
+      [["lease_holder", "TEXT"], ["lease_version", "INTEGER"], ["lease_until", "INTEGER"]] as const,
+      ([name, type]) =>
+        present.has(name)
+          ? Effect.void
+          : sql`ALTER TABLE ${sql(tableName)} ADD COLUMN ${sql(name)} ${sql.literal(type)} NULL`,
+      { discard: true }
+    )
   })
 
 /**
@@ -72,7 +97,8 @@ export const run = (
   sql.withTransaction(
     Effect.zipRight(
       sql.onDialectOrElse({
-        pg: () => sql`SELECT pg_advisory_xact_lock(hashtext('@digime-effect/node/SqlTokenStore/migrate'))`,
+        // A 64-bit key: the first 8 bytes of SHA-256("@digime-effect/node/SqlTokenStore/migrate").
+        pg: () => sql`SELECT pg_advisory_xact_lock(685427665555722623)`,
         orElse: () => Effect.void
       }),
       create

@@ -8,12 +8,11 @@ import { InvalidConfig, TokenStoreError } from "@digime-effect/core/DigimeError"
 import * as TokenKey from "@digime-effect/core/TokenKey"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
+import * as Schedule from "effect/Schedule"
 import type { Options } from "../SqlTokenStore.js"
 import * as AesGcm from "./aesGcm.js"
-import type { LockFailure } from "./lockedTransaction.js"
 import { RowError } from "./rowError.js"
 
 /**
@@ -65,7 +64,6 @@ export interface Settings {
   readonly tableName: string
   readonly pendingTableName: string
   readonly codec: AesGcm.Codec
-  readonly lockTimeout: Duration.Duration
 }
 
 /**
@@ -79,12 +77,8 @@ export const settings = (sql: SqlClient.SqlClient, options: Options): Effect.Eff
     const dialect = yield* dialectOf(sql)
     const tokens = yield* tableName("tableName", options.tableName)
     const pending = yield* tableName("pendingTableName", options.pendingTableName)
-    const lockTimeout = options.lockTimeout === undefined ? Duration.minutes(1) : Duration.decode(options.lockTimeout)
-    if (Duration.lessThanOrEqualTo(lockTimeout, Duration.zero)) {
-      return yield* new InvalidConfig({ field: "lockTimeout", reason: "must be positive" })
-    }
     const codec = yield* AesGcm.make(options.encryptionKey)
-    return { dialect, tableName: tokens, pendingTableName: pending, codec, lockTimeout }
+    return { dialect, tableName: tokens, pendingTableName: pending, codec }
   })
 
 /**
@@ -120,13 +114,37 @@ const describeSqlError = (error: SqlError): string => {
   return code === undefined ? `database error: ${error.message}` : `database error ${code}: ${error.message}`
 }
 
+// The connection died under the statement (PostgreSQL's classes 08 and 57P0x: terminated by an
+// administrator or a timeout, server shutting down; a reset socket): a new connection may succeed.
+const connectionLost = (error: SqlError): boolean => {
+  const code = errorCode(error)
+  return code !== undefined &&
+    (code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03" || code === "ECONNRESET" ||
+      code === "EPIPE")
+}
+
+/**
+ * Runs a statement again when its connection died under it: up to 5 times over about 0.6 s, so
+ * that the pool, which learns of its dead connections asynchronously, hands out a live one. Every
+ * statement of the stores is safe to repeat: a repeated write finds its version moved, or its
+ * lease taken, and says so.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const retryLostConnection = <A, E, R>(statement: Effect.Effect<A, E | SqlError, R>) =>
+  Effect.retry(statement, {
+    schedule: Schedule.exponential("20 millis").pipe(Schedule.intersect(Schedule.recurs(5))),
+    while: (error) => Predicate.isTagged(error, "SqlError") && connectionLost(error as SqlError)
+  })
+
 /**
  * What an operation may fail with before it becomes a `TokenStoreError`.
  *
  * @since 0.1.0
  * @category errors
  */
-export type Failure = RowError | LockFailure
+export type Failure = RowError | SqlError
 
 /**
  * The `TokenStoreError` of `SqlTokenStore.<operation>`. Its description is the message of one of
