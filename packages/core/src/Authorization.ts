@@ -2,20 +2,22 @@
  * Authorization in two calls. `startAuthorization` (or `startReauthorization`) makes the PKCE
  * verifier and an unguessable single-use state, keeps them server-side in `PendingAuthorizations`
  * bound to the key, and returns the URL to send the user to. `completeAuthorization` takes the
- * callback as it arrived, refuses unknown, expired and replayed states, exchanges the code with
- * the kept verifier and stores the token under the key.
+ * callback as it arrived, refuses unknown, expired and replayed states and callbacks meant for
+ * another user, exchanges the code with the kept verifier and stores the token under the key.
  *
  * @example
  * import { Authorization, TokenKey } from "@digime-effect/core"
  * import { Effect } from "effect"
  *
+ * // `userId` is the user signed in to the application, in both routes.
  * const connect = (userId: string) =>
  *   Authorization.startAuthorization({
  *     key: TokenKey.make(userId, "contract-1"),
  *     callbackUrl: "https://app.example/digime/callback"
  *   }).pipe(Effect.map((started) => started.url)) // redirect the browser there
  *
- * const callback = (requestUrl: string) => Authorization.completeAuthorization(requestUrl)
+ * const callback = (requestUrl: string, userId: string) =>
+ *   Authorization.completeAuthorization(requestUrl, { expectedKey: TokenKey.make(userId, "contract-1") })
  *
  * @since 0.1.0
  */
@@ -27,7 +29,7 @@ import { DigimeClient } from "./DigimeClient.js"
 import type { AuthorizeOptions, AuthorizeUrl, TokenCallError } from "./DigimeClient.js"
 import { CallbackError, InvalidOptions } from "./DigimeError.js"
 import type { InvalidAccessToken, ReauthRequired, TokenStoreError } from "./DigimeError.js"
-import { toSearchParams } from "./internal/callback.js"
+import { missingState, toSearchParams } from "./internal/callback.js"
 import { base64url, randomBytes } from "./internal/encoding.js"
 import { PendingAuthorizations } from "./PendingAuthorizations.js"
 import type { Pending } from "./PendingAuthorizations.js"
@@ -73,7 +75,10 @@ export interface Started {
   readonly kind: "authorize" | "reauthorize"
   readonly key: TokenKey
   readonly url: string
-  /** The state digi.me will echo; already kept server-side, returned for logging and tests. */
+  /**
+   * The state digi.me will echo, already kept server-side. Whoever holds it (with the code of a
+   * consent) can complete the authorization: treat it as a secret, never log it.
+   */
   readonly state: string
   readonly expiresAt: DateTime.Utc
   readonly session: Session
@@ -183,17 +188,40 @@ export const startReauthorization = (
       }))
 
 /**
+ * @since 0.1.0
+ * @category models
+ */
+export interface CompleteOptions {
+  /**
+   * The key the callback must complete: the user the browser that arrives with the callback is
+   * signed in as. A callback whose authorization was started for another key fails with
+   * `CallbackError` (`UnexpectedKey`) before its code is exchanged, and its state is spent. Without
+   * it, the grant is stored under whatever key the authorization was started for, whoever consents.
+   */
+  readonly expectedKey?: TokenKey | undefined
+}
+
+const sameKey = (a: TokenKey, b: TokenKey): boolean => a.userId === b.userId && a.contractId === b.contractId
+
+/**
  * Finishes an authorization from its callback (the request URL, its query, or the parameters).
- * Refuses a callback whose state is missing, unknown, expired or already used, and a refusal
- * (`success=false`), each with a `CallbackError`; the pending entry is consumed by the first
- * callback that names it, so a replay changes nothing. Then exchanges the code with the kept
+ * Refuses a callback whose state is missing, unknown, expired or already used, one started for
+ * another key than `expectedKey`, and a refusal (`success=false`, with digi.me's `errorCode` even
+ * when the state is missing), each with a `CallbackError`; the pending entry is consumed by the
+ * first callback that names it, so a replay changes nothing. Then exchanges the code with the kept
  * verifier and stores the token under the pending entry's key.
+ *
+ * The state proves only that the callback answers an authorization this application started, not
+ * who consented: an onboarding URL forwarded to someone else comes back with a valid state. Bind
+ * the authorization to the browser that started it (keep the key in its session, or in a cookie
+ * set with the redirect) and pass that key as `expectedKey`.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const completeAuthorization = (
-  callback: CallbackQuery
+  callback: CallbackQuery,
+  options?: CompleteOptions
 ): Effect.Effect<
   Completed,
   CallbackError | InvalidOptions | TokenCallError | TokenStoreError,
@@ -202,7 +230,7 @@ export const completeAuthorization = (
   Effect.gen(function*() {
     const params = toSearchParams(callback)
     const state = params.get("state")
-    if (state === null || state === "") return yield* new CallbackError({ reason: "MissingState" })
+    if (state === null || state === "") return yield* missingState(params)
     const pendingAuthorizations = yield* PendingAuthorizations
     const consumed = yield* pendingAuthorizations.consume(state, yield* DateTime.now)
     switch (consumed._tag) {
@@ -214,6 +242,10 @@ export const completeAuthorization = (
         return yield* new CallbackError({ reason: "ReusedState" })
     }
     const { pending } = consumed
+    const expectedKey = options?.expectedKey
+    if (expectedKey !== undefined && !sameKey(expectedKey, pending.key)) {
+      return yield* new CallbackError({ reason: "UnexpectedKey" })
+    }
     const result = yield* TokenProtocol.parseCallback(params, state)
     const manager = yield* TokenManager
     const token = yield* manager.exchangeCodeForToken({

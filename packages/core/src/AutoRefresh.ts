@@ -8,7 +8,8 @@
  * | access token expires within the lead time, refresh token expired by the Clock | `RefreshTokenExpired`, no request sent |
  * | access token expires within the lead time | refresh, store, then run with the new token |
  * | the effect fails with `AccessTokenRejected` | retry with a newer stored token, or refresh and retry once |
- * | rejected again after that | `InvalidAccessToken` |
+ * | rejected again, the new token still valid when the refusal arrived | `InvalidAccessToken` |
+ * | rejected again, the new token expired by then (a call slower than a token lives) | renew and retry, up to 3 tokens, then `RequestError` (`Timeout`) |
  * | digi.me says the refresh token expired | `RefreshTokenExpired` |
  * | digi.me says the refresh token is invalid | `ReauthRequired` (`RefreshTokenInvalid`) |
  * | another process is refreshing the token | its access token while valid, else wait for that refresh |
@@ -24,7 +25,7 @@ import * as Effect from "effect/Effect"
 import * as Authorization from "./Authorization.js"
 import type { Credentials, PullOptions } from "./DataProtocol.js"
 import type { DigimeClient, TokenCallError } from "./DigimeClient.js"
-import { InvalidAccessToken } from "./DigimeError.js"
+import { InvalidAccessToken, RequestError } from "./DigimeError.js"
 import type { AccessTokenRejected, ReauthRequired, RefreshTokenExpired, TokenStoreError } from "./DigimeError.js"
 import type { PendingAuthorizations } from "./PendingAuthorizations.js"
 import * as TokenKey from "./TokenKey.js"
@@ -67,43 +68,61 @@ interface Call<A, E, R> {
   readonly use: Use<A, E, R>
 }
 
-// One run of `use` with the token `versioned`. `renewed`: the token was just refreshed for this
-// call; `expiredInFlight`: it was renewed again because it expired while a call was in flight.
+// How many access tokens in a row may expire while the call is in flight before it gives up.
+const maxOutlived = 3
+
+// One run of `use` with the token `versioned`. `renewed`: the token was just renewed for this
+// call; `outlived`: how many tokens in a row expired before digi.me's refusal of them arrived.
 const attempt = <A, E, R>(
   call: Call<A, E, R>,
   versioned: Versioned,
   renewed: boolean,
-  expiredInFlight: boolean
+  outlived: number
 ): Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R> =>
   Effect.catchIf(
     call.use({ key: call.key, contractId: call.key.contractId, accessToken: versioned.token.accessToken.value }),
     isAccessTokenRejected,
-    () => rejected(call, versioned, renewed, expiredInFlight)
+    () => rejected(call, versioned, renewed, outlived)
   ) as Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R>
 
 const rejected = <A, E, R>(
   call: Call<A, E, R>,
   versioned: Versioned,
   renewed: boolean,
-  expiredInFlight: boolean
+  outlived: number
 ): Effect.Effect<A, Exclude<E, AccessTokenRejected> | AutoRefreshError, R> => {
   const { key, manager } = call
-  const renew = (expired: boolean) =>
-    Effect.flatMap(manager.renew(key, versioned.version), (fresh) => attempt(call, fresh, true, expired))
+  const renew = (outlivedNow: number) =>
+    Effect.flatMap(manager.renew(key, versioned.version), (fresh) => attempt(call, fresh, true, outlivedNow))
   return Effect.gen(function*() {
     if (!renewed) {
       yield* Effect.logDebug("The access token was rejected: re-reading the store")
-      return yield* renew(false)
+      return yield* renew(0)
     }
-    // A token renewed just now and rejected: only a token that expired while the call was in
-    // flight (by the Clock) gets one more renewal; otherwise the grant is gone.
-    if (!expiredInFlight && !manager.usable(versioned, DateTime.toEpochMillis(yield* DateTime.now))) {
-      yield* Effect.logDebug("The renewed access token expired in flight: renewing once more")
-      return yield* renew(true)
+    // A token renewed for this call and refused. digi.me judged it somewhere between the send and
+    // the refusal's arrival (now): if it had expired (or was due) by now, the call outlived it and
+    // the refusal says nothing about the grant. Only a token valid all along was refused for good.
+    if (!manager.usable(versioned, DateTime.toEpochMillis(yield* DateTime.now))) {
+      if (outlived + 1 < maxOutlived) {
+        yield* Effect.logDebug("The renewed access token expired in flight: renewing once more")
+        return yield* renew(outlived + 1)
+      }
+      yield* Effect.logWarning("Each renewed access token expired before digi.me answered the call")
+      return yield* new RequestError({
+        operation: "withAutoRefresh",
+        reason: "Timeout",
+        description:
+          `digi.me refused ${maxOutlived} access tokens in a row, each expired before its refusal arrived: the call takes longer than an access token lives`
+      })
     }
     yield* Effect.logWarning("The access token was rejected right after a refresh")
     return yield* new InvalidAccessToken({ key })
-  }).pipe(Effect.annotateLogs({ "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) }))
+  }).pipe((self) =>
+    Effect.flatMap(
+      TokenKey.tag(key),
+      (tag) => Effect.annotateLogs(self, { "digime.contract_id": key.contractId, "digime.key": tag })
+    )
+  )
 }
 
 const run = <A, E, R>(key: TokenKey.TokenKey, use: Use<A, E, R>): Wrapped<A, E, R> =>
@@ -113,8 +132,8 @@ const run = <A, E, R>(key: TokenKey.TokenKey, use: Use<A, E, R>): Wrapped<A, E, 
       const call: Call<A, E, R> = { manager, key, use }
       const hit = manager.cached(key, clock.unsafeCurrentTimeMillis())
       return hit !== undefined
-        ? attempt(call, hit, false, false)
-        : Effect.flatMap(manager.current(key), (found) => attempt(call, found.versioned, found.renewed, false))
+        ? attempt(call, hit, false, 0)
+        : Effect.flatMap(manager.current(key), (found) => attempt(call, found.versioned, found.renewed, 0))
     }))
 
 /**

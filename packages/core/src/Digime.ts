@@ -1,6 +1,7 @@
 /**
  * The library as one layer: `DigimeConfig`, the `DigimeClient` (with its `KeySet`) and the
- * `TokenManager`, built from options or from `Config`. What stays yours to provide: the
+ * `TokenManager`, built from options or from `Config`, with the `TokenKey.KeyTagger` of the
+ * configured `keyTagSecret`. What stays yours to provide: the
  * platform's `Signer` and `HttpClient` (on Node, `NodeDigime.layer` from `@digime-effect/node`
  * provides both) and the `TokenStore` of your choice. `Authorization` also needs a
  * `PendingAuthorizations` store.
@@ -19,11 +20,15 @@
 import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as DigimeClient from "./DigimeClient.js"
 import * as DigimeConfig from "./DigimeConfig.js"
 import type { InvalidConfig, InvalidContractKey } from "./DigimeError.js"
 import type { Signer } from "./Signer.js"
+import * as TokenKey from "./TokenKey.js"
 import * as TokenManager from "./TokenManager.js"
 import type { TokenStore } from "./TokenStore.js"
 
@@ -52,7 +57,20 @@ export type Requirements = Signer | HttpClient.HttpClient | TokenStore
 export const layerWithConfig = <E, R>(
   config: Layer.Layer<DigimeConfig.DigimeConfig, E, R>
 ): Layer.Layer<Services, E | InvalidContractKey, R | Requirements> =>
-  TokenManager.layer.pipe(Layer.provideMerge(DigimeClient.layer), Layer.provideMerge(config))
+  TokenManager.layer.pipe(
+    Layer.provideMerge(DigimeClient.layer),
+    Layer.provideMerge(keyTagger),
+    Layer.provideMerge(config)
+  )
+
+// The configured `keyTagSecret`, for the library's own logs and spans and for the application's.
+const keyTagger = Layer.unwrapEffect(
+  Effect.map(DigimeConfig.DigimeConfig, (config) =>
+    Option.match(config.keyTagger, {
+      onNone: () => Layer.empty,
+      onSome: (tagger) => Layer.succeedContext(Context.make(TokenKey.KeyTagger, tagger))
+    }))
+)
 
 /**
  * @since 0.1.0

@@ -22,13 +22,12 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as DataProtocol from "./DataProtocol.js"
 import { DigimeConfig } from "./DigimeConfig.js"
+import { RequestError, ResponseError } from "./DigimeError.js"
 import type {
   AccessTokenRejected,
   ApiError,
   InvalidContractKey,
   InvalidOptions,
-  RequestError,
-  ResponseError,
   UnknownContract,
   VerificationError
 } from "./DigimeError.js"
@@ -36,7 +35,9 @@ import type { Request } from "./DigimeRequest.js"
 import * as Calls from "./internal/calls.js"
 import { base64url, randomAlphanumeric, randomBytes, sha256 } from "./internal/encoding.js"
 import {
+  buffered,
   fromHttpClientError,
+  harden,
   isTransientRequestError,
   retrySchedule,
   timeout,
@@ -220,9 +221,49 @@ export const make: Effect.Effect<
   const signer = yield* Signer
   yield* Effect.forEach(config.contracts.values(), signer.prepare, { discard: true })
   const keySet = yield* KeySet.KeySet
-  const httpClient = (yield* HttpClient.HttpClient).pipe(
+  const httpClient = harden(yield* HttpClient.HttpClient).pipe(
     HttpClient.mapRequest(flow(HttpClientRequest.prependUrl(config.baseUrl), HttpClientRequest.acceptJson))
   )
+  const serverAddress = new URL(config.baseUrl).host
+
+  // The exchange, its body read (within `maxResponseBytes`), in a span of ours: the platform's
+  // would hold the request's headers, and so the client assertion with every secret it carries.
+  const send = (request: Request, assertion: Redacted.Redacted<string>) =>
+    httpClient.execute(HttpClientRequest.bearerToken(request.request, assertion)).pipe(
+      Effect.mapError((error) => fromHttpClientError(request.operation, error)),
+      Effect.flatMap((response) =>
+        buffered(response, config.maxResponseBytes).pipe(
+          Effect.catchTags({
+            BodyTooLarge: ({ limit }) =>
+              Effect.fail(
+                new ResponseError({
+                  operation: request.operation,
+                  status: response.status,
+                  description: `the answer is longer than ${limit} bytes`
+                })
+              ),
+            BodyUnreadable: ({ description }) =>
+              Effect.fail(
+                new RequestError({
+                  operation: request.operation,
+                  reason: "Transport",
+                  description: `the answer could not be read (${description})`
+                })
+              )
+          })
+        )
+      ),
+      Effect.tap((response) => Effect.annotateCurrentSpan("http.response.status_code", response.status)),
+      Effect.withSpan("DigimeClient.send", {
+        kind: "client",
+        attributes: {
+          "digime.operation": request.operation,
+          "digime.contract_id": request.contractId,
+          "http.request.method": request.request.method,
+          "server.address": serverAddress
+        }
+      })
+    )
 
   // One signed attempt, its body read within the time limit: a new nonce and timestamp each time.
   const attempt = (request: Request) =>
@@ -236,12 +277,7 @@ export const make: Effect.Effect<
             ...request.claims
           })
         ),
-        Effect.flatMap((assertion) =>
-          httpClient.execute(HttpClientRequest.bearerToken(request.request, assertion)).pipe(
-            Effect.tap((response) => response.text),
-            Effect.mapError((error) => fromHttpClientError(request.operation, error))
-          )
-        ),
+        Effect.flatMap((assertion) => send(request, assertion)),
         timeout(request.operation, config.requestTimeout)
       ))
 

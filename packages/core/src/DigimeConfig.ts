@@ -15,6 +15,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type { Contract } from "./Contract.js"
 import { InvalidConfig, UnknownContract } from "./DigimeError.js"
+import * as TokenKey from "./TokenKey.js"
 
 /**
  * @since 0.1.0
@@ -27,6 +28,16 @@ export const defaultBaseUrl = "https://api.digi.me/v1.7/"
  * @category models
  */
 export const defaultOnboardUrl = "https://api.digi.me/apps/saas/"
+
+/**
+ * The default of `Options.tokenCacheCapacity`: tokens read within `tokenCacheTtl` by 10,000
+ * different users at most (about 330 new users a second with the default 30 seconds), about
+ * 7 MB of memory. Beyond that, a call costs one store read.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const defaultTokenCacheCapacity = 10_000
 
 /**
  * The identity sent as `agent.sdk` in request bodies. digi.me answers `SDKInvalid` or
@@ -71,11 +82,38 @@ export interface Options {
    */
   readonly tokenCacheTtl?: Duration.DurationInput | undefined
   /**
+   * How many tokens this process keeps in memory at most; default 10,000 (a few megabytes), `0`
+   * to read the store on every call. When it is full, the token read longest ago makes room.
+   */
+  readonly tokenCacheCapacity?: number | undefined
+  /**
    * Sent as `agent.sdk` in request bodies; default `{ name: "nodejs", version: "16.1.5" }`, the
    * identity of digi.me's own Node SDK. digi.me answers `SDKInvalid` or `SDKVersionInvalid` for
    * an identity it does not recognise or no longer supports, so change it only if digi.me asks.
    */
   readonly sdkAgent?: SdkAgent | undefined
+  /**
+   * The secret that keys `digime.key`, the pseudonym of a user in logs and spans (`TokenKey.tag`);
+   * at least 16 bytes. Default: a random secret per process, so tags of different processes (and
+   * restarts) differ. Set the same secret everywhere to correlate them.
+   */
+  readonly keyTagSecret?: Redacted.Redacted<string> | undefined
+  /**
+   * How long a downloaded key set is trusted before it is downloaded again; default 1 hour. A key
+   * withdrawn from digi.me's key set stops verifying within this time.
+   */
+  readonly keySetMaxAge?: Duration.DurationInput | undefined
+  /**
+   * How far the clocks of digi.me and this process may disagree when a token's `nbf`, `iat` and
+   * `exp` are checked; default 60 seconds.
+   */
+  readonly clockTolerance?: Duration.DurationInput | undefined
+  /**
+   * The largest body read from a digi.me answer, in bytes; default 1 MiB. A longer answer fails
+   * with `ResponseError` (`TooLarge`) without being read further. Key sets have their own, smaller
+   * limit (`KeySet.maxBytes`).
+   */
+  readonly maxResponseBytes?: number | undefined
 }
 
 /**
@@ -100,8 +138,14 @@ export interface Service {
    */
   readonly refreshLeaseTime: Duration.Duration
   readonly tokenCacheTtl: Duration.Duration
+  readonly tokenCacheCapacity: number
   readonly jwksOrigins: ReadonlySet<string>
   readonly sdkAgent: SdkAgent
+  /** The tagger keyed with `keyTagSecret`, when one is configured. */
+  readonly keyTagger: Option.Option<TokenKey.Tagger>
+  readonly keySetMaxAge: Duration.Duration
+  readonly clockTolerance: Duration.Duration
+  readonly maxResponseBytes: number
   readonly contracts: ReadonlyMap<string, Contract>
   /** The contract with this id, or `UnknownContract`. */
   readonly contract: (contractId: string) => Effect.Effect<Contract, UnknownContract>
@@ -178,6 +222,10 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
     const refreshLeadTime = yield* positiveDuration("refreshLeadTime", options.refreshLeadTime, Duration.seconds(60))
     const requestTimeout = yield* positiveDuration("requestTimeout", options.requestTimeout, Duration.seconds(30))
     const tokenCacheTtl = yield* positiveDuration("tokenCacheTtl", options.tokenCacheTtl, Duration.seconds(30))
+    const tokenCacheCapacity = options.tokenCacheCapacity ?? defaultTokenCacheCapacity
+    if (!Number.isSafeInteger(tokenCacheCapacity) || tokenCacheCapacity < 0) {
+      return yield* new InvalidConfig({ field: "tokenCacheCapacity", reason: "must be a non-negative integer" })
+    }
     const refreshLeaseTime = yield* positiveDuration(
       "refreshLeaseTime",
       options.refreshLeaseTime,
@@ -220,6 +268,15 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
     if (sdkAgent.name.trim() === "" || sdkAgent.version.trim() === "") {
       return yield* new InvalidConfig({ field: "sdkAgent", reason: "needs a name and a version" })
     }
+    const keyTagger = options.keyTagSecret === undefined
+      ? Option.none()
+      : Option.some(yield* TokenKey.makeTagger(options.keyTagSecret))
+    const keySetMaxAge = yield* positiveDuration("keySetMaxAge", options.keySetMaxAge, Duration.hours(1))
+    const clockTolerance = yield* positiveDuration("clockTolerance", options.clockTolerance, Duration.seconds(60))
+    const maxResponseBytes = options.maxResponseBytes ?? 1024 * 1024
+    if (!Number.isSafeInteger(maxResponseBytes) || maxResponseBytes <= 0) {
+      return yield* new InvalidConfig({ field: "maxResponseBytes", reason: "must be a positive integer" })
+    }
     return {
       applicationId,
       baseUrl: withSlash(baseUrl.href),
@@ -228,8 +285,13 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
       requestTimeout,
       refreshLeaseTime,
       tokenCacheTtl,
+      tokenCacheCapacity,
       jwksOrigins,
       sdkAgent,
+      keyTagger,
+      keySetMaxAge,
+      clockTolerance,
+      maxResponseBytes,
       contracts,
       contract: (contractId) => {
         const contract = contracts.get(contractId)
@@ -258,8 +320,8 @@ export const layerConfig = (
  * Options read from the environment: `DIGIME_APPLICATION_ID`, one contract from
  * `DIGIME_CONTRACT_ID` and `DIGIME_PRIVATE_KEY`, and optionally `DIGIME_BASE_URL`,
  * `DIGIME_ONBOARD_URL`, `DIGIME_REFRESH_LEAD_TIME`, `DIGIME_REQUEST_TIMEOUT`,
- * `DIGIME_TOKEN_CACHE_TTL` (durations such as `"60 seconds"`) and `DIGIME_JWKS_ORIGINS` (comma
- * separated).
+ * `DIGIME_TOKEN_CACHE_TTL` (durations such as `"60 seconds"`), `DIGIME_TOKEN_CACHE_CAPACITY`,
+ * `DIGIME_JWKS_ORIGINS` (comma separated) and `DIGIME_KEY_TAG_SECRET`.
  *
  * @example
  * import { DigimeConfig } from "@digime-effect/core"
@@ -282,8 +344,13 @@ export const fromEnv: Config.Config<Options> = Config.all({
   refreshLeadTime: Config.duration("DIGIME_REFRESH_LEAD_TIME").pipe(Config.option, Config.map(Option.getOrUndefined)),
   requestTimeout: Config.duration("DIGIME_REQUEST_TIMEOUT").pipe(Config.option, Config.map(Option.getOrUndefined)),
   tokenCacheTtl: Config.duration("DIGIME_TOKEN_CACHE_TTL").pipe(Config.option, Config.map(Option.getOrUndefined)),
+  tokenCacheCapacity: Config.integer("DIGIME_TOKEN_CACHE_CAPACITY").pipe(
+    Config.option,
+    Config.map(Option.getOrUndefined)
+  ),
   jwksOrigins: Config.array(Config.string(), "DIGIME_JWKS_ORIGINS").pipe(
     Config.option,
     Config.map(Option.getOrUndefined)
-  )
+  ),
+  keyTagSecret: Config.redacted("DIGIME_KEY_TAG_SECRET").pipe(Config.option, Config.map(Option.getOrUndefined))
 })

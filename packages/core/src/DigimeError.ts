@@ -23,7 +23,25 @@ export type TypeId = typeof TypeId
 
 const Key = TokenKey
 
-const describeKey = (key: TokenKey): string => `user ${key.userId} of contract ${key.contractId}`
+// A message names the contract of a key, never its user: the key itself is in the error's fields.
+const describeKey = (key: TokenKey): string => `a user of contract ${printable(key.contractId)}`
+
+// Controls (C0, DEL, C1), line and paragraph separators, bidirectional overrides and lone
+// surrogates: what could forge a log line or hide text, in what digi.me or a token sent.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const unprintable = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\p{Cs}]/gu
+
+/**
+ * `text` as it may appear in a message: every control character escaped as `\uXXXX`, and cut
+ * after 500 characters. Messages interpolate through it every string that comes from outside.
+ *
+ * @since 0.2.0
+ * @category utils
+ */
+export const printable = (text: string): string => {
+  const escaped = text.replace(unprintable, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
+  return escaped.length > 500 ? `${escaped.slice(0, 500)}…` : escaped
+}
 
 /**
  * The configuration given to a layer is unusable (empty application id, malformed URL, ...).
@@ -39,7 +57,7 @@ export class InvalidConfig extends Schema.TaggedError<InvalidConfig>("@digime-ef
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
-    return `Invalid digi.me configuration: ${this.field} ${this.reason}`
+    return `Invalid digi.me configuration: ${printable(this.field)} ${printable(this.reason)}`
   }
 }
 
@@ -57,7 +75,7 @@ export class InvalidOptions extends Schema.TaggedError<InvalidOptions>("@digime-
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
-    return `Invalid options for ${this.operation}: ${this.field} ${this.reason}`
+    return `Invalid options for ${printable(this.operation)}: ${printable(this.field)} ${printable(this.reason)}`
   }
 }
 
@@ -74,7 +92,7 @@ export class UnknownContract extends Schema.TaggedError<UnknownContract>("@digim
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
-    return `No contract ${this.contractId} is configured`
+    return `No contract ${printable(this.contractId)} is configured`
   }
 }
 
@@ -101,7 +119,7 @@ export class InvalidContractKey
       : this.reason === "TooShort"
       ? "is shorter than 2048 bits"
       : "could not produce a signature"
-    return `The private key of contract ${this.contractId} ${what}`
+    return `The private key of contract ${printable(this.contractId)} ${what}`
   }
 }
 
@@ -124,7 +142,7 @@ export class RequestError extends Schema.TaggedError<RequestError>("@digime-effe
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
-    return `${this.operation} failed (${this.reason}): ${this.description}`
+    return `${printable(this.operation)} failed (${printable(this.reason)}): ${printable(this.description)}`
   }
 }
 
@@ -145,8 +163,10 @@ export class ApiError extends Schema.TaggedError<ApiError>("@digime-effect/core/
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
-    const reference = this.reference === undefined ? "" : ` [reference ${this.reference}]`
-    return `digi.me rejected ${this.operation} with ${this.status} ${this.code}: ${this.description}${reference}`
+    const reference = this.reference === undefined ? "" : ` [reference ${printable(this.reference)}]`
+    return `digi.me rejected ${printable(this.operation)} with ${this.status} ${printable(this.code)}: ${
+      printable(this.description)
+    }${reference}`
   }
 }
 
@@ -164,7 +184,7 @@ export class ResponseError extends Schema.TaggedError<ResponseError>("@digime-ef
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
-    return `Unexpected answer to ${this.operation} (HTTP ${this.status}): ${this.description}`
+    return `Unexpected answer to ${printable(this.operation)} (HTTP ${this.status}): ${printable(this.description)}`
   }
 }
 
@@ -194,7 +214,9 @@ export class VerificationError extends Schema.TaggedError<VerificationError>("@d
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
-    return `The token in the answer to ${this.operation} failed verification (${this.reason}): ${this.description}`
+    return `The token in the answer to ${printable(this.operation)} failed verification (${printable(this.reason)}): ${
+      printable(this.description)
+    }`
   }
 }
 
@@ -215,7 +237,9 @@ export class KeySetError extends Schema.TaggedError<KeySetError>("@digime-effect
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
-    return `The key set at ${this.url} is unavailable (${this.reason}): ${this.description}`
+    return `The key set at ${printable(this.url)} is unavailable (${printable(this.reason)}): ${
+      printable(this.description)
+    }`
   }
 }
 
@@ -238,8 +262,10 @@ export class AccessTokenRejected
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
-    const detail = `${this.status} ${this.code}`
-    return `digi.me rejected the access token of contract ${this.contractId} for ${this.operation} (${detail})`
+    const detail = `${this.status} ${printable(this.code)}`
+    return `digi.me rejected the access token of contract ${printable(this.contractId)} for ${
+      printable(this.operation)
+    } (${detail})`
   }
 }
 
@@ -329,7 +355,7 @@ export class TokenStoreError extends Schema.TaggedError<TokenStoreError>("@digim
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     const of = this.key === undefined ? "" : ` for ${describeKey(this.key)}`
-    return `Token store ${this.operation} failed${of}: ${this.description}`
+    return `Token store ${printable(this.operation)} failed${of}: ${printable(this.description)}`
   }
 }
 
@@ -352,7 +378,8 @@ export class CallbackError extends Schema.TaggedError<CallbackError>("@digime-ef
       "Malformed",
       "UnknownState",
       "ExpiredState",
-      "ReusedState"
+      "ReusedState",
+      "UnexpectedKey"
     ),
     errorCode: Schema.optional(Schema.String)
   }
@@ -368,7 +395,9 @@ export class CallbackError extends Schema.TaggedError<CallbackError>("@digime-ef
       case "MissingCode":
         return "The callback reports success but has no code"
       case "Denied":
-        return `digi.me reported a failed authorization (errorCode ${this.errorCode ?? "absent"})`
+        return `digi.me reported a failed authorization (errorCode ${
+          this.errorCode === undefined ? "absent" : printable(this.errorCode)
+        })`
       case "Malformed":
         return "The callback query is not a digi.me answer"
       case "UnknownState":
@@ -377,6 +406,8 @@ export class CallbackError extends Schema.TaggedError<CallbackError>("@digime-ef
         return "The authorization of this callback has expired: start again"
       case "ReusedState":
         return "The authorization of this callback was already completed (a replayed callback)"
+      case "UnexpectedKey":
+        return "The callback completes an authorization started for another user: nothing was stored"
     }
   }
 }

@@ -23,7 +23,7 @@ export const refreshes: Metric.Metric.Counter<number> = Metric.counter("digime_r
 })
 
 /**
- * How long a refresh takes, from taking the key's lock to the stored result.
+ * How long a refresh takes, from the decision to refresh (in this process) to the stored result.
  *
  * @since 0.1.0
  * @category models

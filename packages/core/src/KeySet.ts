@@ -3,9 +3,10 @@
  *
  * Every token digi.me signs names its key set (`jku`) and its key (`kid`). Unlike a client that
  * downloads whatever `jku` a token names, `KeySet` fetches only from the origins on the
- * allow-list (`DigimeConfig.jwksOrigins`), refuses redirects and bodies over a size limit, keeps
- * the keys it has imported by `jku` and `kid`, and downloads a key set again at most once when a
- * token names a `kid` it does not know (key rotation).
+ * allow-list (`DigimeConfig.jwksOrigins`), refuses redirects (also under `FetchHttpClient`, which
+ * would follow them) and bodies over a size limit, keeps the keys it has imported by `jku` and
+ * `kid` for at most `DigimeConfig.keySetMaxAge` (a withdrawn key stops verifying), and downloads a
+ * key set again at most once when a token names a `kid` it does not know (key rotation).
  *
  * The download is a request builder and a response processor (`jwksRequest`,
  * `processJwksResponse`), so the processor can be tested without HTTP.
@@ -17,21 +18,21 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import * as Stream from "effect/Stream"
 import { DigimeConfig } from "./DigimeConfig.js"
 import { KeySetError, VerificationError } from "./DigimeError.js"
 import * as DigimeMetrics from "./DigimeMetrics.js"
-import { concat, publicPemToSpki } from "./internal/der.js"
+import { publicPemToSpki } from "./internal/der.js"
 import { decodeUtf8 } from "./internal/encoding.js"
 import { readHeader, verifySignature } from "./internal/jwt.js"
 import { Jwks, JwksKey } from "./internal/protocol.js"
-import { retrySchedule, timeout, transientStatuses } from "./internal/transport.js"
+import { harden, readCapped, retrySchedule, timeout, transientStatuses } from "./internal/transport.js"
 
 /**
  * The keys of one key set that could be imported, by `kid`.
@@ -48,7 +49,8 @@ export type Keys = ReadonlyMap<string, CryptoKey>
 export interface Service {
   /**
    * Verifies a token digi.me signed and returns its payload: `PS512` only, a `jku` on the
-   * allow-list, the key found by `kid`, the signature, and `exp`/`nbf` against the `Clock`.
+   * allow-list, the key found by `kid`, the signature, and `exp`/`nbf` against the `Clock` with
+   * `DigimeConfig.clockTolerance`.
    * Failures are counted in `DigimeMetrics.verificationFailures`.
    */
   readonly verify: (
@@ -80,27 +82,16 @@ export const maxBytes = 64 * 1024
 export const jwksRequest = (url: string): HttpClientRequest.HttpClientRequest =>
   HttpClientRequest.get(url).pipe(HttpClientRequest.acceptJson)
 
-const readCapped = (url: string, response: HttpClientResponse.HttpClientResponse) =>
-  Effect.suspend(() => {
-    const declared = Number(response.headers["content-length"])
-    if (Number.isFinite(declared) && declared > maxBytes) {
-      return Effect.fail(new KeySetError({ url, reason: "TooLarge", description: `${declared} bytes announced` }))
-    }
-    const chunks: Array<Uint8Array> = []
-    let size = 0
-    return response.stream.pipe(
-      Stream.mapError(() => new KeySetError({ url, reason: "Transport", description: "the body could not be read" })),
-      Stream.runForEach((chunk) => {
-        size += chunk.length
-        if (size > maxBytes) {
-          return Effect.fail(new KeySetError({ url, reason: "TooLarge", description: `over ${maxBytes} bytes` }))
-        }
-        chunks.push(chunk)
-        return Effect.void
-      }),
-      Effect.map(() => decodeUtf8(concat(...chunks)))
-    )
-  })
+const readText = (url: string, response: HttpClientResponse.HttpClientResponse) =>
+  readCapped(response, maxBytes).pipe(
+    Effect.map(decodeUtf8),
+    Effect.catchTags({
+      BodyTooLarge: () =>
+        Effect.fail(new KeySetError({ url, reason: "TooLarge", description: `over ${maxBytes} bytes` })),
+      BodyUnreadable: () =>
+        Effect.fail(new KeySetError({ url, reason: "Transport", description: "the body could not be read" }))
+    })
+  )
 
 const parseJson = (text: string | undefined): unknown => {
   if (text === undefined) return undefined
@@ -151,7 +142,8 @@ export const processJwksResponse = (
   response: HttpClientResponse.HttpClientResponse
 ): Effect.Effect<Keys, KeySetError> => {
   const url = response.request.url
-  if (response.status >= 300 && response.status < 400) {
+  // 0: the opaque answer of a browser's fetch to a redirect it was told not to follow.
+  if (response.status === 0 || (response.status >= 300 && response.status < 400)) {
     return Effect.fail(
       new KeySetError({ url, reason: "Redirect", status: response.status, description: "redirects are not followed" })
     )
@@ -166,7 +158,7 @@ export const processJwksResponse = (
       })
     )
   }
-  return readCapped(url, response).pipe(
+  return readText(url, response).pipe(
     Effect.flatMap((text) =>
       Either.match(Schema.decodeUnknownEither(Jwks)(parseJson(text)), {
         onLeft: () =>
@@ -201,8 +193,19 @@ const isRetryable = (error: KeySetError): boolean =>
  */
 export const make: Effect.Effect<Service, never, HttpClient.HttpClient | DigimeConfig> = Effect.gen(function*() {
   const config = yield* DigimeConfig
-  const httpClient = yield* HttpClient.HttpClient
-  const cache = new Map<string, Keys>()
+  const httpClient = harden(yield* HttpClient.HttpClient)
+  const maxAge = Duration.toMillis(config.keySetMaxAge)
+  const tolerance = Duration.toSeconds(config.clockTolerance)
+  // Each key set with the time it was downloaded: trusted for `keySetMaxAge`, then downloaded
+  // again, so that a key withdrawn from it stops verifying.
+  const cache = new Map<string, { readonly keys: Keys; readonly at: number }>()
+  const fresh = (jku: string, now: number): Keys | undefined => {
+    const entry = cache.get(jku)
+    if (entry === undefined) return undefined
+    if (now - entry.at < maxAge) return entry.keys
+    cache.delete(jku)
+    return undefined
+  }
   const lock = yield* Effect.makeSemaphore(1)
 
   const download = (url: string): Effect.Effect<Keys, KeySetError> =>
@@ -214,24 +217,30 @@ export const make: Effect.Effect<Service, never, HttpClient.HttpClient | DigimeC
       timeout("jwks", config.requestTimeout),
       Effect.catchTag("RequestError", (error) =>
         Effect.fail(new KeySetError({ url, reason: "Timeout", description: error.description }))),
-      Effect.retry({ schedule: retrySchedule, while: isRetryable })
+      Effect.retry({ schedule: retrySchedule, while: isRetryable }),
+      Effect.withSpan("KeySet.download", { kind: "client", attributes: { "url.full": url } })
     )
 
   // Of concurrent verifications that miss the same kid, one downloads; the others find its keys.
   const keysWith = (operation: string, jku: string, kid: string) =>
-    lock.withPermits(1)(Effect.suspend(() => {
-      const cached = cache.get(jku)
+    lock.withPermits(1)(Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const cached = fresh(jku, now)
       if (cached?.has(kid) === true) return Effect.succeed(cached)
       return download(jku).pipe(
-        Effect.tap((keys) => Effect.sync(() => cache.set(jku, keys))),
+        Effect.tap((keys) => Clock.currentTimeMillis.pipe(Effect.map((at) => cache.set(jku, { keys, at })))),
         Effect.mapError((error) =>
           new VerificationError({ operation, reason: "KeySetUnavailable", description: error.description })
         )
       )
     }))
 
-  const keyFor = (operation: string, jku: string, kid: string): Effect.Effect<CryptoKey, VerificationError> => {
-    const cached = cache.get(jku)?.get(kid)
+  const keyFor = (
+    operation: string,
+    jku: string,
+    kid: string,
+    now: number
+  ): Effect.Effect<CryptoKey, VerificationError> => {
+    const cached = fresh(jku, now)?.get(kid)
     if (cached !== undefined) return Effect.succeed(cached)
     return Effect.flatMap(keysWith(operation, jku, kid), (keys) => {
       const key = keys.get(kid)
@@ -255,10 +264,11 @@ export const make: Effect.Effect<Service, never, HttpClient.HttpClient | DigimeC
               description: `the jku origin ${jku.origin} is not on the allow-list`
             })
           )
-          : Effect.flatMap(
-            keyFor(operation, jku.href, kid),
-            (key) => Effect.flatMap(Clock.currentTimeMillis, (now) => verifySignature(operation, token, key, now))
-          )
+          : Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            Effect.flatMap(
+              keyFor(operation, jku.href, kid, now),
+              (key) => verifySignature(operation, token, key, now, tolerance)
+            ))
     }).pipe(
       Effect.tapError((error) =>
         Metric.increment(Metric.tagged(DigimeMetrics.verificationFailures, "reason", error.reason))

@@ -4,7 +4,11 @@
  * it, and never sends a spent refresh token twice, however many fibers or processes ask.
  *
  * - **Hot path.** A token read from the store (or written to it) is served from this process's
- *   memory for `DigimeConfig.tokenCacheTtl`. Every refresh decision re-reads the store.
+ *   memory for `DigimeConfig.tokenCacheTtl`, for at most `DigimeConfig.tokenCacheCapacity` keys
+ *   (the token read longest ago makes room); older copies leave memory. Every refresh decision
+ *   re-reads the store.
+ * - **Deleting.** `delete` removes the token from the store and from this process's memory at
+ *   once; nothing read before it is cached after it.
  * - **Leases.** Before a refresh is sent, its lease is committed in the store (who, which version,
  *   until when: `DigimeConfig.refreshLeaseTime`). Every process honours a live lease, whether or
  *   not its holder is alive: it serves the stored access token while it is valid, or waits for the
@@ -25,6 +29,7 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -97,6 +102,20 @@ export interface Service {
   readonly renew: (key: TokenKey.TokenKey, rejected: number) => Effect.Effect<Versioned, AutoRefreshError>
   /** Refreshes the stored token now, even ahead of the lead time, under the same rules. */
   readonly refresh: (key: TokenKey.TokenKey) => Effect.Effect<Versioned, AutoRefreshError>
+  /**
+   * Deletes the key's token (the user disconnected): from the store, and from this process's
+   * memory at once, so that the next call for the key fails with `ReauthRequired` (`Missing`)
+   * without waiting for `tokenCacheTtl`. Deleting a key that has no token is not an error.
+   *
+   * A refresh in flight for the key is not interrupted (its refresh token may be spent already),
+   * but it cannot bring the token back: its compare-and-set finds nothing stored, and no copy read
+   * or written before the delete is cached after it. Other processes sharing the store may serve
+   * their own copy for up to their `tokenCacheTtl`, never refresh it, and drop it at once when
+   * they call `delete` for the key too.
+   */
+  readonly delete: (key: TokenKey.TokenKey) => Effect.Effect<void, TokenStoreError>
+  /** How many tokens this process holds in memory now: at most `DigimeConfig.tokenCacheCapacity`. */
+  readonly cacheSize: Effect.Effect<number>
   /** Stores a token obtained by an authorization under the key, replacing what was stored. */
   readonly store: (key: TokenKey.TokenKey, token: UserAccessToken.UserAccessToken) => Effect.Effect<
     Versioned,
@@ -141,14 +160,31 @@ const current = (state: Refresh.State, key: TokenKey.TokenKey): Effect.Effect<Cu
   })
 
 const store = (state: Refresh.State, key: TokenKey.TokenKey, token: UserAccessToken.UserAccessToken) =>
-  state.store.set(key, token).pipe(
-    Effect.retry({ schedule: Refresh.storeRetry }),
-    Effect.flatMap((versioned) => {
-      state.kept.delete(TokenKey.toId(key))
-      state.unverified.delete(TokenKey.toId(key))
-      return Refresh.remember(state, key, versioned)
-    })
+  Effect.suspend(() => {
+    const generation = state.cache.generation()
+    return state.store.set(key, token).pipe(
+      Effect.retry({ schedule: Refresh.storeRetry }),
+      Effect.flatMap((versioned) => {
+        state.kept.delete(TokenKey.toId(key))
+        state.unverified.delete(TokenKey.toId(key))
+        return Refresh.remember(state, key, versioned, generation)
+      })
+    )
+  })
+
+const remove = (state: Refresh.State, key: TokenKey.TokenKey): Effect.Effect<void, TokenStoreError> => {
+  const forget = Effect.sync(() => {
+    state.cache.invalidate(key)
+    state.kept.delete(TokenKey.toId(key))
+    state.unverified.delete(TokenKey.toId(key))
+  })
+  return forget.pipe(
+    Effect.zipRight(Effect.retry(state.store.delete(key), { schedule: Refresh.storeRetry })),
+    // Once more when the store is done: a copy read while the delete ran is not cached either.
+    Effect.ensuring(forget),
+    Refresh.withKey(key, "TokenManager.delete")
   )
+}
 
 const getReauthorizeUrl = (state: Refresh.State, options: Parameters<Service["getReauthorizeUrl"]>[0]) =>
   Effect.gen(function*() {
@@ -160,7 +196,7 @@ const getReauthorizeUrl = (state: Refresh.State, options: Parameters<Service["ge
       contractId: key.contractId,
       accessToken: stored.value.token.accessToken.value
     }).pipe(Effect.catchIf(Refresh.isRefused, () => Effect.fail(new InvalidAccessToken({ key }))))
-  }).pipe(Effect.withSpan("TokenManager.getReauthorizeUrl", { attributes: Refresh.annotations(options.key) }))
+  }).pipe(Refresh.withKey(options.key, "TokenManager.getReauthorizeUrl"))
 
 /**
  * Builds the manager. Refreshes run in fibers of the layer's scope; when it closes, refreshes in
@@ -176,27 +212,60 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
     const flightScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
     const background = yield* Scope.fork(scope, ExecutionStrategy.sequential)
     const sending = yield* Effect.makeSemaphore(Refresh.maxSending)
-    // Refreshes being sent finish (up to their lease) before the flights are interrupted.
+    const closing = { value: false }
+    // Shutdown: no lease is taken any more, refreshes being sent finish (up to their lease), the
+    // flights are interrupted, and what is kept gets one last chance to be stored.
     yield* Effect.addFinalizer(() =>
-      sending.withPermits(Refresh.maxSending)(Effect.void).pipe(
-        Effect.timeoutOption(config.refreshLeaseTime),
-        Effect.zipRight(Scope.close(flightScope, Exit.void))
+      Effect.sync(() => {
+        closing.value = true
+      }).pipe(
+        Effect.zipRight(
+          // Finalizers are uninterruptible: the wait must be interruptible for its time limit to work.
+          Effect.interruptible(sending.withPermits(Refresh.maxSending)(Effect.void)).pipe(
+            Effect.timeoutOption(config.refreshLeaseTime)
+          )
+        ),
+        Effect.zipRight(Scope.close(flightScope, Exit.void)),
+        Effect.zipRight(Effect.suspend(() => Refresh.flushKept(state)))
       )
     )
+    // Open while the token cache holds something.
+    const filled = Effect.unsafeMakeLatch(false)
     const state: Refresh.State = {
       config,
       client: yield* DigimeClient,
       store: yield* TokenStore,
       holder: base64url(randomBytes(12)),
-      cache: TokenCache.make(Duration.toMillis(config.tokenCacheTtl)),
+      cache: TokenCache.make(
+        Duration.toMillis(config.tokenCacheTtl),
+        config.tokenCacheCapacity,
+        () => filled.unsafeOpen()
+      ),
       lead: Duration.toMillis(config.refreshLeadTime),
       lease: Duration.toMillis(config.refreshLeaseTime),
       kept: new Map(),
       unverified: new Map(),
       settling: new Set(),
+      leases: new Map(),
+      closing,
       flights: Refresh.makeSingleFlight(flightScope),
       sending,
       background
+    }
+    if (Duration.toMillis(config.tokenCacheTtl) > 0 && config.tokenCacheCapacity > 0) {
+      // Writes drop the cache's outdated entries; this drops them in an idle process too. It sleeps
+      // only while the cache holds something: a clock that jumps far ahead wakes it once or twice.
+      yield* filled.await.pipe(
+        Effect.zipRight(Effect.sleep(Duration.max(config.tokenCacheTtl, Duration.seconds(1)))),
+        Effect.zipRight(Clock.currentTimeMillis),
+        Effect.map((now) => {
+          state.cache.purge(now)
+          if (state.cache.size() === 0) filled.unsafeClose()
+        }),
+        Effect.forever,
+        Effect.interruptible,
+        Effect.forkIn(background)
+      )
     }
     return {
       cached: (key, now) => {
@@ -215,12 +284,14 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
         }),
       renew: (key, rejected) => Refresh.refresh(state, key, { _tag: "Rejected", version: rejected }),
       refresh: (key) => Refresh.refresh(state, key, { _tag: "Forced" }),
+      delete: (key) => remove(state, key),
+      cacheSize: Effect.sync(() => state.cache.size()),
       store: (key, token) => store(state, key, token),
       exchangeCodeForToken: ({ code, codeVerifier, key }) =>
         state.client.exchangeCodeForToken({ contractId: key.contractId, code, codeVerifier }).pipe(
           // The code is spent: a token that cannot be stored can only be had again by a new consent.
           Effect.tap((token) => store(state, key, token)),
-          Effect.withSpan("TokenManager.exchangeCodeForToken", { attributes: Refresh.annotations(key) })
+          Refresh.withKey(key, "TokenManager.exchangeCodeForToken")
         ),
       getReauthorizeUrl: (options) => getReauthorizeUrl(state, options)
     } satisfies Service

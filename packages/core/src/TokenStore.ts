@@ -87,11 +87,16 @@ export interface Service {
   readonly delete: (key: TokenKey.TokenKey) => Effect.Effect<void, TokenStoreError>
   /**
    * Takes `lease` on version `lease.version` of the key, if that is still the stored version and
-   * no lease was taken on it since it was written (or the last one was released). Atomic: of
-   * several processes, one takes it. Answers whether it did.
+   * no lease was taken on that version since it was written (or the last one was released); a
+   * lease left on an older version (by a writer that does not know leases) does not count.
+   * Atomic: of several processes, one takes it. Answers whether it did.
    */
   readonly acquireLease: (key: TokenKey.TokenKey, lease: Lease) => Effect.Effect<boolean, TokenStoreError>
-  /** Ends the holder's lease on `lease.version` without a new token; another holder's is left. */
+  /**
+   * Ends `lease` without a new token, if it is still the one on the key: same holder, version and
+   * `until`. Another holder's lease is left, and so is an abandoned one (a `Released` never reopens
+   * a version whose refresh token may have been spent).
+   */
   readonly endLease: (key: TokenKey.TokenKey, lease: Lease, end: LeaseEnd) => Effect.Effect<void, TokenStoreError>
 }
 
@@ -129,7 +134,8 @@ export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
     acquireLease: (key, lease) =>
       Effect.sync(() => {
         const found = entries.get(TokenKey.toId(key))
-        if (found === undefined || found.version !== lease.version || found.lease !== undefined) return false
+        if (found === undefined || found.version !== lease.version) return false
+        if (found.lease !== undefined && found.lease.version === found.version) return false
         entries.set(TokenKey.toId(key), { ...found, lease })
         return true
       }),
@@ -137,7 +143,10 @@ export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
       Effect.sync(() => {
         const found = entries.get(TokenKey.toId(key))
         const held = found?.lease
-        if (found === undefined || held?.holder !== lease.holder || held.version !== lease.version) return
+        if (
+          found === undefined || held?.holder !== lease.holder || held.version !== lease.version ||
+          held.until !== lease.until
+        ) return
         entries.set(
           TokenKey.toId(key),
           end === "Released"

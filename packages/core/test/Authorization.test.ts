@@ -149,6 +149,45 @@ describe("Authorization", () => {
       assert.strictEqual(yield* snapshot, "none")
     }).pipe(Effect.provide(stack())))
 
+  it.effect("a forwarded onboarding URL: the callback under another user's session is UnexpectedKey, nothing exchanged or stored", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const victim = TokenKey.make("user-2", key.contractId)
+      // `key` starts Connect and sends the URL to `victim`, whose browser comes back with the callback.
+      const callback = yield* simulator.consent((yield* start(key)).url)
+      const before = (yield* stats).requests.token
+      const error = yield* Effect.flip(Authorization.completeAuthorization(callback, { expectedKey: victim }))
+      assert.strictEqual(error._tag === "CallbackError" && error.reason, "UnexpectedKey")
+      assert.strictEqual((yield* stats).requests.token, before)
+      assert.strictEqual(yield* snapshot, "none")
+      const store = yield* TokenStore.TokenStore
+      assert.isTrue(Option.isNone(yield* store.get(victim)))
+      // The state is spent: the same callback cannot be completed under the right key either.
+      const again = yield* Effect.flip(Authorization.completeAuthorization(callback, { expectedKey: key }))
+      assert.strictEqual(again._tag === "CallbackError" && again.reason, "ReusedState")
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("the callback under the session of the user who started completes with expectedKey", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const callback = yield* simulator.consent((yield* start(key)).url)
+      const completed = yield* Authorization.completeAuthorization(callback, {
+        expectedKey: TokenKey.make(key.userId, key.contractId)
+      })
+      assert.strictEqual(completed.key, key)
+      assert.notStrictEqual(yield* snapshot, "none")
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("a denial without a state is Denied with digi.me's errorCode, and completes nothing", () =>
+    Effect.gen(function*() {
+      yield* start()
+      const error = yield* Effect.flip(Authorization.completeAuthorization("?success=false&errorCode=ConsentDenied"))
+      assert.strictEqual(error._tag === "CallbackError" && error.reason, "Denied")
+      assert.strictEqual(error._tag === "CallbackError" && error.errorCode, "ConsentDenied")
+      assert.strictEqual((yield* stats).requests.token, 0)
+      assert.strictEqual(yield* snapshot, "none")
+    }).pipe(Effect.provide(stack())))
+
   it.effect("a failed exchange leaves the stored token as it was", () =>
     Effect.gen(function*() {
       yield* authorize()

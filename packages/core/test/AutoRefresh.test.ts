@@ -193,7 +193,9 @@ describe("withAutoRefresh", () => {
       assert.strictEqual(error._tag, "InvalidAccessToken")
       assert.strictEqual(attempts.count, 2)
       assert.strictEqual((yield* stats).refreshes, 1)
-      assert.include(error.message, "user-1")
+      assert.strictEqual(error._tag === "InvalidAccessToken" && error.key, key)
+      assert.include(error.message, key.contractId)
+      assert.notInclude(error.message, key.userId)
     }).pipe(Effect.provide(stack())))
 
   it.effect("a token refreshed ahead of expiry and then rejected is InvalidAccessToken, without a second refresh", () =>
@@ -251,7 +253,22 @@ describe("withAutoRefresh", () => {
       assert.strictEqual(error._tag === "ApiError" && error.status, 503)
       assert.strictEqual((yield* stats).requests.token, 2) // exchange + the one refresh attempt
       assert.strictEqual((yield* stored()).version, before.version)
-      // The next call refreshes normally.
+      // digi.me may have rotated before failing: the refresh token is never sent again.
+      const next = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(next._tag === "ReauthRequired" && next.reason, "RefreshOutcomeUnknown")
+      assert.strictEqual((yield* stats).requests.token, 2)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("refresh rate limited (429): that ApiError, stored token unchanged, and the next call refreshes", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const before = yield* stored()
+      yield* simulator.injectFault({ _tag: "Status", endpoint: "token", status: 429 })
+      yield* TestClock.adjust("1 hour")
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(error._tag === "ApiError" && error.status, 429)
+      assert.strictEqual((yield* stored()).version, before.version)
       yield* AutoRefresh.withAutoRefresh(key, readAccounts)
       assert.strictEqual((yield* stats).refreshes, 1)
     }).pipe(Effect.provide(stack())))
@@ -470,6 +487,51 @@ describe("withAutoRefresh: storing the refreshed token", () => {
       assert.strictEqual(attempts, 2)
       assert.strictEqual((yield* stats).refreshes, 2)
     }).pipe(Effect.provide(stack())))
+
+  it.effect("a call slower than every token it gets: 3 tokens, then RequestError (Timeout), never InvalidAccessToken", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      yield* TestClock.adjust("1 hour")
+      let attempts = 0
+      const error = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, (credentials) =>
+        Effect.gen(function*() {
+          attempts++
+          yield* TestClock.adjust("2 hours") // each token has expired before digi.me sees it
+          return yield* readAccounts(credentials)
+        })))
+      assert.strictEqual(error._tag === "RequestError" && error.reason, "Timeout")
+      assert.strictEqual(attempts, 3)
+      assert.strictEqual((yield* stats).refreshes, 3)
+      // The grant is fine: the next call that is fast enough succeeds.
+      assert.isAbove((yield* AutoRefresh.withAutoRefresh(key, readAccounts)).length, 0)
+    }).pipe(Effect.provide(stack())))
+
+  it.effect("250 concurrent calls, many slower than the 3 s tokens: no InvalidAccessToken, the grant is kept", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      // Calls of 0 to 4 s against tokens of 3 s (2 to 3 s once their expiry is cut to whole seconds):
+      // the calls of 1 s outlive some tokens, those of 3 and 4 s outlive every token.
+      const call = (i: number) =>
+        AutoRefresh.withAutoRefresh(
+          key,
+          (credentials) => Effect.sleep(`${(i % 5) * 1000} millis`).pipe(Effect.zipRight(readAccounts(credentials)))
+        )
+      const fiber = yield* Effect.fork(
+        Effect.all(Array.from({ length: 250 }, (_, i) => Effect.either(call(i))), { concurrency: "unbounded" })
+      )
+      const results = yield* joinAdvancing(fiber, "60 seconds", 1200)
+      const failures = results.flatMap((result) => result._tag === "Left" ? [result.left] : [])
+      // Not one call is reported as a lost grant: a failure is a call slower than any token.
+      for (const failure of failures) assert.strictEqual(failure._tag === "RequestError" && failure.reason, "Timeout")
+      const succeeded = (delay: number) => results.filter((result, i) => i % 5 === delay && result._tag === "Right")
+      assert.strictEqual(succeeded(0).length + succeeded(1).length, 100)
+      assert.strictEqual(succeeded(4).length, 0)
+      // The grant is intact: a fast call succeeds, without a new authorization.
+      assert.isAbove((yield* AutoRefresh.withAutoRefresh(key, readAccounts)).length, 0)
+    }).pipe(Effect.provide(stack({
+      simulator: { accessTokenLifetime: "3 seconds" },
+      config: { refreshLeadTime: "200 millis" }
+    }))))
 
   it.effect("a caller interrupted during the refresh does not cancel it: the new token is stored", () =>
     Effect.gen(function*() {

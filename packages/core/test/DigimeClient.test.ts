@@ -3,7 +3,7 @@ import { DigimeSimulator, DigimeTest } from "@digime-effect/core/testing"
 import { HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"
 import type { HttpClientRequest } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Encoding, Fiber, Layer, Redacted, TestClock } from "effect"
+import { Effect, Either, Encoding, Fiber, Layer, Redacted, TestClock, Tracer } from "effect"
 import { applicationId, callbackUrl, contractId, joinAdvancing, key, stack, testContract } from "./fixtures.js"
 
 interface Recorded {
@@ -280,6 +280,75 @@ describe("DigimeClient: errors", () => {
       for (const error of errors) assert.strictEqual(error._tag, "InvalidOptions")
       assert.strictEqual(recorded.length, 0)
     }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("an answer longer than maxResponseBytes is ResponseError: announced, or streamed and read no further", () => {
+    let pulled = 0
+    const replies: Array<() => Response> = [
+      () => new Response("{}", { status: 200, headers: { "content-length": String(4096 + 1) } }),
+      () =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            pull: (controller) => {
+              pulled++
+              controller.enqueue(new Uint8Array(1024).fill(32))
+            }
+          }),
+          { status: 200 }
+        )
+    ]
+    const http = HttpClient.make((request) =>
+      Effect.sync(() => HttpClientResponse.fromWeb(request, replies.shift()?.() ?? new Response(null, { status: 599 })))
+    )
+    const layer = DigimeTest.layerWithHttpClient(http, { applicationId, config: { maxResponseBytes: 4096 } }).pipe(
+      Layer.orDie
+    )
+    return Effect.gen(function*() {
+      const client = yield* DigimeClient.DigimeClient
+      for (let i = 0; i < 2; i++) {
+        const error = yield* Effect.flip(client.deleteUser(credentials))
+        assert.strictEqual(error._tag, "ResponseError")
+        assert.include(error._tag === "ResponseError" ? error.description : "", "longer than 4096 bytes")
+      }
+      assert.isAtMost(pulled, 4096 / 1024 + 2)
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("every request is sent without the platform's HTTP span, in a span of ours without headers", () => {
+    const { layer } = mocked([{ status: 200, body: [] }])
+    const names: Array<string> = []
+    const attributes: Array<string> = []
+    const tracer = Tracer.make({
+      span: (name, parent, context, links, startTime, kind) => {
+        names.push(name)
+        return {
+          _tag: "Span",
+          name,
+          spanId: `${names.length}`,
+          traceId: "trace",
+          parent,
+          context,
+          status: { _tag: "Started", startTime },
+          attributes: new Map(),
+          links,
+          sampled: true,
+          kind,
+          end: () => {},
+          attribute: (attributeName) => void attributes.push(attributeName),
+          event: () => {},
+          addLinks: () => {}
+        }
+      },
+      context: (f) => f()
+    })
+    return Effect.gen(function*() {
+      const client = yield* DigimeClient.DigimeClient
+      yield* client.readAccounts(credentials)
+      assert.include(names, "DigimeClient.send")
+      assert.isFalse(names.some((name) => name.startsWith("http.client")))
+      assert.isFalse(attributes.some((name) => name.startsWith("http.request.header")))
+      assert.includeMembers(attributes, ["digime.operation", "http.request.method", "http.response.status_code"])
+    }).pipe(Effect.provide(layer), Effect.withTracer(tracer))
   })
 
   it.effect("a POST is not repeated on a transient failure", () => {

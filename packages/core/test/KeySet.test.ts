@@ -3,9 +3,9 @@
  * errors) and its processor without HTTP.
  */
 import { DigimeConfig, KeySet } from "@digime-effect/core"
-import { HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
+import { FetchHttpClient, HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Encoding, Layer } from "effect"
+import { Effect, Encoding, Layer, TestClock } from "effect"
 import { joinAdvancing, testContract } from "./fixtures.js"
 
 const jwksUrl = "https://api.digi.me/v1.7/jwks/oauth"
@@ -86,7 +86,11 @@ describe("KeySet.processJwksResponse", () => {
 })
 
 describe("KeySet.make", () => {
-  const layerWith = (reply: (request: HttpClientRequest.HttpClientRequest) => Response, seen: Array<string>) =>
+  const layerWith = (
+    reply: (request: HttpClientRequest.HttpClientRequest) => Response,
+    seen: Array<string>,
+    config: Partial<DigimeConfig.Options> = {}
+  ) =>
     KeySet.layer.pipe(
       Layer.provide(Layer.succeed(
         HttpClient.HttpClient,
@@ -97,7 +101,7 @@ describe("KeySet.make", () => {
           })
         )
       )),
-      Layer.provide(DigimeConfig.layer({ applicationId: "app", contracts: [testContract.contract] })),
+      Layer.provide(DigimeConfig.layer({ applicationId: "app", contracts: [testContract.contract], ...config })),
       Layer.orDie
     )
 
@@ -157,5 +161,131 @@ describe("KeySet.make", () => {
       () => new Response("{}", { status: 200, headers: { "content-length": "999999999" } }),
       seen
     )))
+  })
+})
+
+describe("KeySet: time", () => {
+  const jwksOf = (...kids: Array<string>) => JSON.stringify({ keys: kids.map((kid) => ({ kid, pem: publicPem })) })
+
+  // A token digi.me could have signed with `pair`, its claims relative to the Clock's `now` (s).
+  const signed = (claims: Record<string, number>) =>
+    Effect.promise(async () => {
+      const input = [
+        Encoding.encodeBase64Url(JSON.stringify({ alg: "PS512", typ: "JWT", jku: jwksUrl, kid: "k-1" })),
+        Encoding.encodeBase64Url(JSON.stringify(claims))
+      ].join(".")
+      const signature = await globalThis.crypto.subtle.sign(
+        { name: "RSA-PSS", saltLength: 64 },
+        pair.privateKey,
+        new TextEncoder().encode(input)
+      )
+      return `${input}.${Encoding.encodeBase64Url(new Uint8Array(signature))}`
+    })
+
+  const layerServing = (
+    served: { current: string },
+    seen: Array<string>,
+    config: Partial<DigimeConfig.Options> = {}
+  ) =>
+    KeySet.layer.pipe(
+      Layer.provide(Layer.succeed(
+        HttpClient.HttpClient,
+        HttpClient.make((request) =>
+          Effect.sync(() => {
+            seen.push(request.url)
+            return HttpClientResponse.fromWeb(request, new Response(served.current, { status: 200 }))
+          })
+        )
+      )),
+      Layer.provide(DigimeConfig.layer({ applicationId: "app", contracts: [testContract.contract], ...config })),
+      Layer.orDie
+    )
+
+  it.effect("a key withdrawn from the key set stops verifying once the cached set is keySetMaxAge old", () => {
+    const seen: Array<string> = []
+    const served = { current: jwksOf("k-1") }
+    return Effect.gen(function*() {
+      const keySet = yield* KeySet.KeySet
+      const token = yield* signed({ exp: 10 * 24 * 3600 })
+      yield* keySet.verify("test", token)
+      served.current = jwksOf("k-2") // digi.me withdraws k-1
+      yield* TestClock.adjust("59 minutes")
+      yield* keySet.verify("test", token) // still within the maximum age: from the cache
+      assert.strictEqual(seen.length, 1)
+      yield* TestClock.adjust("1 minute")
+      const error = yield* Effect.flip(keySet.verify("test", token))
+      assert.strictEqual(error.reason, "UnknownKey")
+      assert.strictEqual(seen.length, 2)
+    }).pipe(Effect.provide(layerServing(served, seen)))
+  })
+
+  it.effect("keySetMaxAge is configurable: with 10 minutes, the set is downloaded again after 10 minutes", () => {
+    const seen: Array<string> = []
+    const served = { current: jwksOf("k-1") }
+    return Effect.gen(function*() {
+      const keySet = yield* KeySet.KeySet
+      const token = yield* signed({ exp: 10 * 24 * 3600 })
+      yield* keySet.verify("test", token)
+      yield* TestClock.adjust("10 minutes")
+      yield* keySet.verify("test", token)
+      assert.strictEqual(seen.length, 2)
+    }).pipe(Effect.provide(layerServing(served, seen, { keySetMaxAge: "10 minutes" })))
+  })
+
+  it.effect("exp and nbf are checked with a clock tolerance of 60 seconds by default", () => {
+    const seen: Array<string> = []
+    return Effect.gen(function*() {
+      const keySet = yield* KeySet.KeySet
+      yield* TestClock.setTime(1_000_000_000)
+      const now = 1_000_000
+      // A digi.me clock 30 s ahead or behind: its tokens verify.
+      yield* keySet.verify("test", yield* signed({ nbf: now + 30, iat: now + 30, exp: now + 3600 }))
+      yield* keySet.verify("test", yield* signed({ exp: now - 30 }))
+      // Beyond the tolerance: refused.
+      const expired = yield* Effect.flip(keySet.verify("test", yield* signed({ exp: now - 90 })))
+      assert.strictEqual(expired.reason, "Expired")
+      const early = yield* Effect.flip(keySet.verify("test", yield* signed({ nbf: now + 90, exp: now + 3600 })))
+      assert.strictEqual(early.reason, "InvalidClaims")
+    }).pipe(Effect.provide(layerServing({ current: jwksOf("k-1") }, seen)))
+  })
+
+  it.effect("clockTolerance 0 refuses a token expired a second ago", () => {
+    const seen: Array<string> = []
+    return Effect.gen(function*() {
+      const keySet = yield* KeySet.KeySet
+      yield* TestClock.setTime(1_000_000_000)
+      const error = yield* Effect.flip(keySet.verify("test", yield* signed({ exp: 1_000_000 - 1 })))
+      assert.strictEqual(error.reason, "Expired")
+    }).pipe(Effect.provide(layerServing({ current: jwksOf("k-1") }, seen, { clockTolerance: 0 })))
+  })
+})
+
+describe("KeySet: redirects under FetchHttpClient", () => {
+  it.effect("the key set is fetched with redirect: manual, through the Fetch of the calling fiber", () => {
+    const modes: Array<RequestRedirect | undefined> = []
+    const fetch: typeof globalThis.fetch = (_input, init) => {
+      modes.push(init?.redirect)
+      return Promise.resolve(new Response(null, { status: 302, headers: { location: "https://evil.example/jwks" } }))
+    }
+    return Effect.gen(function*() {
+      const keySet = yield* KeySet.KeySet
+      const error = yield* Effect.flip(keySet.verify(
+        "test",
+        [
+          Encoding.encodeBase64Url(JSON.stringify({ alg: "PS512", jku: jwksUrl, kid: "k-1" })),
+          Encoding.encodeBase64Url("{}"),
+          "c2ln"
+        ].join(".")
+      ))
+      assert.strictEqual(error.reason, "KeySetUnavailable")
+      assert.deepStrictEqual(modes, ["manual"])
+    }).pipe(
+      Effect.provide(KeySet.layer.pipe(
+        Layer.provide(FetchHttpClient.layer),
+        Layer.provide(DigimeConfig.layer({ applicationId: "app", contracts: [testContract.contract] })),
+        Layer.orDie
+      )),
+      Effect.provideService(FetchHttpClient.Fetch, fetch)
+    )
   })
 })

@@ -107,18 +107,34 @@ describe("refresh leases", () => {
       yield* noReplay
     }).pipe(Effect.provide(stack())))
 
-  it.scoped("a refresh refused by digi.me (5xx with its error body) releases the lease: the next call refreshes", () =>
+  it.scoped("a refresh refused with a client error (429) spent nothing: the lease is released, the next call refreshes", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const b = yield* otherProcess()
+      yield* TestClock.adjust("1 hour")
+      yield* simulator.injectFault({ _tag: "Status", endpoint: "token", status: 429 })
+      const refused = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(refused._tag === "ApiError" && refused.status, 429)
+      assert.isUndefined((yield* stored()).lease)
+      assert.isAbove((yield* readAs(b)).length, 0)
+      assert.strictEqual((yield* stats).refreshes, 1)
+      yield* noReplay
+    }).pipe(Effect.provide(stack())))
+
+  it.scoped("a server error (503, even with digi.me's error body) may come after the rotation: the lease is abandoned", () =>
     Effect.gen(function*() {
       yield* authorize()
       const simulator = yield* DigimeSimulator.DigimeSimulator
       const b = yield* otherProcess()
       yield* TestClock.adjust("1 hour")
       yield* simulator.injectFault({ _tag: "Status", endpoint: "token", status: 503 })
-      const refused = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
-      assert.strictEqual(refused._tag === "ApiError" && refused.status, 503)
-      assert.isUndefined((yield* stored()).lease)
-      assert.isAbove((yield* readAs(b)).length, 0)
-      assert.strictEqual((yield* stats).refreshes, 1)
+      const failed = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(failed._tag === "ApiError" && failed.status, 503)
+      assert.strictEqual((yield* stored()).lease?.until, 0)
+      const next = yield* Effect.flip(readAs(b))
+      assert.strictEqual(next._tag === "ReauthRequired" && next.reason, "RefreshOutcomeUnknown")
+      assert.strictEqual((yield* stats).requests.token, 2) // the exchange and the one refresh
       yield* noReplay
     }).pipe(Effect.provide(stack())))
 
@@ -145,7 +161,7 @@ describe("refresh leases", () => {
       yield* noReplay
     }).pipe(Effect.provide(stack())))
 
-  it.scoped("the answer to taking a lease is lost: nothing was sent, so the next call releases it and refreshes", () =>
+  it.scoped("the answer to taking a lease is lost: nothing was sent, so it is released and the next call refreshes", () =>
     Effect.gen(function*() {
       yield* authorize()
       const store = yield* TokenStore.TokenStore
@@ -165,9 +181,11 @@ describe("refresh leases", () => {
       yield* TestClock.adjust("1 hour")
       const error = yield* Effect.flip(readAs(a))
       assert.strictEqual(error._tag, "TokenStoreError")
-      assert.isDefined((yield* stored()).lease)
       assert.strictEqual((yield* stats).requests.token, 1) // nothing sent
       lose = false
+      // Released in the background, known unsent: the next call (of any process) refreshes.
+      yield* TestClock.adjust("1 second")
+      assert.isUndefined((yield* stored()).lease)
       assert.isAbove((yield* readAs(a)).length, 0)
       assert.strictEqual((yield* stats).refreshes, 1)
       yield* noReplay
@@ -232,9 +250,10 @@ describe("refresh leases", () => {
       yield* noReplay
     }).pipe(Effect.provide(stack())))
 
-  it.effect("shutdown at any point of a refresh: the rotated token is stored, never lost", () =>
+  it.effect("shutdown at any point of a refresh: before the lease nothing is sent; after it the rotated token is stored", () =>
     Effect.gen(function*() {
-      for (let run = 0; run < 24; run++) {
+      const outcomes = { sent: 0, unsent: 0 }
+      for (let run = 0; run < 26; run++) {
         yield* Effect.gen(function*() {
           const simulator = yield* DigimeSimulator.DigimeSimulator
           const store = yield* TokenStore.TokenStore
@@ -242,9 +261,14 @@ describe("refresh leases", () => {
           const before = yield* stored()
           yield* TestClock.adjust("1 hour")
           yield* simulator.injectFault({ _tag: "Delay", endpoint: "token", delay: "2 seconds" })
+          // The store's reads take 300 ms: the first runs shut down before the lease is taken.
+          const slow: TokenStore.Service = {
+            ...store,
+            get: (k) => Effect.zipRight(Effect.sleep("300 millis"), store.get(k))
+          }
           // A manager of its own scope: its layer shuts down at `run` steps of 100 ms into the refresh.
           const scope = yield* Scope.make()
-          const manager = yield* Scope.extend(TokenManager.make, scope)
+          const manager = yield* Scope.extend(otherProcess(slow), scope)
           const caller = yield* Effect.fork(Effect.exit(readAs(manager)))
           for (let i = 0; i < run; i++) yield* TestClock.adjust("100 millis")
           const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
@@ -252,15 +276,23 @@ describe("refresh leases", () => {
           yield* Fiber.interrupt(caller)
           const s = yield* simulator.stats
           const after = Option.getOrThrow(yield* store.get(key))
-          if (s.refreshes === 1) {
-            // digi.me rotated: the new token is in the store, its lease ended by the write.
+          if (s.requests.token === 2) {
+            // Sent: digi.me rotated, and the new token is in the store, its lease ended by the write.
+            outcomes.sent++
+            assert.strictEqual(s.refreshes, 1, `run ${run}`)
             assert.isAbove(after.version, before.version, `run ${run}`)
-            assert.isUndefined(after.lease, `run ${run}`)
           } else {
+            // Not sent: no lease taken, the token as it was, refreshable by the next process.
+            outcomes.unsent++
+            assert.strictEqual(s.requests.token, 1, `run ${run}`)
             assert.strictEqual(after.version, before.version, `run ${run}`)
           }
+          assert.isUndefined(after.lease, `run ${run}`)
           assert.strictEqual(s.replays, 0, `run ${run}`)
         }).pipe(Effect.provide(stack()))
       }
+      // Both sides of the lease were reached.
+      assert.isAbove(outcomes.sent, 0)
+      assert.isAbove(outcomes.unsent, 0)
     }))
 })

@@ -66,8 +66,9 @@ describe("the whole lifecycle", () => {
         assert.strictEqual(s.refreshes, 1)
         assert.strictEqual(s.replays, 0)
         assert.strictEqual(s.requests.reference, 1)
-        // The signing keys were fetched once for all of it (5 verified tokens).
-        assert.strictEqual(s.requests.jwks, 1)
+        // The signing keys were fetched once per keySetMaxAge (1 hour) in which tokens were verified:
+        // at the start, after the access token's expiry, and at the reauthorization.
+        assert.strictEqual(s.requests.jwks, 3)
       }).pipe(Effect.provide(stack()))
   )
 

@@ -459,9 +459,11 @@ type Expected =
 const expectedCallback = (get: (name: string) => string | null, expectedState: string): Expected => {
   if (expectedState.trim() === "") return { _tag: "Failure", reason: "InvalidOptions" }
   const state = get("state")
-  if (state === null || state === "") return { _tag: "Failure", reason: "MissingState" }
-  if (state !== expectedState) return { _tag: "Failure", reason: "StateMismatch" }
   const success = get("success")
+  if (state === null || state === "") {
+    return { _tag: "Failure", reason: success === "false" ? "Denied" : "MissingState" }
+  }
+  if (state !== expectedState) return { _tag: "Failure", reason: "StateMismatch" }
   if (success === "false") return { _tag: "Failure", reason: "Denied" }
   if (success !== "true") return { _tag: "Failure", reason: "Malformed" }
   const code = get("code")
@@ -1293,10 +1295,18 @@ describe(`properties (fast-check seed ${seed})`, () => {
       200
     ))
 
+  // Any UTF-16 code units, lone surrogates included (fast-check's strings are well-formed).
+  const codeUnits = fc.string({
+    unit: fc.integer({ min: 0, max: 0xffff }).map((n) => String.fromCharCode(n)),
+    maxLength: 12
+  })
+  const id = fc.oneof(text, codeUnits, fc.constantFrom("\ud800", "a\udfff", "x".repeat(1024), "x".repeat(1025)))
+
   it.effect("TokenKey.decode: any ids end in a key or InvalidOptions naming the bad one; toId is injective", () =>
     check(
-      fc.property(fc.tuple(text, text), fc.tuple(text, text), ([userId, contract], [userId2, contract2]) => {
-        const valid = (s: string) => s !== "" && s.trim() === s
+      fc.property(fc.tuple(id, id), fc.tuple(id, id), ([userId, contract], [userId2, contract2]) => {
+        // Non-empty, unpadded, at most 1024 UTF-16 units, well-formed (no lone surrogate).
+        const valid = (s: string) => s !== "" && s.trim() === s && s.length <= 1024 && !/\p{Cs}/u.test(s)
         const outcome = outcomeOf(Effect.runSyncExit(TokenKey.decode(userId, contract)), ["InvalidOptions"])
         if (valid(userId) && valid(contract)) {
           assert.strictEqual(outcome._tag, "Success")

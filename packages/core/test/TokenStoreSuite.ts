@@ -188,6 +188,21 @@ export const suite = <E>(name: string, layer: Layer.Layer<TokenStore.TokenStore,
         assert.isTrue(sameToken(read.token, token("a1", "r1")))
       })))
 
+    it.effect("endLease ends only the very lease: another until is another lease, and Released never reopens an abandoned one", () =>
+      run(Effect.gen(function*() {
+        const store = yield* TokenStore.TokenStore
+        const key = fresh()
+        const v1 = yield* store.set(key, token("a1", "r1"))
+        const lease = leaseOf("p1", v1.version, 1_900_000_000_000)
+        assert.isTrue(yield* store.acquireLease(key, lease))
+        yield* store.endLease(key, { ...lease, until: lease.until + 1 }, "Released")
+        assert.deepStrictEqual(Option.getOrThrow(yield* store.get(key)).lease, lease)
+        yield* store.endLease(key, lease, "Abandoned")
+        yield* store.endLease(key, lease, "Released")
+        assert.deepStrictEqual(Option.getOrThrow(yield* store.get(key)).lease, { ...lease, until: 0 })
+        assert.isFalse(yield* store.acquireLease(key, leaseOf("p2", v1.version)))
+      })))
+
     it.effect("leases of different keys are independent", () =>
       run(Effect.gen(function*() {
         const store = yield* TokenStore.TokenStore

@@ -77,7 +77,7 @@ describe("verification of the tokens digi.me signs", () => {
       assert.strictEqual(error._tag, "VerificationError")
     }).pipe(Effect.provide(stack())))
 
-  it.effect("keys are cached: one JWKS download for many verified tokens", () =>
+  it.effect("keys are cached (within keySetMaxAge): one JWKS download for many verified tokens", () =>
     Effect.gen(function*() {
       yield* authorize()
       const client = yield* DigimeClient.DigimeClient
@@ -88,7 +88,7 @@ describe("verification of the tokens digi.me signs", () => {
       const s = yield* stats
       assert.strictEqual(s.refreshes, 3)
       assert.strictEqual(s.requests.jwks, 1)
-    }).pipe(Effect.provide(stack())))
+    }).pipe(Effect.provide(stack({ config: { keySetMaxAge: "1 day" } }))))
 
   it.effect("key rotation: an unknown kid makes the client fetch the key set again, once", () =>
     Effect.gen(function*() {
@@ -103,7 +103,7 @@ describe("verification of the tokens digi.me signs", () => {
       const s = yield* stats
       assert.strictEqual(s.refreshes, 2)
       assert.strictEqual(s.requests.jwks, 2)
-    }).pipe(Effect.provide(stack())))
+    }).pipe(Effect.provide(stack({ config: { keySetMaxAge: "1 day" } }))))
 
   it.effect("a key set that cannot be fetched: VerificationError (KeySetUnavailable)", () =>
     Effect.gen(function*() {

@@ -2,14 +2,15 @@
  * End to end in a real browser: headless Chromium (Debian's, driven by playwright-core) against the
  * example backend and the simulated digi.me over real HTTP. Connect, approve on the consent page,
  * see the accounts; wait out the access token and see a silent refresh; wait out the refresh token
- * and see the reconnect path work. A screenshot of each step goes to test-artifacts/.
+ * and see the reconnect path work. Then a consent link forwarded to other browsers (one without a
+ * session, one with its own) completes nothing. A screenshot of each step goes to test-artifacts/.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Scope } from "effect"
 import { mkdirSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { chromium } from "playwright-core"
-import type { Browser, Page } from "playwright-core"
+import type { Browser, Page, Response } from "playwright-core"
 import { inject } from "vitest"
 import * as Example from "../src/Example.js"
 
@@ -26,6 +27,28 @@ const waitPast = async (page: Page, selector: string) => {
   if (wait > 0) await page.waitForTimeout(wait)
 }
 
+const launch = () =>
+  chromium.launch({
+    executablePath,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync"
+    ]
+  })
+
+/** Clicks Allow and returns the answer of the app's callback the browser is sent to. */
+const allowAndCallback = (page: Page, callbackUrl: string): Promise<Response> =>
+  Promise.all([
+    page.waitForResponse((response) => response.url().startsWith(`${callbackUrl}?`)),
+    page.click("#allow")
+  ]).then(([response]) => response)
+
 const suite = executablePath === "" ? describe.skip : describe
 
 suite("example-web in Chromium", () => {
@@ -40,19 +63,7 @@ suite("example-web in Chromium", () => {
           scope
         )
       )
-      browser = await chromium.launch({
-        executablePath,
-        args: [
-          "--headless",
-          "--no-sandbox",
-          "--disable-gpu",
-          "--disable-quic",
-          "--no-first-run",
-          "--disable-background-networking",
-          "--disable-component-update",
-          "--disable-sync"
-        ]
-      })
+      browser = await launch()
       const page = await browser.newPage()
 
       // 1. home: not connected
@@ -65,6 +76,10 @@ suite("example-web in Chromium", () => {
       await page.waitForSelector("#allow")
       assert.include(await page.textContent("#prompt"), "digime-effect example asks to read your data")
       assert.isTrue(page.url().startsWith(running.digime.onboardUrl))
+      // The session that binds this authorization to this browser.
+      const cookies = await page.context().cookies(running.appUrl)
+      assert.strictEqual(cookies.length, 1)
+      assert.include(cookies[0], { name: "session", path: "/", httpOnly: true, secure: false, sameSite: "Lax" })
       await shot(page, "02-consent")
 
       // 3. Allow → back on the app, accounts listed
@@ -104,6 +119,63 @@ suite("example-web in Chromium", () => {
       assert.strictEqual(stats.exchanges, 2)
       assert.strictEqual(stats.replays, 0)
       assert.strictEqual(stats.requests.reference, 1)
+    } finally {
+      await browser?.close()
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+    }
+  }, 120_000)
+
+  it("a consent link forwarded to another browser completes nothing", async () => {
+    mkdirSync(artifacts, { recursive: true })
+    const scope = Effect.runSync(Scope.make())
+    let browser: Browser | undefined
+    try {
+      const running = await Effect.runPromise(Scope.extend(Example.start(), scope))
+      browser = await launch()
+      const alice = await (await browser.newContext()).newPage()
+      const stranger = await (await browser.newContext()).newPage()
+      const bob = await (await browser.newContext()).newPage()
+
+      // 1. Alice starts Connect and sends the consent page's link to someone else.
+      await alice.goto(`${running.appUrl}/`)
+      await alice.click("#connect")
+      await alice.waitForSelector("#allow")
+      const forwarded = alice.url()
+
+      // 2. A browser with no session here consents: the callback is refused, nothing exchanged.
+      await stranger.goto(forwarded)
+      const refused = await allowAndCallback(stranger, running.callbackUrl)
+      assert.strictEqual(refused.status(), 403)
+      assert.strictEqual(await stranger.getAttribute("#error", "data-reason"), "NoSession")
+      await shot(stranger, "08-forwarded-no-session")
+
+      // 3. Bob, with a session of his own, consents on a second link of Alice's: refused too.
+      await bob.goto(`${running.appUrl}/`)
+      await bob.click("#connect")
+      await bob.waitForSelector("#allow")
+      await alice.goto(`${running.appUrl}/connect`)
+      await alice.waitForSelector("#allow")
+      await bob.goto(alice.url())
+      const unexpected = await allowAndCallback(bob, running.callbackUrl)
+      assert.strictEqual(unexpected.status(), 403)
+      assert.strictEqual(await bob.getAttribute("#error", "data-reason"), "UnexpectedKey")
+      await shot(bob, "09-forwarded-other-session")
+
+      // Nothing was stored: no code was exchanged, and neither Alice nor Bob is connected.
+      assert.strictEqual((await Effect.runPromise(running.digime.simulator.stats)).exchanges, 0)
+      for (const page of [alice, bob]) {
+        await page.goto(`${running.appUrl}/`)
+        assert.include(await page.textContent("#status"), "Not connected")
+      }
+
+      // 4. Alice's own browser still connects.
+      await alice.click("#connect")
+      await alice.waitForSelector("#allow")
+      await alice.click("#allow")
+      await alice.waitForSelector("#account-list")
+      assert.strictEqual((await Effect.runPromise(running.digime.simulator.stats)).exchanges, 1)
+      await bob.goto(`${running.appUrl}/`)
+      assert.include(await bob.textContent("#status"), "Not connected")
     } finally {
       await browser?.close()
       await Effect.runPromise(Scope.close(scope, Exit.void))

@@ -6,12 +6,16 @@
  * - stored: `TokenStore.layerMemory` holding the tokens (`UserAccessToken` with `Redacted` values
  *   and `DateTime` expiries);
  * - cached: the client's token cache in front of a durable store (SQLite), after one `TokenManager.get` per
- *   key; the rows themselves live in SQLite (here in memory), outside the V8 heap.
+ *   key, with room for every key; the rows themselves live in SQLite (here in memory), outside the V8 heap.
+ *
+ * Then what the bounds keep, in bytes for the whole structure: the same reads with the default
+ * `tokenCacheCapacity` (10,000), and ten times as many authorizations started as keys in
+ * `PendingAuthorizations.makeMemory` (default capacity 10,000).
  *
  * Token values are 43 characters (32 random bytes in base64url), as the simulator's; each value is
  * a string of its own, as a token read from the wire or a database would be.
  */
-import { TokenKey, TokenManager, TokenStore, UserAccessToken } from "@digime-effect/core"
+import { PendingAuthorizations, TokenKey, TokenManager, TokenStore, UserAccessToken } from "@digime-effect/core"
 import { DateTime, Effect, Redacted } from "effect"
 import * as Crypto from "node:crypto"
 import { clientLayer, contractId, type SectionOptions, startSimulator, storeLayer } from "./support.js"
@@ -103,28 +107,54 @@ export const run = (options: Omit<SectionOptions, "pgUrl">) =>
 
     // The cache: n tokens in an SQLite store, read once each through the client.
     const server = yield* startSimulator({ accessTokenLifetime: "1 hour" })
-    const cached = yield* Effect.gen(function*() {
-      const sqlite = yield* TokenStore.TokenStore
-      const manager = yield* TokenManager.TokenManager
-      yield* sqlite.set(TokenKey.make(userId(0), contractId), libraryToken(0)) // creates the statements
-      yield* Effect.forEach(
-        Array.from({ length: n - 1 }, (_, i) => i + 1),
-        (i) => sqlite.set(TokenKey.make(userId(i), contractId), libraryToken(i)),
-        { discard: true }
+    const cacheGrowth = (tokenCacheCapacity: number | undefined, tableName: string) =>
+      Effect.gen(function*() {
+        const sqlite = yield* TokenStore.TokenStore
+        const manager = yield* TokenManager.TokenManager
+        yield* sqlite.set(TokenKey.make(userId(0), contractId), libraryToken(0)) // creates the statements
+        yield* Effect.forEach(
+          Array.from({ length: n - 1 }, (_, i) => i + 1),
+          (i) => sqlite.set(TokenKey.make(userId(i), contractId), libraryToken(i)),
+          { discard: true }
+        )
+        const before = heapUsed()
+        for (let i = 0; i < n; i++) yield* manager.get(TokenKey.make(userId(i), contractId))
+        return heapUsed() - before
+      }).pipe(
+        Effect.orDie,
+        Effect.provide(clientLayer(
+          server,
+          // In memory: the rows are written faster, and SQLite's memory is not V8's heap either way.
+          storeLayer("sqlite", { pgUrl: "", tableName, inMemory: true }),
+          { tokenCacheTtl: "1 hour", tokenCacheCapacity }
+        ))
       )
-      const before = heapUsed()
-      for (let i = 0; i < n; i++) yield* manager.get(TokenKey.make(userId(i), contractId))
-      return (heapUsed() - before) / n
-    }).pipe(
-      Effect.orDie,
-      Effect.provide(clientLayer(
-        server,
-        // In memory: the rows are written faster, and SQLite's memory is not V8's heap either way.
-        storeLayer("sqlite", { pgUrl: "", tableName: "bench_memory", inMemory: true }),
-        { tokenCacheTtl: "1 hour" }
-      ))
+    record("heap per cached key (client cache over SQLite)", (yield* cacheGrowth(n, "bench_memory")) / n)
+
+    const bounded = (name: string, bytes: number, details: Readonly<Record<string, unknown>>) =>
+      options.report.record({ section, name, value: bytes, unit: "bytes", details })
+    bounded(
+      `token cache after ${n.toLocaleString("en")} keys read, default capacity`,
+      yield* cacheGrowth(undefined, "bench_memory_bounded"),
+      { keys: n, capacity: 10_000 }
     )
-    record("heap per cached key (client cache over SQLite)", cached)
+    const pending = yield* PendingAuthorizations.makeMemory
+    const started = n * 10
+    const pendingBefore = heapUsed()
+    for (let i = 0; i < started; i++) {
+      yield* pending.put(random(32), {
+        key: TokenKey.make(userId(i % n), contractId),
+        kind: "authorize",
+        codeVerifier: Redacted.make(random(32)),
+        callbackUrl: "https://app.example/digime/callback",
+        expiresAt: DateTime.unsafeMake(Date.now() + 600_000)
+      })
+    }
+    bounded(
+      `PendingAuthorizations.makeMemory after ${started.toLocaleString("en")} started, default capacity`,
+      heapUsed() - pendingBefore,
+      { started, ...(yield* pending.size) }
+    )
     // Held until now, so that the floor's map is not collected while the others are measured.
     if (floor.held.size !== n) yield* Effect.dieMessage("memory: the floor map lost entries")
   }).pipe(Effect.scoped)

@@ -12,12 +12,16 @@
  * (`token` is `NULL`) so that its version keeps growing: a key that is deleted and set again never
  * reuses a version.
  *
- * **Encryption.** With `encryptionKey` (32 bytes: a `Uint8Array` or its base64 text), the token
- * JSON and the PKCE verifiers are sealed with AES-256-GCM (Web Crypto): a random 96-bit IV per
- * write, stored with the ciphertext and a fingerprint of the key, and the row's key bound as
- * additional authenticated data, so a ciphertext copied to another row does not open. A row that
- * does not open (tampered, another key, or no key configured) fails with `TokenStoreError` for
- * that key only.
+ * **Encryption.** With `encryption` (a key ring) or `encryptionKey` (one key), the token JSON and
+ * the PKCE verifiers are sealed with AES-256-GCM (Web Crypto): a random 96-bit IV per write, stored
+ * with the ciphertext and the id of the key, and bound as additional authenticated data to the
+ * row's key and to the version it is written as (a PKCE verifier: to its state and the columns of
+ * its row). A ciphertext copied to another row does not open, nor does an older ciphertext of the
+ * same row (a backup's, whose refresh token is spent). A row that does not open (tampered, moved,
+ * older than the row, sealed with a key not configured, or no key configured) fails with
+ * `TokenStoreError` for that key only, and is left as it was. Keys are rotated by making a new key
+ * `current` with the old one in `previous`, then running `reencrypt`, after which the old key may be
+ * dropped.
  *
  * **Leases.** A refresh is announced in the row before it is sent (`acquireLease`): the holder, the
  * version and the end of the lease, in three columns, written by one conditional `UPDATE`. The
@@ -36,7 +40,7 @@
  *
  * @since 0.1.0
  */
-import type { InvalidConfig } from "@digime-effect/core/DigimeError"
+import type { InvalidConfig, TokenStoreError } from "@digime-effect/core/DigimeError"
 import * as TokenKey from "@digime-effect/core/TokenKey"
 import * as TokenStore from "@digime-effect/core/TokenStore"
 import * as UserAccessToken from "@digime-effect/core/UserAccessToken"
@@ -47,9 +51,38 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import type * as AesGcm from "./internal/aesGcm.js"
 import * as Migration from "./internal/migration.js"
 import { RowError } from "./internal/rowError.js"
 import * as SqlStore from "./internal/sqlStore.js"
+
+/**
+ * A key of an encryption key ring.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EncryptionKey {
+  /**
+   * The key's name, stored in clear with every value it seals: 1 to 64 letters, digits, `-` or
+   * `_`, unique in the ring, and never derived from the key (a date or a counter will do).
+   */
+  readonly id: string
+  /** A 256-bit key: 32 bytes, or their base64 text. */
+  readonly key: Redacted.Redacted<Uint8Array | string>
+}
+
+/**
+ * The keys of encryption at rest: every write seals with `current`; values sealed with a key of
+ * `previous` still open, until `reencrypt` has moved them to `current`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Encryption {
+  readonly current: EncryptionKey
+  readonly previous?: ReadonlyArray<EncryptionKey> | undefined
+}
 
 /**
  * The options of `SqlTokenStore` and of `SqlPendingAuthorizations`: every field is checked by
@@ -64,10 +97,51 @@ export interface Options {
   /** The table of authorizations in progress; `"digime_pending_authorizations"` by default. */
   readonly pendingTableName?: string | undefined
   /**
-   * A 256-bit key (32 bytes, or their base64 text) to encrypt tokens and PKCE verifiers at rest.
-   * Without it they are stored in clear.
+   * The keys to encrypt tokens and PKCE verifiers at rest with. Without them (and without
+   * `encryptionKey`) they are stored in clear.
+   */
+  readonly encryption?: Encryption | undefined
+  /**
+   * One 256-bit key (32 bytes, or their base64 text), known by its fingerprint: the same as
+   * `encryption` with this key alone, and what 0.1.0 took. Values it sealed still open when it is
+   * moved into `encryption` under any id. Not with `encryption`.
    */
   readonly encryptionKey?: Redacted.Redacted<Uint8Array | string> | undefined
+}
+
+/**
+ * The options of `reencrypt`: the store's, with the keys to move to, and how to go about it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReencryptOptions extends Options {
+  /** Rows read and rewritten at a time; 100 by default. */
+  readonly batchSize?: number | undefined
+  /**
+   * Whether values stored in clear are sealed too: once, after encryption is turned on for a
+   * table written without it. Otherwise they are counted as `failed` and left as they are, so
+   * that a row written in clear behind the store's back is not made to look like its own.
+   */
+  readonly sealPlaintext?: boolean | undefined
+}
+
+/**
+ * What a re-encryption did. Rows already sealed with the current key are not counted.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Reencrypted {
+  /** Rows rewritten: sealed with the current key, in the current format, as the same version. */
+  readonly rewritten: number
+  /** Rows that kept changing while they were rewritten (each change is kept): run it again. */
+  readonly skipped: number
+  /**
+   * Rows that do not open or decode (tampered, sealed with a key not configured, in clear without
+   * `sealPlaintext`): left as they were; reading them fails with `TokenStoreError`.
+   */
+  readonly failed: number
 }
 
 /**
@@ -116,6 +190,21 @@ export const migrate = (
 const encodeToken = Schema.encode(UserAccessToken.UserAccessTokenFromJson)
 const decodeToken = Schema.decode(UserAccessToken.UserAccessTokenFromJson)
 
+// How many times `set` reads the version and writes the next one before it gives up: each miss is
+// another writer's success.
+const setAttempts = 20
+
+// A token is sealed for its row and for the version it is written as.
+const bindingOf = (id: string, version: number): AesGcm.Binding => ({ row: id, context: [String(version)] })
+
+const encode = (token: UserAccessToken.UserAccessToken): Effect.Effect<string, RowError> =>
+  Effect.mapError(encodeToken(token), () => new RowError({ reason: "TokenNotEncodable" }))
+
+// Fields this version does not know (written by a newer one) are ignored, and kept in the JSON
+// that `reencrypt` seals again.
+const decode = (json: string): Effect.Effect<UserAccessToken.UserAccessToken, RowError> =>
+  Effect.mapError(decodeToken(json), () => new RowError({ reason: "TokenNotDecodable" }))
+
 /**
  * A token store on the `SqlClient`'s database. Creates its table if needed.
  *
@@ -131,24 +220,14 @@ export const make = (
     yield* Migration.run(sql, Migration.tokensTable(sql, tableName))
     const table = sql(tableName)
 
-    const seal = (id: string, token: UserAccessToken.UserAccessToken) =>
-      encodeToken(token).pipe(
-        Effect.mapError(() => new RowError({ reason: "TokenNotEncodable" })),
-        Effect.flatMap((json) => codec.seal(json, id))
-      )
-    const open = (id: string, stored: string) =>
-      codec.open(stored, id).pipe(
-        Effect.flatMap((json) =>
-          Effect.mapError(decodeToken(json), () => new RowError({ reason: "TokenNotDecodable" }))
-        )
-      )
-    const written = (rows: ReadonlyArray<{ readonly version: unknown }>, token: UserAccessToken.UserAccessToken) =>
-      rows.length === 0
-        ? Effect.succeed(Option.none<TokenStore.Versioned>())
-        : Effect.map(
-          SqlStore.toInteger(rows[0]!.version),
-          (version) => Option.some<TokenStore.Versioned>({ token, version })
-        )
+    const read = (id: string, row: Row) =>
+      Effect.gen(function*() {
+        const version = yield* SqlStore.toVersion(row.version)
+        const stored = yield* SqlStore.toText(row.token, "ValueNotText")
+        const lease = yield* leaseOf(row)
+        const token = yield* Effect.flatMap(codec.open(stored, bindingOf(id, version)), decode)
+        return lease === undefined ? { token, version } : { token, version, lease }
+      })
 
     const get = (key: TokenKey.TokenKey) => {
       const id = TokenKey.toId(key)
@@ -157,62 +236,81 @@ export const make = (
         WHERE id = ${id} AND token IS NOT NULL
       `.pipe(
         Effect.flatMap((rows) =>
-          rows.length === 0
-            ? Effect.succeed(Option.none<TokenStore.Versioned>())
-            : Effect.zipWith(
-              SqlStore.toInteger(rows[0]!.version),
-              Effect.zip(open(id, rows[0]!.token), leaseOf(rows[0]!)),
-              (version, [token, lease]) =>
-                Option.some<TokenStore.Versioned>(lease === undefined ? { token, version } : { token, version, lease })
-            )
+          rows.length === 0 ? Effect.succeed(Option.none<TokenStore.Versioned>()) : Effect.asSome(read(id, rows[0]!))
         ),
         SqlStore.retryLostConnection,
         Effect.mapError(SqlStore.storeError("get", key)),
-        Effect.withSpan("SqlTokenStore.get", SqlStore.spanOf(key))
+        SqlStore.withKeySpan("SqlTokenStore.get", key)
       )
     }
+
+    // The version is read first, so that the token is sealed for the one it is written as; the
+    // write is conditional on it, and tried again when another writer got there first.
+    const writeNext = (key: TokenKey.TokenKey, id: string, json: string) =>
+      Effect.gen(function*() {
+        const found = yield* sql<{ readonly version: unknown }>`SELECT version FROM ${table} WHERE id = ${id}`
+        if (found.length === 0) {
+          const stored = yield* codec.seal(json, bindingOf(id, 1))
+          const inserted = yield* sql`
+            INSERT INTO ${table} (id, user_id, contract_id, version, token, updated_at)
+            VALUES (${id}, ${key.userId}, ${key.contractId}, 1, ${stored}, CURRENT_TIMESTAMP)
+            ON CONFLICT (id) DO NOTHING
+            RETURNING version
+          `
+          return inserted.length > 0 ? Option.some(1) : Option.none()
+        }
+        const current = yield* SqlStore.toVersion(found[0]!.version)
+        const version = current + 1
+        const stored = yield* codec.seal(json, bindingOf(id, version))
+        const updated = yield* sql`
+          UPDATE ${table} SET version = ${version}, token = ${stored}, updated_at = CURRENT_TIMESTAMP,
+            lease_holder = NULL, lease_version = NULL, lease_until = NULL
+          WHERE id = ${id} AND version = ${current}
+          RETURNING version
+        `
+        return updated.length > 0 ? Option.some(version) : Option.none()
+      }).pipe(SqlStore.retryLostConnection)
 
     // Every write of a token ends the lease on the version it replaces.
     const set = (key: TokenKey.TokenKey, token: UserAccessToken.UserAccessToken) => {
       const id = TokenKey.toId(key)
-      return seal(id, token).pipe(
-        Effect.flatMap((stored) =>
-          sql<{ readonly version: unknown }>`
-            INSERT INTO ${table} (id, user_id, contract_id, version, token, updated_at)
-            VALUES (${id}, ${key.userId}, ${key.contractId}, 1, ${stored}, CURRENT_TIMESTAMP)
-            ON CONFLICT (id) DO UPDATE SET
-              version = ${table}.version + 1, token = excluded.token, updated_at = CURRENT_TIMESTAMP,
-              lease_holder = NULL, lease_version = NULL, lease_until = NULL
-            RETURNING version
-          `
-        ),
-        Effect.flatMap((rows) => written(rows, token)),
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.fail(new RowError({ reason: "NoVersionReturned" })),
-          onSome: Effect.succeed
-        })),
-        SqlStore.retryLostConnection,
+      return Effect.gen(function*() {
+        const json = yield* encode(token)
+        for (let attempt = 0; attempt < setAttempts; attempt++) {
+          const written = yield* writeNext(key, id, json)
+          if (Option.isSome(written)) return { token, version: written.value } satisfies TokenStore.Versioned
+        }
+        return yield* new RowError({ reason: "Contended" })
+      }).pipe(
         Effect.mapError(SqlStore.storeError("set", key)),
-        Effect.withSpan("SqlTokenStore.set", SqlStore.spanOf(key))
+        SqlStore.withKeySpan("SqlTokenStore.set", key)
       )
     }
 
     const compareAndSet = (key: TokenKey.TokenKey, expectedVersion: number, token: UserAccessToken.UserAccessToken) => {
       const id = TokenKey.toId(key)
-      if (!Number.isSafeInteger(expectedVersion)) return Effect.succeed(Option.none<TokenStore.Versioned>())
-      return seal(id, token).pipe(
+      const version = expectedVersion + 1
+      if (!Number.isSafeInteger(version) || expectedVersion < 1) {
+        return Effect.succeed(Option.none<TokenStore.Versioned>())
+      }
+      return encode(token).pipe(
+        Effect.flatMap((json) => codec.seal(json, bindingOf(id, version))),
         Effect.flatMap((stored) =>
-          sql<{ readonly version: unknown }>`
-            UPDATE ${table} SET version = version + 1, token = ${stored}, updated_at = CURRENT_TIMESTAMP,
+          sql`
+            UPDATE ${table} SET version = ${version}, token = ${stored}, updated_at = CURRENT_TIMESTAMP,
               lease_holder = NULL, lease_version = NULL, lease_until = NULL
             WHERE id = ${id} AND version = ${expectedVersion} AND token IS NOT NULL
             RETURNING version
           `
         ),
-        Effect.flatMap((rows) => written(rows, token)),
+        Effect.map((rows) =>
+          rows.length === 0
+            ? Option.none<TokenStore.Versioned>()
+            : Option.some<TokenStore.Versioned>({ token, version })
+        ),
         SqlStore.retryLostConnection,
         Effect.mapError(SqlStore.storeError("compareAndSet", key)),
-        Effect.withSpan("SqlTokenStore.compareAndSet", SqlStore.spanOf(key))
+        SqlStore.withKeySpan("SqlTokenStore.compareAndSet", key)
       )
     }
 
@@ -226,22 +324,24 @@ export const make = (
         Effect.asVoid,
         SqlStore.retryLostConnection,
         Effect.mapError(SqlStore.storeError("delete", key)),
-        Effect.withSpan("SqlTokenStore.delete", SqlStore.spanOf(key))
+        SqlStore.withKeySpan("SqlTokenStore.delete", key)
       )
 
-    // Only on the stored version, and only when no lease was taken on it since it was written.
+    // Only on the stored version, and only when no lease was taken on it since it was written (a
+    // lease left on an older version, by a writer that does not know leases, does not count).
+    // Leases never rewrite the token: its ciphertext stays bound to the version.
     const acquireLease = (key: TokenKey.TokenKey, lease: TokenStore.Lease) =>
       sql<{ readonly version: unknown }>`
         UPDATE ${table} SET lease_holder = ${lease.holder}, lease_version = ${lease.version},
           lease_until = ${lease.until}
         WHERE id = ${TokenKey.toId(key)} AND version = ${lease.version} AND token IS NOT NULL
-          AND lease_version IS NULL
+          AND (lease_version IS NULL OR lease_version <> version)
         RETURNING version
       `.pipe(
         Effect.map((rows) => rows.length > 0),
         SqlStore.retryLostConnection,
         Effect.mapError(SqlStore.storeError("acquireLease", key)),
-        Effect.withSpan("SqlTokenStore.acquireLease", SqlStore.spanOf(key))
+        SqlStore.withKeySpan("SqlTokenStore.acquireLease", key)
       )
 
     const endLease = (key: TokenKey.TokenKey, lease: TokenStore.Lease, end: TokenStore.LeaseEnd) =>
@@ -249,15 +349,17 @@ export const make = (
         ? sql`
           UPDATE ${table} SET lease_holder = NULL, lease_version = NULL, lease_until = NULL
           WHERE id = ${TokenKey.toId(key)} AND lease_holder = ${lease.holder} AND lease_version = ${lease.version}
+            AND lease_until = ${lease.until}
         `
         : sql`
           UPDATE ${table} SET lease_until = 0
           WHERE id = ${TokenKey.toId(key)} AND lease_holder = ${lease.holder} AND lease_version = ${lease.version}
+            AND lease_until = ${lease.until}
         `).pipe(
           Effect.asVoid,
           SqlStore.retryLostConnection,
           Effect.mapError(SqlStore.storeError("endLease", key)),
-          Effect.withSpan("SqlTokenStore.endLease", SqlStore.spanOf(key))
+          SqlStore.withKeySpan("SqlTokenStore.endLease", key)
         )
 
     return { get, set, compareAndSet, delete: remove, acquireLease, endLease }
@@ -265,20 +367,23 @@ export const make = (
 
 interface Row {
   readonly version: unknown
-  readonly token: string
-  readonly lease_holder: string | null
+  readonly token: unknown
+  readonly lease_holder: unknown
   readonly lease_version: unknown
   readonly lease_until: unknown
 }
 
-const leaseOf = (row: Row): Effect.Effect<TokenStore.Lease | undefined, RowError> =>
-  row.lease_holder === null || row.lease_version === null || row.lease_until === null
-    ? Effect.succeed(undefined)
-    : Effect.zipWith(
-      SqlStore.toInteger(row.lease_version),
-      SqlStore.toInteger(row.lease_until),
-      (version, until) => ({ holder: row.lease_holder!, version, until })
-    )
+// The three columns are written together: all set, or all `NULL`.
+const leaseOf = (row: Row): Effect.Effect<TokenStore.Lease | undefined, RowError> => {
+  const { lease_holder: holder, lease_until, lease_version } = row
+  if (holder === null && lease_version === null && lease_until === null) return Effect.succeed(undefined)
+  if (typeof holder !== "string") return Effect.fail(new RowError({ reason: "LeaseInvalid" }))
+  return Effect.zipWith(
+    SqlStore.toInteger(lease_version, "LeaseInvalid"),
+    SqlStore.toInteger(lease_until, "LeaseInvalid"),
+    (version, until) => ({ holder, version, until })
+  )
+}
 
 /**
  * The token store on the `SqlClient`'s database; creates its table when the layer is built.
@@ -290,3 +395,102 @@ export const layer = (
   options: Options = {}
 ): Layer.Layer<TokenStore.TokenStore, SqlError | InvalidConfig, SqlClient.SqlClient> =>
   Layer.effect(TokenStore.TokenStore, make(options))
+
+// -------------------------------------------------------------------------------------------
+// re-encryption
+// -------------------------------------------------------------------------------------------
+
+interface StoredRow {
+  readonly id: unknown
+  readonly version: unknown
+  readonly token: unknown
+}
+
+// A row that changed while it was rewritten is read again this many times before it is skipped.
+const rewriteAttempts = 3
+
+/**
+ * Seals every stored token that is not sealed with `encryption.current` (or `encryptionKey`) in
+ * the current format again: values sealed with a key of `previous` or in the format of 0.1.0,
+ * and, with `sealPlaintext`, values stored in clear. Each is rewritten as the same version, by a
+ * write conditional on the version and the value it read, so that a token written meanwhile is
+ * never overwritten: the new one is read and handled in turn. Leases and the time of the last
+ * write are left as they are, and so are JSON fields this version does not know (written by a
+ * newer one). Rows are read in batches of `batchSize`; it may run while the store is in use, and
+ * again (it rewrites only what is left). Creates the table if it does not exist.
+ *
+ * A key without `encryption` or `encryptionKey` fails with `InvalidConfig`, and so does a bad
+ * option; a database error ends it with `TokenStoreError` (the rows rewritten so far stay).
+ *
+ * @example
+ * import { SqlTokenStore } from "@digime-effect/node"
+ * import { Config, Effect } from "effect"
+ *
+ * // Rotate from key "2024-01" to key "2025-06"; once nothing is left behind, drop "2024-01".
+ * const rotate = Effect.gen(function*() {
+ *   const previous = yield* Config.redacted("DIGIME_ENCRYPTION_KEY_2024_01")
+ *   const current = yield* Config.redacted("DIGIME_ENCRYPTION_KEY_2025_06")
+ *   const { failed, rewritten, skipped } = yield* SqlTokenStore.reencrypt({
+ *     encryption: { current: { id: "2025-06", key: current }, previous: [{ id: "2024-01", key: previous }] }
+ *   })
+ *   yield* Effect.log(`rewritten: ${rewritten}, left behind: ${failed + skipped}`)
+ * })
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const reencrypt = (
+  options: ReencryptOptions = {}
+): Effect.Effect<Reencrypted, InvalidConfig | TokenStoreError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const { codec, tableName } = yield* SqlStore.settings(sql, options)
+    const current = yield* SqlStore.currentOf(codec)
+    const batchSize = yield* SqlStore.batchSizeOf(options.batchSize)
+    const fail = SqlStore.storeError("reencrypt", undefined)
+    yield* Effect.mapError(Migration.run(sql, Migration.tokensTable(sql, tableName)), fail)
+    const table = sql(tableName)
+    const open = options.sealPlaintext === true ? codec.openOrClear : codec.open
+    const pending = SqlStore.notCurrent(sql, "token", current)
+
+    // The sealed JSON is the stored one, not this version's encoding of it: unknown fields stay.
+    const resealed = (row: StoredRow) =>
+      Effect.gen(function*() {
+        const id = yield* SqlStore.toText(row.id, "KeyInvalid")
+        const version = yield* SqlStore.toVersion(row.version)
+        const stored = yield* SqlStore.toText(row.token, "ValueNotText")
+        const json = yield* open(stored, bindingOf(id, version))
+        yield* decode(json)
+        return { id, version, stored, sealed: yield* codec.seal(json, bindingOf(id, version)) }
+      })
+
+    const rewrite = (row: StoredRow, attempt: number): Effect.Effect<SqlStore.Rewrite, SqlError> =>
+      Effect.gen(function*() {
+        const next = yield* Effect.either(resealed(row))
+        if (next._tag === "Left") return "Failed"
+        const { id, sealed, stored, version } = next.right
+        const updated = yield* sql`
+          UPDATE ${table} SET token = ${sealed}
+          WHERE id = ${id} AND version = ${version} AND token = ${stored}
+          RETURNING version
+        `.pipe(SqlStore.retryLostConnection)
+        if (updated.length > 0) return "Rewritten"
+        if (attempt >= rewriteAttempts) return "Skipped"
+        const again = yield* sql<StoredRow>`
+          SELECT id, version, token FROM ${table} WHERE id = ${id} AND token IS NOT NULL AND ${pending}
+        `.pipe(SqlStore.retryLostConnection)
+        return again.length === 0 ? "Current" : yield* rewrite(again[0]!, attempt + 1)
+      })
+
+    return yield* SqlStore.inBatches({
+      batchSize,
+      batch: (after) =>
+        sql<StoredRow>`
+          SELECT id, version, token FROM ${table}
+          WHERE token IS NOT NULL AND ${pending} AND id > ${after ?? ""}
+          ORDER BY id LIMIT ${batchSize}
+        `.pipe(SqlStore.retryLostConnection),
+      keyOf: (row) => row.id,
+      rewrite: (row) => rewrite(row, 1)
+    }).pipe(Effect.mapError(fail))
+  }).pipe(Effect.withSpan("SqlTokenStore.reencrypt"))

@@ -50,7 +50,26 @@ const inject = (fault: Parameters<NodeDigimeSimulator.Server["simulator"]["injec
 
 describe("faults over real HTTP", () => {
   it.live(
-    "5xx on the token endpoint: ApiError, one attempt, stored token unchanged; the next call refreshes",
+    "429 on the token endpoint: ApiError, one attempt, stored token unchanged; the next call refreshes",
+    () =>
+      Effect.gen(function*() {
+        const key = yield* authorized
+        const before = yield* stored(key)
+        yield* untilDue(key)
+        yield* inject({ _tag: "Status", endpoint: "token", status: 429 })
+        const tokenRequests = (yield* stats).requests.token
+        const error = yield* Effect.flip(read(key))
+        assert.strictEqual(error._tag === "ApiError" && error.status, 429)
+        assert.strictEqual((yield* stats).requests.token - tokenRequests, 1)
+        assert.strictEqual((yield* stored(key)).version, before.version)
+        yield* read(key)
+        assert.isAbove((yield* stored(key)).version, before.version)
+      }).pipe(Effect.provide(Stack)),
+    20_000
+  )
+
+  it.live(
+    "502 on the token endpoint: ApiError, one attempt; the lease is abandoned and the valid token served, never resent",
     () =>
       Effect.gen(function*() {
         const key = yield* authorized
@@ -60,10 +79,13 @@ describe("faults over real HTTP", () => {
         const tokenRequests = (yield* stats).requests.token
         const error = yield* Effect.flip(read(key))
         assert.strictEqual(error._tag === "ApiError" && error.status, 502)
-        assert.strictEqual((yield* stats).requests.token - tokenRequests, 1)
-        assert.strictEqual((yield* stored(key)).version, before.version)
+        const after = yield* stored(key)
+        assert.strictEqual(after.version, before.version)
+        assert.strictEqual(after.lease?.until, 0)
+        // The access token is still valid: served, without a second refresh.
         yield* read(key)
-        assert.isAbove((yield* stored(key)).version, before.version)
+        assert.strictEqual((yield* stats).requests.token - tokenRequests, 1)
+        assert.strictEqual((yield* stats).replays, 0)
       }).pipe(Effect.provide(Stack)),
     20_000
   )

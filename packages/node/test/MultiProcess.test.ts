@@ -244,11 +244,12 @@ describe("one refresh per token generation across processes", () => {
           assert.strictEqual(after.rejectedAssertions, 0)
           // Every call read the accounts at digi.me once (a call that met an expired token once more).
           assert.isAtLeast(after.requests.accounts - before.requests.accounts, calls)
-          // The tokens really expired many times: every 1 to 2 s, so at least 4 refreshes per user in 12 s.
-          for (const [i, stored] of final.entries()) assert.isAtLeast(stored.version - initial[i]!.version, 4)
+          // The tokens really expired many times: every 1 to 2 s, so 6 or more refreshes per user in
+          // 12 s; at least 3 even when a loaded machine stalls the workers for seconds.
+          for (const [i, stored] of final.entries()) assert.isAtLeast(stored.version - initial[i]!.version, 3)
           // Every refresh request that reached digi.me succeeded: none was refused or replayed.
           assert.strictEqual(after.requests.token - before.requests.token, refreshes)
-          // One refresh per generation. Each refresh runs under the key's lock, re-reads the
+          // One refresh per generation. Each refresh runs under the key's lease, re-reads the
           // stored token and compare-and-sets the next version (the store's versions grow by one
           // per write, and only refreshes write during the run). So the versions added equal the
           // refreshes digi.me granted: no refresh was wasted or lost. With strict rotation and no
@@ -477,7 +478,7 @@ describe("one refresh per token generation across processes", () => {
             }
           }
 
-          // 1. The database is down when the token has expired: the lock cannot be taken, so no
+          // 1. The database is down when the token has expired: the lease cannot be taken, so no
           //    refresh is sent; the call fails with TokenStoreError; once the database is back,
           //    the next call refreshes once.
           yield* authorize(server, key)

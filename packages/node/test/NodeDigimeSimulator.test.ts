@@ -6,6 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { DateTime, Duration, Effect, Either, Encoding, Layer, Redacted, Schedule, TestClock } from "effect"
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import * as NodeHttp from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 
@@ -66,6 +67,46 @@ const http = (method: string, url: string, init: { headers?: Record<string, stri
     }
     return { status: response.status, headers: response.headers, text, json }
   })
+
+/** A control request with a JSON body, as a tool or a test would send it. */
+const postJson = (url: string, body: unknown) =>
+  http("POST", url, { headers: { "content-type": "application/json" }, body: JSON.stringify(body) })
+
+/**
+ * One request through node:http, which (unlike fetch) sends the `Host` header it is given, as a
+ * browser does after DNS rebinding.
+ */
+const raw = (method: string, url: string, headers: Record<string, string>, body?: string) =>
+  Effect.async<Answer, Error>((resume) => {
+    const request = NodeHttp.request(url, { method, headers, timeout: 5_000 }, (response) => {
+      let text = ""
+      response.setEncoding("utf8")
+      response.on("data", (chunk) => (text += chunk))
+      response.on("end", () => {
+        let json: unknown = undefined
+        try {
+          json = JSON.parse(text)
+        } catch {
+          // not JSON
+        }
+        const answerHeaders = new Headers()
+        for (const [name, value] of Object.entries(response.headers)) {
+          if (typeof value === "string") answerHeaders.set(name, value)
+        }
+        resume(Effect.succeed({ status: response.statusCode!, headers: answerHeaders, text, json }))
+      })
+    })
+    request.on("error", (error) => resume(Effect.fail(error)))
+    request.on("timeout", () => request.destroy(new Error("timed out")))
+    request.end(body)
+    return Effect.sync(() => request.destroy())
+  })
+
+const assertRefused = (answer: Answer, status: number, code: string) => {
+  assert.strictEqual(answer.status, status, answer.text)
+  assert.strictEqual(answer.json.error.code, code)
+  assert.isString(answer.json.error.message)
+}
 
 const server = NodeDigimeSimulator.NodeDigimeSimulator
 
@@ -363,35 +404,38 @@ describe("NodeDigimeSimulator: control endpoints", () => {
           clientId: `${applicationId}_contract-late`
         })
       assertError(yield* asLate(), 401, "InvalidClient")
-      const registered = yield* http("POST", `${controlUrl}contracts`, {
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ contractId: "contract-late", publicKeyPem: late.publicKeyPem })
+      const registered = yield* postJson(`${controlUrl}contracts`, {
+        contractId: "contract-late",
+        publicKeyPem: late.publicKeyPem
       })
       assert.strictEqual(registered.status, 201)
       assert.strictEqual((yield* asLate()).status, 201)
-      const badContract = yield* http("POST", `${controlUrl}contracts`, {
-        body: JSON.stringify({ contractId: "x", publicKeyPem: "not a key" })
-      })
+      const badContract = yield* postJson(`${controlUrl}contracts`, { contractId: "x", publicKeyPem: "not a key" })
       assert.strictEqual(badContract.status, 400)
       assert.strictEqual(badContract.json.error.code, "InvalidRequest")
-      assert.strictEqual((yield* http("POST", `${controlUrl}contracts`, { body: "{" })).status, 400)
+      const truncated = yield* http("POST", `${controlUrl}contracts`, {
+        headers: { "content-type": "application/json" },
+        body: "{"
+      })
+      assert.strictEqual(truncated.status, 400)
 
       // Faults.
-      const status = yield* http("POST", `${controlUrl}faults`, {
-        body: JSON.stringify({ _tag: "Status", endpoint: "jwks", status: 502, code: "BadGateway" })
+      const status = yield* postJson(`${controlUrl}faults`, {
+        _tag: "Status",
+        endpoint: "jwks",
+        status: 502,
+        code: "BadGateway"
       })
       assert.strictEqual(status.status, 204)
       assertError(yield* http("GET", jwksUrl), 502, "BadGateway")
       assert.strictEqual((yield* http("GET", jwksUrl)).status, 200)
 
-      yield* http("POST", `${controlUrl}faults`, {
-        body: JSON.stringify({ _tag: "Delay", endpoint: "jwks", delay: "300 millis" })
-      })
+      yield* postJson(`${controlUrl}faults`, { _tag: "Delay", endpoint: "jwks", delay: "300 millis" })
       const started = Date.now()
       assert.strictEqual((yield* http("GET", jwksUrl)).status, 200)
       assert.isAtLeast(Date.now() - started, 290)
 
-      yield* http("POST", `${controlUrl}faults`, { body: JSON.stringify({ _tag: "DropResponse", endpoint: "jwks" }) })
+      yield* postJson(`${controlUrl}faults`, { _tag: "DropResponse", endpoint: "jwks" })
       const dropped = yield* Effect.either(http("GET", jwksUrl))
       assert.isTrue(Either.isLeft(dropped))
       assert.strictEqual((yield* http("GET", jwksUrl)).status, 200)
@@ -402,7 +446,7 @@ describe("NodeDigimeSimulator: control endpoints", () => {
         { _tag: "Delay", endpoint: "jwks", delay: "soon" }
       ]
       for (const bad of badFaults) {
-        const answer = yield* http("POST", `${controlUrl}faults`, { body: JSON.stringify(bad) })
+        const answer = yield* postJson(`${controlUrl}faults`, bad)
         assert.strictEqual(answer.status, 400, JSON.stringify(bad))
       }
       assert.strictEqual((yield* http("GET", `${controlUrl}nothing`)).status, 404)
@@ -418,6 +462,129 @@ describe("NodeDigimeSimulator: control endpoints", () => {
       assert.strictEqual(requests[1]!.path, "/v1.7/oauth/authorize")
       assert.strictEqual(requests[1]!.claims?.client_id, `${applicationId}_contract-late`)
     }).pipe(Effect.provide(ServerLayer())))
+
+  it.live("a POST that is not application/json (a cross-site form or text/plain) → 415, nothing changed", () =>
+    Effect.gen(function*() {
+      const { controlUrl, jwksUrl, simulator } = yield* server
+      const fault = JSON.stringify({ _tag: "Status", endpoint: "jwks", status: 502, code: "BadGateway" })
+      const contract = JSON.stringify({ contractId: "contract-late", publicKeyPem: late.publicKeyPem })
+      // fetch labels a string body text/plain;charset=UTF-8, as a page's no-cors fetch or a form would.
+      assertRefused(yield* http("POST", `${controlUrl}faults`, { body: fault }), 415, "UnsupportedMediaType")
+      for (const contentType of ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; b=x"]) {
+        const answer = yield* http("POST", `${controlUrl}contracts`, {
+          headers: { "content-type": contentType },
+          body: contract
+        })
+        assertRefused(answer, 415, "UnsupportedMediaType")
+      }
+      assertRefused(yield* raw("POST", `${controlUrl}faults`, {}, fault), 415, "UnsupportedMediaType")
+
+      // Nothing was injected nor registered.
+      assert.strictEqual((yield* http("GET", jwksUrl)).status, 200)
+      const { challenge } = yield* pkce
+      const asLate = call("POST", "oauth/authorize", authorizeClaims(challenge), {
+        body: { agent },
+        signWith: late,
+        clientId: `${applicationId}_contract-late`
+      })
+      assertError(yield* asLate, 401, "InvalidClient")
+      assert.strictEqual((yield* simulator.stats).requests.jwks, 1)
+
+      // JSON with a charset parameter is JSON.
+      const accepted = yield* http("POST", `${controlUrl}faults`, {
+        headers: { "content-type": "Application/JSON; charset=utf-8" },
+        body: fault
+      })
+      assert.strictEqual(accepted.status, 204)
+      assertError(yield* http("GET", jwksUrl), 502, "BadGateway")
+    }).pipe(Effect.provide(ServerLayer())))
+
+  it.live("an Origin other than the simulator's own → 403 OriginNotAllowed, on GETs too", () =>
+    Effect.gen(function*() {
+      const { controlUrl, jwksUrl, origin } = yield* server
+      const port = new URL(origin).port
+      const fault = { _tag: "Status", endpoint: "jwks", status: 502, code: "BadGateway" }
+      const foreign = [
+        "http://evil.example",
+        "null",
+        `https://127.0.0.1:${port}`,
+        `http://127.0.0.1:${Number(port) === 65535 ? 1 : Number(port) + 1}`,
+        `http://127.0.0.1:${port}/path`
+      ]
+      for (const from of foreign) {
+        const post = yield* http("POST", `${controlUrl}faults`, {
+          headers: { "content-type": "application/json", origin: from },
+          body: JSON.stringify(fault)
+        })
+        assertRefused(post, 403, "OriginNotAllowed")
+        assertRefused(yield* http("GET", `${controlUrl}stats`, { headers: { origin: from } }), 403, "OriginNotAllowed")
+      }
+      assert.strictEqual((yield* http("GET", jwksUrl)).status, 200)
+
+      // Its own origin, in each loopback form of its port, is accepted.
+      for (const own of [origin, `http://localhost:${port}`, `http://[::1]:${port}`]) {
+        assert.strictEqual((yield* http("GET", `${controlUrl}stats`, { headers: { origin: own } })).status, 200)
+      }
+      const ownPost = yield* http("POST", `${controlUrl}faults`, {
+        headers: { "content-type": "application/json", origin },
+        body: JSON.stringify(fault)
+      })
+      assert.strictEqual(ownPost.status, 204)
+      assertError(yield* http("GET", jwksUrl), 502, "BadGateway")
+    }).pipe(Effect.provide(ServerLayer())))
+
+  it.live("a Host that is not the simulator's (DNS rebinding) → 403 HostNotAllowed; the API answers any Host", () =>
+    Effect.gen(function*() {
+      const { baseUrl, controlUrl, jwksUrl, onboardUrl, origin } = yield* server
+      const port = new URL(origin).port
+      const json = { "content-type": "application/json" }
+      const fault = JSON.stringify({ _tag: "Status", endpoint: "jwks", status: 502, code: "BadGateway" })
+      const foreign = [
+        `rebind.evil.example:${port}`,
+        "rebind.evil.example",
+        `127.0.0.1:${Number(port) === 65535 ? 1 : Number(port) + 1}`,
+        "127.0.0.1",
+        `127.0.0.1:${port}@rebind.evil.example`,
+        `localhost.evil.example:${port}`
+      ]
+      for (const host of foreign) {
+        for (const route of ["", "stats", "requests", "nothing"]) {
+          assertRefused(yield* raw("GET", `${controlUrl}${route}`, { host }), 403, "HostNotAllowed")
+        }
+        assertRefused(yield* raw("POST", `${controlUrl}faults`, { host, ...json }, fault), 403, "HostNotAllowed")
+      }
+      assert.strictEqual((yield* http("GET", jwksUrl)).status, 200)
+
+      // Listening on loopback: each loopback name of its port is its own host.
+      for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LocalHost:${port}`, `[::1]:${port}`]) {
+        assert.strictEqual((yield* raw("GET", `${controlUrl}stats`, { host })).status, 200, host)
+      }
+      assert.strictEqual(
+        (yield* raw("POST", `${controlUrl}faults`, { host: `localhost:${port}`, ...json }, fault)).status,
+        204
+      )
+      assertError(yield* http("GET", jwksUrl), 502, "BadGateway")
+
+      // The digi.me API and the consent pages are not control endpoints: any Host, as digi.me.
+      const api = yield* raw("GET", `${baseUrl}jwks/oauth`, { host: "rebind.evil.example" })
+      assert.strictEqual(api.status, 200)
+      assert.isString(api.json.keys[0].kid)
+      const consent = yield* raw("GET", `${onboardUrl}authorize?code=nope`, { host: "rebind.evil.example" })
+      assert.strictEqual(consent.status, 400)
+      assert.include(consent.text, "This consent link cannot be used")
+    }).pipe(Effect.provide(ServerLayer())))
+
+  it.live("allowedHosts: another name for the control endpoints, with its exact port", () =>
+    Effect.gen(function*() {
+      const { controlUrl, origin } = yield* server
+      assert.strictEqual((yield* raw("GET", `${controlUrl}stats`, { host: "digime-sim:8080" })).status, 200)
+      assert.strictEqual((yield* raw("GET", `${controlUrl}stats`, { host: "sim.test" })).status, 200)
+      const crossOrigin = yield* raw("GET", `${controlUrl}stats`, { host: "sim.test", origin: "http://sim.test" })
+      assert.strictEqual(crossOrigin.status, 200)
+      assertRefused(yield* raw("GET", `${controlUrl}stats`, { host: "digime-sim" }), 403, "HostNotAllowed")
+      const otherPort = yield* raw("GET", `${controlUrl}stats`, { host: `sim.test:${new URL(origin).port}` })
+      assertRefused(otherPort, 403, "HostNotAllowed")
+    }).pipe(Effect.provide(ServerLayer({ allowedHosts: ["digime-sim:8080", "sim.test:80"] }))))
 
   it.live("latency delays every answer; strictRotation off accepts a rotated refresh token again", () =>
     Effect.gen(function*() {

@@ -71,6 +71,13 @@ for (const [name, database] of databases) {
   const suffix = name === "PostgreSQL" ? "pg" : "sqlite"
   suite(`SQL on ${name}`, suiteLayer(database, { tableName: "suite_plain" }))
   suite(`SQL on ${name}, encrypted`, suiteLayer(database, { tableName: "suite_sealed", encryptionKey }))
+  suite(
+    `SQL on ${name}, encrypted with a key ring`,
+    suiteLayer(database, {
+      tableName: "suite_ring",
+      encryption: { current: { id: "2025-06", key: otherKey }, previous: [{ id: "2024-01", key: encryptionKey }] }
+    })
+  )
 
   describe(`SqlTokenStore on ${name}`, () => {
     it.layer(database, { timeout: 30_000 })((it) => {
@@ -82,6 +89,46 @@ for (const [name, database] of databases) {
           yield* Effect.all([SqlTokenStore.make(options), SqlPendingAuthorizations.make(options)], {
             concurrency: "unbounded"
           })
+        }))
+
+      it.effect("a table of the release before leases gets the lease columns, and keeps its tokens", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const table = `before_leases_${suffix}_${Date.now()}`
+          // The layout 0.1.0 created, with one token written by it (in clear).
+          const plain = yield* SqlTokenStore.make({ tableName: `${table}_source` })
+          const key = fresh()
+          yield* plain.set(key, token("a-old", "r-old"))
+          const [row] = yield* sql<{ readonly token: string }>`
+            SELECT token FROM ${sql(`${table}_source`)} WHERE id = ${TokenKey.toId(key)}`
+          yield* sql`CREATE TABLE ${sql(table)} (
+            id TEXT PRIMARY KEY, user_id TEXT NOT NULL, contract_id TEXT NOT NULL, version BIGINT NOT NULL,
+            token TEXT NULL, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)`
+          yield* sql`INSERT INTO ${sql(table)} (id, user_id, contract_id, version, token)
+            VALUES (${TokenKey.toId(key)}, ${key.userId}, ${key.contractId}, 7, ${row!.token})`
+          const store = yield* SqlTokenStore.make({ tableName: table })
+          const found = Option.getOrThrow(yield* store.get(key))
+          assert.strictEqual(found.version, 7)
+          assert.strictEqual(Redacted.value(found.token.accessToken.value), "a-old")
+          assert.isTrue(yield* store.acquireLease(key, { holder: "p1", version: 7, until: 2_000_000_000_000 }))
+          // And a second start changes nothing.
+          yield* SqlTokenStore.make({ tableName: table })
+          assert.strictEqual(Option.getOrThrow(yield* store.get(key)).lease?.holder, "p1")
+        }))
+
+      it.effect("a lease left on an older version (by a writer that does not know leases) does not block", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const table = `stale_lease_${suffix}`
+          const store = yield* SqlTokenStore.make({ tableName: table })
+          const key = fresh()
+          const v1 = yield* store.set(key, token("a1", "r1"))
+          assert.isTrue(yield* store.acquireLease(key, { holder: "p1", version: v1.version, until: 2_000_000_000_000 }))
+          // An older release rewrites the token and its version, leaving the lease columns.
+          yield* sql`UPDATE ${sql(table)} SET version = version + 1 WHERE id = ${TokenKey.toId(key)}`
+          const lease = { holder: "p2", version: v1.version + 1, until: 2_000_000_000_000 }
+          assert.isTrue(yield* store.acquireLease(key, lease))
+          assert.deepStrictEqual(Option.getOrThrow(yield* store.get(key)).lease, lease)
         }))
 
       it.effect("a corrupted row fails with TokenStoreError for its key only", () =>
@@ -115,7 +162,7 @@ for (const [name, database] of databases) {
           assert.notInclude(raw!, "access-secret-value")
           assert.notInclude(raw!, "refresh-secret-value")
           assert.notInclude(raw!, "digime-user")
-          assert.isTrue(raw!.startsWith("aesgcm1."))
+          assert.isTrue(raw!.startsWith("aesgcm2."))
           // Two writes of the same token differ (fresh IV).
           yield* store.set(key, token("access-secret-value", "refresh-secret-value"))
           assert.notStrictEqual(yield* readRow(table, key), raw)
@@ -252,6 +299,38 @@ for (const [name, database] of databases) {
     })
   })
 }
+
+describe("SqlTokenStore migration on PostgreSQL", () => {
+  it.live(
+    "an up-to-date table is not locked: a start during a long transaction does not queue its readers",
+    () =>
+      Effect.gen(function*() {
+        const table = `no_lock_${Date.now()}`
+        yield* SqlTokenStore.migrate({ tableName: table, pendingTableName: `${table}_pending` })
+        const sql = yield* SqlClient.SqlClient
+        // Another session reads the table in a transaction that stays open (as a pg_dump does).
+        const reading = yield* Effect.fork(
+          sql.withTransaction(
+            Effect.zipRight(sql`SELECT count(*) FROM ${sql(table)}`, Effect.never)
+          ).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(inject("pgUrl")), applicationName: "reader" })))
+        )
+        // Until its lock on the table is held.
+        yield* sql<{ readonly n: number }>`
+        SELECT count(*)::int AS n FROM pg_locks WHERE relation = to_regclass(${table}) AND granted`.pipe(
+          Effect.filterOrFail((rows) => (rows[0]?.n ?? 0) > 0),
+          Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.intersect(Schedule.recurs(250))))
+        )
+        // A new instance starts: its migration must not wait for that transaction.
+        const started = yield* SqlTokenStore.migrate({ tableName: table, pendingTableName: `${table}_pending` }).pipe(
+          Effect.timeout("10 seconds"),
+          Effect.either
+        )
+        yield* Fiber.interrupt(reading)
+        assert.isTrue(started._tag === "Right", "the migration waited for the reading transaction")
+      }).pipe(Effect.provide(PgLive)),
+    30_000
+  )
+})
 
 describe("SqlTokenStore leases across processes", () => {
   // Each layer is a separate client (its own pool or file handle): two "processes".

@@ -29,6 +29,23 @@ const constantTimeEquals = (a: string, b: string): boolean => {
   return diff === 0
 }
 
+/** A refusal (`success=false`), with digi.me's `errorCode` when there is one. */
+/** @internal */
+export const denied = (params: URLSearchParams): CallbackError => {
+  const errorCode = params.get("errorCode")
+  return new CallbackError(
+    errorCode === null || errorCode === "" ? { reason: "Denied" } : { reason: "Denied", errorCode }
+  )
+}
+
+/**
+ * A callback without a state: a refusal still says so (and keeps its code, though nothing binds it
+ * to an authorization in progress, so it completes nothing); anything else is `MissingState`.
+ */
+/** @internal */
+export const missingState = (params: URLSearchParams): CallbackError =>
+  params.get("success") === "false" ? denied(params) : new CallbackError({ reason: "MissingState" })
+
 /** See `TokenProtocol.parseCallback`. */
 /** @internal */
 export const parse = (
@@ -42,15 +59,10 @@ export const parse = (
     yield* nonEmpty("parseCallback", "expectedState", expectedState)
     const params = toSearchParams(query)
     const state = params.get("state")
-    if (state === null || state === "") return yield* new CallbackError({ reason: "MissingState" })
+    if (state === null || state === "") return yield* missingState(params)
     if (!constantTimeEquals(state, expectedState)) return yield* new CallbackError({ reason: "StateMismatch" })
     const success = params.get("success")
-    if (success === "false") {
-      const errorCode = params.get("errorCode")
-      return yield* new CallbackError(
-        errorCode === null || errorCode === "" ? { reason: "Denied" } : { reason: "Denied", errorCode }
-      )
-    }
+    if (success === "false") return yield* denied(params)
     if (success !== "true") return yield* new CallbackError({ reason: "Malformed" })
     const code = params.get("code")
     if (code === null || code === "") return yield* new CallbackError({ reason: "MissingCode" })

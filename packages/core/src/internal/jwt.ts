@@ -43,16 +43,25 @@ export const readHeader = (operation: string, token: string): Either.Either<KeyR
   }
 }
 
-/** Checks the signature with `key`, and `exp`/`nbf` against `now` (epoch milliseconds). */
+/**
+ * Checks the signature with `key`, and `exp`/`nbf` against `now` (epoch milliseconds), allowing
+ * the clocks to disagree by `toleranceSeconds`.
+ */
 /** @internal */
 export const verifySignature = (
   operation: string,
   token: string,
   key: CryptoKey,
-  now: number
+  now: number,
+  toleranceSeconds: number
 ): Effect.Effect<Readonly<Record<string, unknown>>, VerificationError> =>
   Effect.tryPromise({
-    try: () => jose.jwtVerify(token, key, { algorithms: ["PS512"], currentDate: new Date(now) }),
+    try: () =>
+      jose.jwtVerify(token, key, {
+        algorithms: ["PS512"],
+        currentDate: new Date(now),
+        clockTolerance: toleranceSeconds
+      }),
     catch: (error) =>
       error instanceof jose.errors.JWTExpired
         ? fail(operation, "Expired", "the token has expired")

@@ -3,12 +3,14 @@
  * per key in this process, the lease in the store for every process, the refresh itself, and what
  * happens to an answer that cannot be used yet. `TokenManager` decides when to call it.
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
@@ -16,8 +18,8 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Client from "../DigimeClient.js"
 import type { DigimeConfig } from "../DigimeConfig.js"
-import { ReauthRequired, RefreshTokenExpired } from "../DigimeError.js"
-import type { ApiError, InvalidOptions, TokenStoreError, VerificationError } from "../DigimeError.js"
+import { ReauthRequired, RefreshTokenExpired, TokenStoreError } from "../DigimeError.js"
+import type { ApiError, InvalidOptions, VerificationError } from "../DigimeError.js"
 import * as DigimeMetrics from "../DigimeMetrics.js"
 import * as TokenKey from "../TokenKey.js"
 import type { AutoRefreshError } from "../TokenManager.js"
@@ -80,16 +82,41 @@ export interface State {
   readonly lead: number
   readonly lease: number
   /** New tokens whose write failed, by `TokenKey.toId`, with the version they replace. */
-  readonly kept: Map<string, { readonly baseVersion: number; readonly token: UserAccessToken.UserAccessToken }>
+  readonly kept: Map<string, Kept>
   /** Answers that arrived but could not be verified yet, with the lease they were sent under. */
   readonly unverified: Map<string, { readonly lease: Lease; readonly answer: Redacted.Redacted<string> }>
   /** Keys with a fiber that keeps trying to verify or store what is kept. */
   readonly settling: Set<string>
+  /**
+   * The leases this manager took (or tried to take) that the store has not yet confirmed ended, by
+   * `TokenKey.toId`: only one known `releasable` (nothing was sent under it, or digi.me refused
+   * what was) may be released. A lease of ours the store shows without such an entry may have
+   * spent its refresh token: it is never released, so its refresh token is never sent again.
+   */
+  readonly leases: Map<string, OwnLease>
+  /** Set when the layer's scope starts closing: no lease is taken after that. */
+  readonly closing: { value: boolean }
   readonly flights: SingleFlight<Versioned, AutoRefreshError>
   /** One permit per refresh being sent: shutdown takes them all, so it waits for those. */
   readonly sending: Effect.Semaphore
   readonly background: Scope.Scope
 }
+
+/** @internal */
+export interface Kept {
+  readonly key: TokenKey.TokenKey
+  readonly baseVersion: number
+  readonly token: UserAccessToken.UserAccessToken
+}
+
+/** @internal */
+export interface OwnLease {
+  readonly lease: Lease
+  readonly releasable: boolean
+}
+
+const sameLease = (a: Lease, b: Lease): boolean =>
+  a.holder === b.holder && a.version === b.version && a.until === b.until
 
 /** @internal */
 export const maxSending = Number.MAX_SAFE_INTEGER
@@ -98,21 +125,37 @@ export const maxSending = Number.MAX_SAFE_INTEGER
 /** @internal */
 export const storeRetry = Schedule.exponential("100 millis").pipe(Schedule.intersect(Schedule.recurs(4)))
 
+/**
+ * Runs `self` in a span named `name` whose attributes, like the annotations of its logs, name the
+ * key by its contract id and its keyed tag (`TokenKey.tag`), never by the user id.
+ */
 /** @internal */
-export const annotations = (key: TokenKey.TokenKey) => ({
-  "digime.contract_id": key.contractId,
-  "digime.key": TokenKey.hash(key)
-})
+export const withKey =
+  (key: TokenKey.TokenKey, name: string) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.flatMap(TokenKey.tag(key), (tag) => {
+      const attributes = { "digime.contract_id": key.contractId, "digime.key": tag }
+      return self.pipe(Effect.annotateLogs(attributes), Effect.withSpan(name, { attributes }))
+    })
 
 /** @internal */
 export const usable = (state: State, versioned: Versioned, now: number): boolean =>
   DateTime.toEpochMillis(versioned.token.accessToken.expiresAt) - now > state.lead
 
-/** @internal */
-export const remember = (state: State, key: TokenKey.TokenKey, versioned: Versioned): Effect.Effect<Versioned> =>
+/**
+ * Caches what a store call returned, unless the key was deleted since `generation` was read (before
+ * that call): a deleted token never comes back from the cache.
+ *
+ * @internal
+ */
+export const remember = (
+  state: State,
+  key: TokenKey.TokenKey,
+  versioned: Versioned,
+  generation: number
+): Effect.Effect<Versioned> =>
   Effect.clockWith((clock) =>
     Effect.sync(() => {
-      state.cache.set(key, versioned, clock.unsafeCurrentTimeMillis())
+      state.cache.set(key, versioned, clock.unsafeCurrentTimeMillis(), generation)
       return versioned
     })
   )
@@ -122,34 +165,70 @@ export const loadOrFail = (
   state: State,
   key: TokenKey.TokenKey
 ): Effect.Effect<Versioned, ReauthRequired | TokenStoreError> =>
-  Metric.increment(DigimeMetrics.storeReads).pipe(
-    Effect.zipRight(state.store.get(key)),
-    Effect.flatMap(Option.match({
-      onNone: () => {
-        state.cache.delete(key)
-        return Effect.fail(new ReauthRequired({ key, reason: "Missing" }))
-      },
-      onSome: (versioned) => remember(state, key, versioned)
-    }))
+  Effect.suspend(() => {
+    const generation = state.cache.generation()
+    return Metric.increment(DigimeMetrics.storeReads).pipe(
+      Effect.zipRight(state.store.get(key)),
+      Effect.flatMap(Option.match({
+        onNone: () => {
+          state.cache.delete(key)
+          return Effect.fail(new ReauthRequired({ key, reason: "Missing" }))
+        },
+        onSome: (versioned) => remember(state, key, versioned, generation)
+      }))
+    )
+  })
+
+// Forgets the lease once the store confirmed its end (a compare-and-set ends it too).
+const forgetLease = (state: State, key: TokenKey.TokenKey, lease: Lease) =>
+  Effect.sync(() => {
+    const own = state.leases.get(TokenKey.toId(key))
+    if (own !== undefined && sameLease(own.lease, lease)) state.leases.delete(TokenKey.toId(key))
+  })
+
+const markLease = (state: State, key: TokenKey.TokenKey, lease: Lease, releasable: boolean) =>
+  Effect.sync(() => void state.leases.set(TokenKey.toId(key), { lease, releasable }))
+
+// Ends the lease. A `Released` that fails leaves the lease known releasable (a later flight of this
+// process releases it); an `Abandoned` that fails is written again in the background. Until the
+// store confirms, the lease is remembered, and an unconfirmed abandoned lease is never released.
+const endLease = (state: State, key: TokenKey.TokenKey, lease: Lease, end: LeaseEnd): Effect.Effect<void> =>
+  markLease(state, key, lease, end === "Released").pipe(
+    Effect.zipRight(state.store.endLease(key, lease, end)),
+    Effect.zipRight(forgetLease(state, key, lease)),
+    Effect.catchAll(() =>
+      Effect.zipRight(
+        Effect.logWarning(`The end of a refresh's lease could not be written (${end}); it is tried again later`),
+        endLeaseLater(state, key, lease, end)
+      )
+    )
   )
 
-const endLease = (state: State, key: TokenKey.TokenKey, lease: Lease, end: LeaseEnd) =>
-  // When the store is down, the lease ends by itself when it expires (and counts as abandoned).
-  Effect.ignore(state.store.endLease(key, lease, end))
+// In the background, until the store confirms (or the lease is no longer the key's).
+const endLeaseLater = (state: State, key: TokenKey.TokenKey, lease: Lease, end: LeaseEnd): Effect.Effect<void> =>
+  state.store.endLease(key, lease, end).pipe(
+    Effect.zipRight(forgetLease(state, key, lease)),
+    Effect.retry(Schedule.exponential("1 second").pipe(Schedule.union(Schedule.spaced("1 minute")))),
+    Effect.ignore,
+    Effect.forkIn(state.background),
+    Effect.asVoid
+  )
 
 // Writes a new token over the version it replaces. A write that keeps failing leaves the token
-// with this process, which writes it again later (never spending its predecessor again).
+// with this process, which writes it again later (never spending its predecessor again). The
+// cache's generation is read by the caller right before the write.
 const persist = (
   state: State,
   key: TokenKey.TokenKey,
   baseVersion: number,
-  token: UserAccessToken.UserAccessToken
+  token: UserAccessToken.UserAccessToken,
+  generation: number
 ): Effect.Effect<Versioned, ReauthRequired | TokenStoreError> =>
   state.store.compareAndSet(key, baseVersion, token).pipe(
     Effect.retry({ schedule: storeRetry }),
     Effect.tapError(() =>
       Effect.zipRight(
-        Effect.sync(() => state.kept.set(TokenKey.toId(key), { baseVersion, token })),
+        Effect.sync(() => state.kept.set(TokenKey.toId(key), { key, baseVersion, token })),
         Effect.zipRight(
           Effect.logError("A refreshed token could not be stored; this process keeps it and stores it later"),
           keepSettling(state, key)
@@ -158,13 +237,18 @@ const persist = (
     ),
     Effect.flatMap(Option.match({
       onSome: (versioned) => {
-        const kept = state.kept.get(TokenKey.toId(key))
-        if (kept?.baseVersion === baseVersion) state.kept.delete(TokenKey.toId(key))
-        return remember(state, key, versioned)
+        const id = TokenKey.toId(key)
+        const kept = state.kept.get(id)
+        if (kept?.baseVersion === baseVersion) state.kept.delete(id)
+        // The write ended the lease on the version it replaced.
+        if (state.leases.get(id)?.lease.version === baseVersion) state.leases.delete(id)
+        return remember(state, key, versioned, generation)
       },
-      // Another writer stored a newer token (a new authorization) while this refresh ran.
+      // Another writer stored a newer token (a new authorization) while this refresh ran; its write
+      // ended the lease too.
       onNone: () => {
         state.kept.delete(TokenKey.toId(key))
+        if (state.leases.get(TokenKey.toId(key))?.lease.version === baseVersion) state.leases.delete(TokenKey.toId(key))
         return Effect.logWarning("The store holds a newer token than the one refreshed; using the stored one").pipe(
           Effect.zipRight(loadOrFail(state, key))
         )
@@ -184,8 +268,8 @@ const settle = (state: State, key: TokenKey.TokenKey, current: Versioned) =>
       const verified = yield* Effect.either(state.client.verifyTokenAnswer("refreshToken", pending.answer))
       if (Either.isRight(verified)) {
         state.unverified.delete(id)
-        state.kept.set(id, { baseVersion: current.version, token: verified.right })
-      } else if (verified.left.reason === "KeySetUnavailable") {
+        state.kept.set(id, { key, baseVersion: current.version, token: verified.right })
+      } else if (verifiableLater(verified.left)) {
         blocked = verified.left
       } else {
         // Spent, and unusable: nobody may send that refresh token again.
@@ -196,11 +280,16 @@ const settle = (state: State, key: TokenKey.TokenKey, current: Versioned) =>
     const kept = state.kept.get(id)
     if (kept !== undefined && kept.baseVersion !== current.version) state.kept.delete(id)
     else if (kept !== undefined) {
-      current = yield* persist(state, key, kept.baseVersion, kept.token)
+      current = yield* persist(state, key, kept.baseVersion, kept.token, state.cache.generation())
       yield* Effect.logDebug("Stored the token kept from an earlier refresh")
     }
     return { current, blocked }
   })
+
+// An answer that may verify later: the key set could not be had, or does not list the answer's key
+// yet (a new key not everywhere yet). Kept under its lease rather than abandoned.
+const verifiableLater = (error: VerificationError): boolean =>
+  error.reason === "KeySetUnavailable" || error.reason === "UnknownKey"
 
 // One fiber per key, in the background, until nothing is kept for the key any more.
 const keepSettling = (state: State, key: TokenKey.TokenKey): Effect.Effect<void> =>
@@ -208,7 +297,14 @@ const keepSettling = (state: State, key: TokenKey.TokenKey): Effect.Effect<void>
     const id = TokenKey.toId(key)
     if (state.settling.has(id)) return Effect.void
     state.settling.add(id)
-    const once = Effect.flatMap(loadOrFail(state, key), (current) => settle(state, key, current))
+    const once = Effect.flatMap(loadOrFail(state, key), (current) => settle(state, key, current)).pipe(
+      Effect.tapErrorTag("ReauthRequired", () =>
+        // Deleted meanwhile: nothing to store a token over, nothing to verify it for.
+        Effect.sync(() => {
+          state.kept.delete(id)
+          state.unverified.delete(id)
+        }))
+    )
     return once.pipe(
       Effect.flatMap(({ blocked }) => blocked === undefined ? Effect.void : Effect.fail(blocked)),
       Effect.retry({
@@ -222,6 +318,34 @@ const keepSettling = (state: State, key: TokenKey.TokenKey): Effect.Effect<void>
     )
   })
 
+/**
+ * At shutdown: one last attempt to store each token still kept (within the request timeout), and a
+ * log line for what is lost with the process (a token that could not be stored, an answer that
+ * could not be verified: their users must authorize again).
+ *
+ * @internal
+ */
+export const flushKept = (state: State): Effect.Effect<void> =>
+  Effect.forEach(
+    [...state.kept.values()],
+    ({ baseVersion, key, token }) =>
+      state.store.compareAndSet(key, baseVersion, token).pipe(
+        Effect.timeout(state.config.requestTimeout),
+        Effect.tap(() => Effect.sync(() => state.kept.delete(TokenKey.toId(key)))),
+        Effect.catchAll(() => Effect.logError("A refreshed token could not be stored before shutdown; it is lost")),
+        withKey(key, "AutoRefresh.flushKept")
+      ),
+    { discard: true }
+  ).pipe(
+    Effect.zipRight(Effect.suspend(() =>
+      state.unverified.size === 0
+        ? Effect.void
+        : Effect.logError(
+          `${state.unverified.size} refresh answers could not be verified before shutdown; they are lost`
+        )
+    ))
+  )
+
 const countRefresh = (key: TokenKey.TokenKey, outcome: string) =>
   Metric.update(
     DigimeMetrics.refreshes.pipe(Metric.tagged("outcome", outcome), Metric.tagged("contract_id", key.contractId)),
@@ -232,18 +356,16 @@ const countRefresh = (key: TokenKey.TokenKey, outcome: string) =>
 export const isRefused = (error: { readonly _tag: string }): error is ApiError =>
   error._tag === "ApiError" && (error as ApiError).status === 401 && (error as ApiError).code === "InvalidToken"
 
-// Statuses a gateway answers when the request may have reached digi.me and been processed.
-const gatewayUnknown: ReadonlySet<number> = new Set([500, 502, 504, 520, 524])
-
 // Whether a refresh that failed this way may have spent its refresh token: the answer was lost
-// (the connection failed, no answer in time, or a gateway answered), or a success answer arrived
-// but could not be read. An answer of digi.me's own (an error body) and a request never sent
-// (no connection, bad input) spent nothing.
+// (the connection failed, no answer in time), a server error or a request timeout was answered
+// (by digi.me after processing it, or by a gateway in front of it: an error body proves neither),
+// or a success answer arrived but could not be read. Only a client error (4xx: refused, rate
+// limited) and a request never sent (no connection, bad input) spent nothing.
 const maybeSpent = (error: Client.RequestFailure | Client.TokenCallError): boolean =>
   error._tag === "RequestError"
     ? error.reason === "Transport" || error.reason === "Timeout"
     : error._tag === "ApiError"
-    ? error.code === "Unknown" && gatewayUnknown.has(error.status)
+    ? error.status >= 500 || error.status === 408 || error.status < 400
     : error._tag === "ResponseError"
 
 // digi.me answers an expired and an invalid refresh token alike (401 InvalidToken); only the
@@ -265,15 +387,25 @@ const refusal = (
 // interruption does not reach it) and holds a permit of `sending`: shutdown waits for it, and no
 // lease is taken once shutdown has begun. `None` when another process took the lease first.
 const leaseAndSend = (state: State, key: TokenKey.TokenKey, current: Versioned, lease: Lease) =>
-  state.sending.withPermits(1)(
-    Effect.flatMap(
-      state.store.acquireLease(key, lease),
-      (acquired) => acquired ? Effect.map(sendUnderLease(state, key, current, lease), Option.some) : Effect.succeedNone
+  state.sending.withPermits(1)(Effect.suspend(() => {
+    // Shutdown has begun: the flight is about to be interrupted, no lease is taken any more.
+    if (state.closing.value) return Effect.interrupt
+    // Known releasable until the send: if the answer to taking it is lost, nothing was sent.
+    state.leases.set(TokenKey.toId(key), { lease, releasable: true })
+    return state.store.acquireLease(key, lease).pipe(
+      Effect.tapError(() => endLeaseLater(state, key, lease, "Released")),
+      Effect.flatMap((acquired) =>
+        acquired
+          ? Effect.map(sendUnderLease(state, key, current, lease), Option.some)
+          : Effect.as(forgetLease(state, key, lease), Option.none())
+      )
     )
-  )
+  }))
 
 const sendUnderLease = (state: State, key: TokenKey.TokenKey, current: Versioned, lease: Lease) =>
   Effect.gen(function*() {
+    // From here on the refresh token may be spent: the lease is released only on digi.me's refusal.
+    yield* markLease(state, key, lease, false)
     const sent = yield* Effect.either(state.client.requestRefresh({
       contractId: key.contractId,
       refreshToken: current.token.refreshToken.value
@@ -287,7 +419,7 @@ const sendUnderLease = (state: State, key: TokenKey.TokenKey, current: Versioned
     const verified = yield* Effect.either(state.client.verifyTokenAnswer("refreshToken", sent.right))
     if (Either.isLeft(verified)) {
       yield* countRefresh(key, verified.left._tag)
-      if (verified.left.reason === "KeySetUnavailable") {
+      if (verifiableLater(verified.left)) {
         // Kept, unread, under its lease: verified (and stored) when the key set is back.
         state.unverified.set(TokenKey.toId(key), { lease, answer: sent.right })
         yield* keepSettling(state, key)
@@ -298,10 +430,18 @@ const sendUnderLease = (state: State, key: TokenKey.TokenKey, current: Versioned
     }
     yield* countRefresh(key, "refreshed")
     yield* Effect.annotateCurrentSpan("digime.outcome", "refreshed")
-    const stored = yield* persist(state, key, current.version, verified.right)
+    const stored = yield* persist(state, key, current.version, verified.right, state.cache.generation())
     yield* Effect.logDebug("Refreshed token stored").pipe(Effect.annotateLogs("digime.version", stored.version))
     return stored
-  })
+  }).pipe(
+    // A defect or an interruption after the send: the refresh token may be spent.
+    Effect.onExit((exit) =>
+      Exit.isFailure(exit) && (Cause.isDie(exit.cause) || Cause.isInterrupted(exit.cause)) &&
+        state.leases.get(TokenKey.toId(key))?.releasable === false
+        ? endLease(state, key, lease, "Abandoned")
+        : Effect.void
+    )
+  )
 
 /**
  * Why a refresh is asked for: `Due` (the token of `version` expires within the lead time),
@@ -323,6 +463,8 @@ const refreshFlight = (
   reason: Reason
 ): Effect.Effect<Versioned, AutoRefreshError> =>
   Effect.gen(function*() {
+    const started = yield* Clock.currentTimeMillis
+    let refused = 0
     for (let polls = 0;; polls++) {
       const settled = yield* Effect.flatMap(loadOrFail(state, key), (found) => settle(state, key, found))
       const current = settled.current
@@ -341,11 +483,20 @@ const refreshFlight = (
       const held = current.lease
       if (held !== undefined && held.version === current.version) {
         if (settled.blocked !== undefined) return servable ? current : yield* Effect.fail(settled.blocked)
-        if (held.holder === state.holder && held.until > now) {
-          // Ours, yet no send of ours is behind it (this flight is the key's only one, and nothing
-          // is kept for it): the answer to taking it was lost. Nothing was sent: release it.
-          yield* endLease(state, key, held, "Released")
-          continue
+        if (held.holder === state.holder) {
+          const own = state.leases.get(TokenKey.toId(key))
+          if (own !== undefined && own.releasable && sameLease(own.lease, held)) {
+            // Ours, and nothing was sent under it (the answer to taking it was lost) or digi.me
+            // refused what was: release it, then look again. A store that refuses is an error.
+            yield* state.store.endLease(key, held, "Released")
+            yield* forgetLease(state, key, held)
+            continue
+          }
+          // Ours, and its refresh token may be spent (its end could not be written yet, or this
+          // process lost track of it): never sent again. Served while valid, like another's.
+          if (own === undefined || !own.releasable) yield* endLeaseLater(state, key, held, "Abandoned")
+          if (servable) return current
+          return yield* new ReauthRequired({ key, reason: "RefreshOutcomeUnknown" })
         }
         if (servable) {
           yield* Effect.annotateCurrentSpan("digime.outcome", "served under lease")
@@ -356,16 +507,26 @@ const refreshFlight = (
         yield* Effect.sleep(Math.min(held.until - now, 50 * 2 ** Math.min(polls, 5)))
         continue
       }
-      const lease: Lease = { holder: state.holder, version: current.version, until: now + state.lease }
+      const lease: Lease = { holder: state.holder, version: current.version, until: Math.ceil(now + state.lease) }
       yield* Effect.logDebug("Refreshing the token")
       const sent = yield* leaseAndSend(state, key, current, lease)
       if (Option.isSome(sent)) return sent.value
+      // Refused, and the next read shows why (another's lease, a newer token). A store that keeps
+      // refusing without showing a lease must not make this loop spin: back off, and give up.
+      refused++
+      if (now - started > state.lease) {
+        return yield* new TokenStoreError({
+          operation: "acquireLease",
+          key,
+          description: "the store keeps refusing the lease without showing one"
+        })
+      }
+      if (refused > 1) yield* Effect.sleep(Math.min(50 * 2 ** Math.min(refused - 2, 5), 1000))
     }
   }).pipe(
     Effect.tapError((error) => Effect.annotateCurrentSpan("digime.outcome", error._tag)),
     Metric.trackDuration(DigimeMetrics.refreshDuration),
-    Effect.annotateLogs(annotations(key)),
-    Effect.withSpan("AutoRefresh.refresh", { attributes: annotations(key) })
+    withKey(key, "AutoRefresh.refresh")
   )
 
 // Written without generators: in a burst, every waiting fiber runs this once.

@@ -1,12 +1,21 @@
 /**
  * What every exchange with digi.me shares: which failures are worth another attempt, the
- * schedule of those attempts, the time limit of one attempt, and the conversion of the
- * platform's errors into ours (a description that names the method and URL, never a header).
+ * schedule of those attempts, the time limit of one attempt, the conversion of the platform's
+ * errors into ours (a description that names the method and URL, never a header), and the
+ * hardening of the platform's client: no redirect followed, no body read past a limit, no
+ * platform span (its attributes and error would carry the request's headers).
  */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import { RequestError } from "../DigimeError.js"
 
 /** Statuses that say "try again later" (as digi.me's own SDK retries them). */
@@ -67,3 +76,103 @@ export const timeout =
       onTimeout: () =>
         new RequestError({ operation, reason: "Timeout", description: `no answer within ${Duration.format(duration)}` })
     })
+
+/**
+ * The `Fetch` of `FetchHttpClient` for digi.me's requests: the one of the calling fiber (or the
+ * global `fetch`), asked never to follow a redirect. Fetch follows redirects by default, so a
+ * key set URL on the allow-list could send it to any origin; with `"manual"` the redirect itself
+ * is the answer, refused by its status. Other clients ignore it (none of @effect/platform's
+ * follows a redirect unless asked to).
+ */
+const manualRedirects = (fetch: Option.Option<typeof globalThis.fetch>): typeof globalThis.fetch => (input, init) =>
+  Option.getOrElse(fetch, () => globalThis.fetch)(input, { ...init, redirect: "manual" })
+
+/**
+ * The platform's client hardened for digi.me: no platform span (ours are made by the callers,
+ * with attributes that hold no header) and no redirect followed.
+ */
+/** @internal */
+export const harden = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
+  client.pipe(
+    HttpClient.withTracerDisabledWhen(() => true),
+    HttpClient.transformResponse((response) =>
+      Effect.flatMap(
+        Effect.serviceOption(FetchHttpClient.Fetch),
+        (fetch) => Effect.provideService(response, FetchHttpClient.Fetch, manualRedirects(fetch))
+      )
+    )
+  )
+
+/** The body is longer than the limit: reading stopped there. */
+/** @internal */
+export class BodyTooLarge extends Data.TaggedError("BodyTooLarge")<{ readonly limit: number }> {}
+
+/** The body could not be read to its end. */
+/** @internal */
+export class BodyUnreadable extends Data.TaggedError("BodyUnreadable")<{ readonly description: string }> {}
+
+/**
+ * Reads the whole body, failing as soon as it (or its announced length) is over `limit` bytes:
+ * never more than `limit` bytes are held.
+ */
+/** @internal */
+export const readCapped = (
+  response: HttpClientResponse.HttpClientResponse,
+  limit: number
+): Effect.Effect<Uint8Array<ArrayBuffer>, BodyTooLarge | BodyUnreadable> =>
+  Effect.suspend(() => {
+    const declared = Number(response.headers["content-length"])
+    if (Number.isFinite(declared) && declared > limit) return Effect.fail(new BodyTooLarge({ limit }))
+    const chunks: Array<Uint8Array> = []
+    let size = 0
+    return response.stream.pipe(
+      // No body at all (a web Response without one) reads as an empty body.
+      Stream.catchAll((error) =>
+        error.reason === "EmptyBody"
+          ? Stream.empty
+          : Stream.fail(new BodyUnreadable({ description: `${error.reason} error` }))
+      ),
+      Stream.runForEach((chunk) => {
+        size += chunk.length
+        if (size > limit) return Effect.fail(new BodyTooLarge({ limit }))
+        chunks.push(chunk)
+        return Effect.void
+      }),
+      Effect.map(() => {
+        const body = new Uint8Array(size)
+        let offset = 0
+        for (const chunk of chunks) {
+          body.set(chunk, offset)
+          offset += chunk.length
+        }
+        return body
+      })
+    )
+  })
+
+// Statuses whose answer cannot have a body (a web `Response` refuses one).
+const nullBodyStatuses: ReadonlySet<number> = new Set([101, 103, 204, 205, 304])
+
+/**
+ * The answer with its body read (at most `limit` bytes) and held in memory, so that its
+ * processor reads it as often as it likes and the connection is free again. Its request is the
+ * method and URL only: the answer goes on to processors, spans and errors, the client assertion
+ * (in the `authorization` header) must not.
+ */
+/** @internal */
+export const buffered = (
+  response: HttpClientResponse.HttpClientResponse,
+  limit: number
+): Effect.Effect<HttpClientResponse.HttpClientResponse, BodyTooLarge | BodyUnreadable> =>
+  Effect.map(readCapped(response, limit), (body) =>
+    HttpClientResponse.fromWeb(
+      HttpClientRequest.make(response.request.method)(response.request.url, {
+        urlParams: response.request.urlParams,
+        acceptJson: true
+      }),
+      new Response(nullBodyStatuses.has(response.status) ? null : body, {
+        // A web Response takes statuses from 200 to 599 only; others are refused by the processors.
+        status: response.status >= 200 && response.status <= 599 ? response.status : 599,
+        headers: Object.entries(response.headers)
+      })
+    ))

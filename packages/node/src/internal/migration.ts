@@ -27,12 +27,7 @@ export const tokensTable = (sql: SqlClient.SqlClient, tableName: string): Effect
         lease_holder TEXT NULL,
         lease_version BIGINT NULL,
         lease_until BIGINT NULL
-      )`.pipe(
-        Effect.zipRight(sql`ALTER TABLE ${sql(tableName)}
-          ADD COLUMN IF NOT EXISTS lease_holder TEXT NULL,
-          ADD COLUMN IF NOT EXISTS lease_version BIGINT NULL,
-          ADD COLUMN IF NOT EXISTS lease_until BIGINT NULL`)
-      ),
+      )`.pipe(Effect.zipRight(pgLeaseColumns(sql, tableName))),
     orElse: () =>
       sql`CREATE TABLE IF NOT EXISTS ${sql(tableName)} (
         id TEXT PRIMARY KEY NOT NULL,
@@ -47,16 +42,48 @@ export const tokensTable = (sql: SqlClient.SqlClient, tableName: string): Effect
       )`.pipe(Effect.zipRight(sqliteLeaseColumns(sql, tableName)))
   })
 
-// A table made before leases existed gets their columns (SQLite has no ADD COLUMN IF NOT EXISTS).
+const leaseColumns = [
+  { name: "lease_holder", pg: "TEXT", sqlite: "TEXT" },
+  { name: "lease_version", pg: "BIGINT", sqlite: "INTEGER" },
+  { name: "lease_until", pg: "BIGINT", sqlite: "INTEGER" }
+] as const
+
+// The table name as the statements write it (`sql(tableName)`): each dot-separated part quoted.
+const quotedName = (tableName: string): string => `"${tableName.replace(/"/g, "\"\"").replace(/\./g, "\".\"")}"`
+
+// A table made before leases existed gets their columns. Only the missing ones, and only then:
+// an ALTER TABLE takes an exclusive lock even when it changes nothing, which would queue every
+// reader of the table behind any long transaction, and needs the table's owner. The wait for
+// that lock is bounded, so a migration never holds up the readers for long.
+const pgLeaseColumns = (sql: SqlClient.SqlClient, tableName: string): Effect.Effect<void, SqlError> =>
+  Effect.flatMap(
+    sql<{ readonly attname: string }>`
+      SELECT attname FROM pg_attribute
+      WHERE attrelid = to_regclass(${quotedName(tableName)}) AND attnum > 0 AND NOT attisdropped`,
+    (columns) => {
+      const present = new Set(columns.map((column) => column.attname))
+      const missing = leaseColumns.filter((column) => !present.has(column.name))
+      return missing.length === 0 ? Effect.void : sql`SET LOCAL lock_timeout = '10s'`.pipe(
+        Effect.zipRight(Effect.forEach(
+          missing,
+          ({ name, pg }) =>
+            sql`ALTER TABLE ${sql(tableName)} ADD COLUMN IF NOT EXISTS ${sql(name)} ${sql.literal(pg)} NULL`,
+          { discard: true }
+        ))
+      )
+    }
+  )
+
+// The same for SQLite (which has no ADD COLUMN IF NOT EXISTS).
 const sqliteLeaseColumns = (sql: SqlClient.SqlClient, tableName: string): Effect.Effect<void, SqlError> =>
   Effect.flatMap(sql<{ readonly name: string }>`SELECT name FROM pragma_table_info(${tableName})`, (columns) => {
     const present = new Set(columns.map((column) => column.name))
     return Effect.forEach(
-      [["lease_holder", "TEXT"], ["lease_version", "INTEGER"], ["lease_until", "INTEGER"]] as const,
-      ([name, type]) =>
+      leaseColumns,
+      ({ name, sqlite }) =>
         present.has(name)
           ? Effect.void
-          : sql`ALTER TABLE ${sql(tableName)} ADD COLUMN ${sql(name)} ${sql.literal(type)} NULL`,
+          : sql`ALTER TABLE ${sql(tableName)} ADD COLUMN ${sql(name)} ${sql.literal(sqlite)} NULL`,
       { discard: true }
     )
   })

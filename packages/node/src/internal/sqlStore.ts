@@ -11,9 +11,9 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
 import * as Schedule from "effect/Schedule"
-import type { Options } from "../SqlTokenStore.js"
+import type { Options, Reencrypted } from "../SqlTokenStore.js"
 import * as AesGcm from "./aesGcm.js"
-import { RowError } from "./rowError.js"
+import { type Reason, RowError } from "./rowError.js"
 
 /**
  * The dialects the stores are written for.
@@ -77,24 +77,52 @@ export const settings = (sql: SqlClient.SqlClient, options: Options): Effect.Eff
     const dialect = yield* dialectOf(sql)
     const tokens = yield* tableName("tableName", options.tableName)
     const pending = yield* tableName("pendingTableName", options.pendingTableName)
-    const codec = yield* AesGcm.make(options.encryptionKey)
+    const codec = yield* AesGcm.make(options)
     return { dialect, tableName: tokens, pendingTableName: pending, codec }
   })
 
 /**
- * A stored integer (a version, an expiry), as the driver returns it: a number, a bigint or text.
+ * A stored integer as the driver returns it (a number, a bigint or decimal text), if it is one
+ * from `min` to `max`; anything else (a fraction, text, a blob, a value beyond 2^53) fails with
+ * `reason`.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const toInteger = (value: unknown): Effect.Effect<number, RowError> => {
-  const integer = typeof value === "number" ? value : typeof value === "bigint" || typeof value === "string"
+export const toInteger = (
+  value: unknown,
+  reason: Reason,
+  min: number = Number.MIN_SAFE_INTEGER,
+  max: number = Number.MAX_SAFE_INTEGER
+): Effect.Effect<number, RowError> => {
+  const integer = typeof value === "number"
+    ? value
+    : typeof value === "bigint" || (typeof value === "string" && /^-?[0-9]{1,16}$/.test(value))
     ? Number(value)
     : Number.NaN
-  return Number.isSafeInteger(integer)
+  return Number.isSafeInteger(integer) && integer >= min && integer <= max
     ? Effect.succeed(integer)
-    : Effect.fail(new RowError({ reason: "VersionNotInteger" }))
+    : Effect.fail(new RowError({ reason }))
 }
+
+/**
+ * A stored version: from 1 (the first write) to 2^53 - 2, so that the next one is still exact.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const toVersion = (value: unknown): Effect.Effect<number, RowError> =>
+  toInteger(value, "VersionNotInteger", 1, Number.MAX_SAFE_INTEGER - 1)
+
+/**
+ * A stored text column; anything else (a blob, which SQLite keeps as it was written) fails with
+ * `reason`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const toText = (value: unknown, reason: Reason): Effect.Effect<string, RowError> =>
+  typeof value === "string" ? Effect.succeed(value) : Effect.fail(new RowError({ reason }))
 
 /**
  * The driver's error code (PostgreSQL's SQLSTATE, SQLite's `SQLITE_*`), if any.
@@ -116,11 +144,16 @@ const describeSqlError = (error: SqlError): string => {
 
 // The connection died under the statement (PostgreSQL's classes 08 and 57P0x: terminated by an
 // administrator or a timeout, server shutting down; a reset socket): a new connection may succeed.
+// node-postgres reports a connection that ended under a query without a code, by its message.
 const connectionLost = (error: SqlError): boolean => {
   const code = errorCode(error)
-  return code !== undefined &&
-    (code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03" || code === "ECONNRESET" ||
-      code === "EPIPE")
+  if (code === undefined) {
+    const cause: unknown = error.cause
+    return Predicate.hasProperty(cause, "message") && typeof cause.message === "string" &&
+      /^Connection terminated/.test(cause.message)
+  }
+  return code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03" || code === "ECONNRESET" ||
+    code === "EPIPE"
 }
 
 /**
@@ -162,13 +195,87 @@ export const storeError =
     })
 
 /**
- * The span attributes of an operation on `key`: its contract id and `TokenKey.hash`.
+ * Runs `self` in a span named `name` whose attributes name the key by its contract id and its
+ * keyed tag (`TokenKey.tag`), never by the user id.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withKeySpan =
+  (name: string, key: TokenKey.TokenKey) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.flatMap(
+      TokenKey.tag(key),
+      (tag) => Effect.withSpan(self, name, { attributes: { "digime.contract_id": key.contractId, "digime.key": tag } })
+    )
+
+/**
+ * The condition that `column` is not in the current form of `codec` (sealed with this format and
+ * the current key). `substr` rather than `LIKE`, where `_` of a key id would be a wildcard.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const spanOf = (key: TokenKey.TokenKey): {
-  readonly attributes: Readonly<Record<string, string>>
-} => ({
-  attributes: { "digime.contract_id": key.contractId, "digime.key": TokenKey.hash(key) }
-})
+export const notCurrent = (sql: SqlClient.SqlClient, column: string, current: string) =>
+  sql`substr(${sql(column)}, 1, ${sql.literal(String(current.length))}) <> ${current}`
+
+/**
+ * What became of one row that a re-encryption looked at.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Rewrite = "Rewritten" | "Skipped" | "Failed" | "Current"
+
+/**
+ * Goes through a table in batches of `batchSize` rows ordered by their primary key (`batch`
+ * answers the rows after a key, or from the start), one row at a time, and counts what became of
+ * them. Only one batch is in memory at a time.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const inBatches = <Row, E>(options: {
+  readonly batchSize: number
+  readonly batch: (after: unknown) => Effect.Effect<ReadonlyArray<Row>, E>
+  readonly keyOf: (row: Row) => unknown
+  readonly rewrite: (row: Row) => Effect.Effect<Rewrite, E>
+}): Effect.Effect<Reencrypted, E> =>
+  Effect.gen(function*() {
+    const counts = { rewritten: 0, skipped: 0, failed: 0 }
+    let after: unknown = undefined
+    while (true) {
+      const rows: ReadonlyArray<Row> = yield* options.batch(after)
+      for (const row of rows) {
+        const outcome = yield* options.rewrite(row)
+        if (outcome === "Rewritten") counts.rewritten++
+        else if (outcome === "Skipped") counts.skipped++
+        else if (outcome === "Failed") counts.failed++
+      }
+      if (rows.length < options.batchSize) return counts
+      after = options.keyOf(rows[rows.length - 1]!)
+    }
+  })
+
+/**
+ * The batch size of a re-encryption: `batchSize`, 100 by default, from 1 to 10 000.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const batchSizeOf = (batchSize: number | undefined): Effect.Effect<number, InvalidConfig> =>
+  batchSize === undefined
+    ? Effect.succeed(100)
+    : Number.isSafeInteger(batchSize) && batchSize >= 1 && batchSize <= 10_000
+    ? Effect.succeed(batchSize)
+    : Effect.fail(new InvalidConfig({ field: "batchSize", reason: "must be an integer from 1 to 10000" }))
+
+/**
+ * The codec of a re-encryption: it needs a key to seal with.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const currentOf = (codec: AesGcm.Codec): Effect.Effect<string, InvalidConfig> =>
+  codec.current === undefined
+    ? Effect.fail(new InvalidConfig({ field: "encryption", reason: "is required to re-encrypt" }))
+    : Effect.succeed(codec.current)

@@ -24,6 +24,18 @@
  *     milliseconds or as a duration string such as `"2 seconds"`): injects it (`204`).
  *   A malformed control request answers `400` with `{"error":{"code":"InvalidRequest","message"}}`.
  *
+ *   So that a web page open in the developer's browser can neither steer it (a cross-site form or
+ *   `text/plain` "simple request") nor read it (DNS rebinding), every control request, GET included,
+ *   is checked before it is routed:
+ *   - its `Host` must name the simulator as it listens: `host:port` of the bound address (the `host`
+ *     option as given too), and, when it listens on loopback or on every interface, `localhost`,
+ *     `127.0.0.1` and `[::1]` with that port; else `403` `HostNotAllowed`. A name it is reached by
+ *     from elsewhere (a container's service name) goes in `allowedHosts`;
+ *   - an `Origin`, when present, must be `http://` and one of those hosts; else `403`
+ *     `OriginNotAllowed`;
+ *   - a POST must be `content-type: application/json`; else `415` `UnsupportedMediaType`.
+ *   The digi.me API and the consent pages are not checked: they answer any host, as digi.me does.
+ *
  * A `DropResponse` fault (or `dropRefreshAnswers`) really cuts the connection: the request is
  * processed, then the socket is destroyed without an answer, so the client sees a transport error.
  *
@@ -73,6 +85,12 @@ export interface Options extends Omit<DigimeSimulator.Options, "baseUrl" | "onbo
   readonly host?: string | undefined
   /** Default `0`: an ephemeral port, read back after listening. */
   readonly port?: number | undefined
+  /**
+   * More `Host` header values under which the control endpoints answer, for a simulator reached by
+   * another name than the one it listens on (a container's service name, a port mapping):
+   * `"name:port"`, or `"name"` for port 80, as a client sends them. Default none.
+   */
+  readonly allowedHosts?: ReadonlyArray<string> | undefined
   /** The application name shown on the consent page; default the application id. */
   readonly appName?: string | undefined
   /**
@@ -192,8 +210,48 @@ const consentPage = (
   )
 }
 
-const controlError = (status: number, message: string): HttpServerResponse.HttpServerResponse =>
-  HttpServerResponse.unsafeJson({ error: { code: "InvalidRequest", message } }, { status })
+const controlError = (
+  status: number,
+  message: string,
+  code = "InvalidRequest"
+): HttpServerResponse.HttpServerResponse => HttpServerResponse.unsafeJson({ error: { code, message } }, { status })
+
+// `host[:port]` as a `Host` header carries it, normalised as in a URL (lower case, no `:80`); anything
+// else (user info, a path, stray characters) is not a host.
+const normaliseHost = (value: string): string | undefined => {
+  if (!/^(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i.test(value)) return undefined
+  try {
+    return new URL(`http://${value}`).host
+  } catch {
+    return undefined
+  }
+}
+
+const isLoopbackOrWildcard = (hostname: string): boolean =>
+  hostname === "0.0.0.0" || hostname === "::" || hostname === "::1" || /^127(?:\.\d{1,3}){3}$/.test(hostname)
+
+/** The normalised `Host` values the control endpoints answer to. */
+const controlHosts = (
+  bound: string,
+  port: number,
+  requested: string | undefined,
+  extra: ReadonlyArray<string>
+): ReadonlySet<string> => {
+  const names: Array<string> = []
+  for (const name of [requested, bound]) {
+    if (name !== undefined && name !== "0.0.0.0" && name !== "::") names.push(name)
+  }
+  if (isLoopbackOrWildcard(bound)) names.push("localhost", "127.0.0.1", "::1")
+  const hosts = new Set<string>()
+  for (const value of [...names.map((name) => `${name.includes(":") ? `[${name}]` : name}:${port}`), ...extra]) {
+    const host = normaliseHost(value)
+    if (host !== undefined) hosts.add(host)
+  }
+  return hosts
+}
+
+const isJson = (contentType: string | undefined): boolean =>
+  contentType !== undefined && contentType.split(";")[0]!.trim().toLowerCase() === "application/json"
 
 const headerRecord = (headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>) => {
   const out: Record<string, string> = {}
@@ -223,7 +281,7 @@ const urlHost = (hostname: string): string =>
  */
 export const make = (options: Options): Effect.Effect<Server, HttpServerError.ServeError, Scope.Scope> =>
   Effect.gen(function*() {
-    const { appName, contracts, dropRefreshAnswers, host, port, ...simulatorOptions } = options
+    const { allowedHosts, appName, contracts, dropRefreshAnswers, host, port, ...simulatorOptions } = options
     let nodeServer: Http.Server | undefined
     const httpServer = yield* NodeHttpServer.make(() => {
       nodeServer = Http.createServer()
@@ -232,9 +290,9 @@ export const make = (options: Options): Effect.Effect<Server, HttpServerError.Se
     // Runs before the server's own close, which would otherwise wait for kept-alive connections.
     yield* Effect.addFinalizer(() => Effect.sync(() => nodeServer?.closeAllConnections()))
     const address = httpServer.address
-    const origin = address._tag === "TcpAddress"
-      ? `http://${urlHost(address.hostname)}:${address.port}`
-      : yield* Effect.dieMessage("NodeDigimeSimulator: expected a TCP address")
+    if (address._tag !== "TcpAddress") return yield* Effect.dieMessage("NodeDigimeSimulator: expected a TCP address")
+    const origin = `http://${urlHost(address.hostname)}:${address.port}`
+    const hosts = controlHosts(address.hostname, address.port, host, allowedHosts ?? [])
 
     const simulator = yield* DigimeSimulator.make({
       ...simulatorOptions,
@@ -254,6 +312,27 @@ export const make = (options: Options): Effect.Effect<Server, HttpServerError.Se
       simulator
     }
     const name = appName ?? options.applicationId
+
+    // Checked before routing, so a refusal tells nothing about which control endpoints exist.
+    const refusal = (
+      request: HttpServerRequest.HttpServerRequest
+    ): HttpServerResponse.HttpServerResponse | undefined => {
+      const requestHost = normaliseHost(request.headers.host ?? "")
+      if (requestHost === undefined || !hosts.has(requestHost)) {
+        return controlError(403, "the control endpoints answer only under the simulator's own host", "HostNotAllowed")
+      }
+      const requestOrigin = request.headers.origin
+      if (requestOrigin !== undefined) {
+        const originHost = requestOrigin.startsWith("http://") ? normaliseHost(requestOrigin.slice(7)) : undefined
+        if (originHost === undefined || !hosts.has(originHost)) {
+          return controlError(403, "the control endpoints refuse requests from other origins", "OriginNotAllowed")
+        }
+      }
+      if (request.method === "POST" && !isJson(request.headers["content-type"])) {
+        return controlError(415, "a control request's body must be application/json", "UnsupportedMediaType")
+      }
+      return undefined
+    }
 
     const api = (request: HttpServerRequest.HttpServerRequest, url: URL) =>
       Effect.gen(function*() {
@@ -299,6 +378,8 @@ export const make = (options: Options): Effect.Effect<Server, HttpServerError.Se
 
     const control = (request: HttpServerRequest.HttpServerRequest, route: string) =>
       Effect.gen(function*() {
+        const refused = refusal(request)
+        if (refused !== undefined) return refused
         switch (`${request.method} ${route}`) {
           case "GET ":
             return HttpServerResponse.unsafeJson({
