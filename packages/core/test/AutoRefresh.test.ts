@@ -7,8 +7,10 @@ import {
   authorize,
   callbackUrl,
   contractId,
+  countingStore,
   joinAdvancing,
   key,
+  readAccounts,
   stack,
   stats,
   stored,
@@ -17,9 +19,6 @@ import {
 } from "./fixtures.js"
 
 const otherContract = await Effect.runPromise(TestContract.make("contract-2"))
-
-const readAccounts = (credentials: DataProtocol.Credentials) =>
-  Effect.flatMap(DigimeClient.DigimeClient, (client) => client.readAccounts(credentials))
 
 class Boom extends Data.TaggedError("Boom")<{ readonly n: number }> {}
 
@@ -556,21 +555,6 @@ describe("withAutoRefresh: storing the refreshed token", () => {
 })
 
 describe("withAutoRefresh: the hot path", () => {
-  /** The memory store, counting reads. */
-  const countingStore = (counter: { gets: number }) =>
-    Layer.effect(
-      TokenStore.TokenStore,
-      Effect.map(TokenStore.makeMemory, (inner) =>
-        ({
-          ...inner,
-          get: (k: TokenKey.TokenKey) =>
-            Effect.suspend(() => {
-              counter.gets++
-              return inner.get(k)
-            })
-        }) satisfies TokenStore.Service)
-    )
-
   it.effect("a valid token is served from memory: no store read per call", () => {
     const counter = { gets: 0 }
     return Effect.gen(function*() {

@@ -6,23 +6,8 @@
  */
 import { DigimeConfig, PendingAuthorizations, TokenKey, TokenManager, TokenStore } from "@digime-effect/core"
 import { assert, describe, it } from "@effect/vitest"
-import { DateTime, Effect, Layer, Redacted, TestClock } from "effect"
-import { authorize, contractId, key, stack, stored } from "./fixtures.js"
-
-/** The memory store, counting reads. */
-const countingStore = (counter: { gets: number }) =>
-  Layer.effect(
-    TokenStore.TokenStore,
-    Effect.map(TokenStore.makeMemory, (inner) =>
-      ({
-        ...inner,
-        get: (k: TokenKey.TokenKey) =>
-          Effect.suspend(() => {
-            counter.gets++
-            return inner.get(k)
-          })
-      }) satisfies TokenStore.Service)
-  )
+import { DateTime, Effect, Redacted, TestClock } from "effect"
+import { authorize, contractId, countingStore, key, stack, stored } from "./fixtures.js"
 
 // Never `key` (user-1), the key the fixtures authorize.
 const userKey = (i: number) => TokenKey.make(`reader-${i}`, contractId)

@@ -1,12 +1,8 @@
-import type { DataProtocol } from "@digime-effect/core"
-import { AutoRefresh, DigimeClient, DigimeMetrics } from "@digime-effect/core"
+import { AutoRefresh, DigimeMetrics } from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Metric, TestClock } from "effect"
-import { authorize, key, stack } from "./fixtures.js"
-
-const readAccounts = (credentials: DataProtocol.Credentials) =>
-  Effect.flatMap(DigimeClient.DigimeClient, (client) => client.readAccounts(credentials))
+import { authorize, key, readAccounts, stack } from "./fixtures.js"
 
 // Metrics are global to the runtime: each test measures the change it causes.
 const count = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (state) => state.count)

@@ -85,26 +85,27 @@ describe("KeySet.processJwksResponse", () => {
     }))
 })
 
-describe("KeySet.make", () => {
-  const layerWith = (
-    reply: (request: HttpClientRequest.HttpClientRequest) => Response,
-    seen: Array<string>,
-    config: Partial<DigimeConfig.Options> = {}
-  ) =>
-    KeySet.layer.pipe(
-      Layer.provide(Layer.succeed(
-        HttpClient.HttpClient,
-        HttpClient.make((request) =>
-          Effect.sync(() => {
-            seen.push(request.url)
-            return HttpClientResponse.fromWeb(request, reply(request))
-          })
-        )
-      )),
-      Layer.provide(DigimeConfig.layer({ applicationId: "app", contracts: [testContract.contract], ...config })),
-      Layer.orDie
-    )
+/** `KeySet.layer` on an `HttpClient` answering with `reply`, recording each URL in `seen`. */
+const layerWith = (
+  reply: (request: HttpClientRequest.HttpClientRequest) => Response,
+  seen: Array<string>,
+  config: Partial<DigimeConfig.Options> = {}
+) =>
+  KeySet.layer.pipe(
+    Layer.provide(Layer.succeed(
+      HttpClient.HttpClient,
+      HttpClient.make((request) =>
+        Effect.sync(() => {
+          seen.push(request.url)
+          return HttpClientResponse.fromWeb(request, reply(request))
+        })
+      )
+    )),
+    Layer.provide(DigimeConfig.layer({ applicationId: "app", contracts: [testContract.contract], ...config })),
+    Layer.orDie
+  )
 
+describe("KeySet.make", () => {
   const tokenNaming = (jku: string) =>
     [
       Encoding.encodeBase64Url(JSON.stringify({ alg: "PS512", typ: "JWT", jku, kid: "k-1" })),
@@ -186,20 +187,7 @@ describe("KeySet: time", () => {
     served: { current: string },
     seen: Array<string>,
     config: Partial<DigimeConfig.Options> = {}
-  ) =>
-    KeySet.layer.pipe(
-      Layer.provide(Layer.succeed(
-        HttpClient.HttpClient,
-        HttpClient.make((request) =>
-          Effect.sync(() => {
-            seen.push(request.url)
-            return HttpClientResponse.fromWeb(request, new Response(served.current, { status: 200 }))
-          })
-        )
-      )),
-      Layer.provide(DigimeConfig.layer({ applicationId: "app", contracts: [testContract.contract], ...config })),
-      Layer.orDie
-    )
+  ) => layerWith(() => new Response(served.current, { status: 200 }), seen, config)
 
   it.effect("a key withdrawn from the key set stops verifying once the cached set is keySetMaxAge old", () => {
     const seen: Array<string> = []

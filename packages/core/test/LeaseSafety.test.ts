@@ -4,33 +4,14 @@
  * refused it), a store that refuses leases or their end cannot make a refresh spin, and shutdown is
  * bounded and takes no new lease.
  */
-import {
-  AutoRefresh,
-  type DataProtocol,
-  DigimeClient,
-  DigimeError,
-  TokenManager,
-  TokenStore
-} from "@digime-effect/core"
+import { DigimeClient, DigimeError, TokenManager, TokenStore } from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Scope, TestClock } from "effect"
-import { authorize, joinAdvancing, key, stack, stats, stored } from "./fixtures.js"
-
-const readAccounts = (credentials: DataProtocol.Credentials) =>
-  Effect.flatMap(DigimeClient.DigimeClient, (client) => client.readAccounts(credentials))
-
-const readAs = (manager: TokenManager.Service) =>
-  AutoRefresh.withAutoRefresh(key, readAccounts).pipe(Effect.provideService(TokenManager.TokenManager, manager))
+import { authorize, joinAdvancing, key, noReplay, readAs, stack, stats, stored } from "./fixtures.js"
 
 const storeDown = (operation: string, key: DigimeError.TokenStoreError["key"]) =>
   new DigimeError.TokenStoreError({ operation, key, description: "the store is down" })
-
-const noReplay = Effect.gen(function*() {
-  const s = yield* stats
-  assert.strictEqual(s.replays, 0)
-  assert.strictEqual(s.revocations, 0)
-})
 
 describe("refresh leases: no replay from this process", () => {
   it.scoped("the answer is lost and the end of the lease cannot be written: the next call does not send again", () =>
@@ -106,33 +87,6 @@ describe("refresh leases: no replay from this process", () => {
       bug = false
       const second = yield* Effect.flip(readAs(manager))
       assert.strictEqual(second._tag === "ReauthRequired" && second.reason, "RefreshOutcomeUnknown")
-      assert.strictEqual((yield* stats).refreshes, 1)
-      yield* noReplay
-    }).pipe(Effect.provide(stack())))
-
-  it.scoped("a lost answer to taking the lease is released at once, in the background: no wait for its end", () =>
-    Effect.gen(function*() {
-      yield* authorize()
-      const store = yield* TokenStore.TokenStore
-      let lose = true
-      const lossy: TokenStore.Service = {
-        ...store,
-        acquireLease: (k, lease) =>
-          Effect.flatMap(
-            store.acquireLease(k, lease),
-            (taken) => lose ? Effect.fail(storeDown("acquireLease", k)) : Effect.succeed(taken)
-          )
-      }
-      const manager = yield* TokenManager.make.pipe(Effect.provideService(TokenStore.TokenStore, lossy))
-      yield* TestClock.adjust("1 hour")
-      const first = yield* Effect.flip(readAs(manager))
-      assert.strictEqual(first._tag, "TokenStoreError")
-      lose = false
-      yield* TestClock.adjust("1 second")
-      assert.isUndefined((yield* stored()).lease)
-      // Another process can refresh it now.
-      const other = yield* TokenManager.make
-      assert.isAbove((yield* readAs(other)).length, 0)
       assert.strictEqual((yield* stats).refreshes, 1)
       yield* noReplay
     }).pipe(Effect.provide(stack())))

@@ -4,36 +4,22 @@
  * simulated digi.me with strict rotation, and ends by checking that digi.me counted no replay and
  * revoked nothing.
  */
-import {
-  AutoRefresh,
-  type DataProtocol,
-  DigimeClient,
-  DigimeError,
-  TokenManager,
-  TokenStore
-} from "@digime-effect/core"
+import { AutoRefresh, DigimeClient, DigimeError, TokenStore } from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
-import { authorize, joinAdvancing, key, stack, stats, stored } from "./fixtures.js"
-
-const readAccounts = (credentials: DataProtocol.Credentials) =>
-  Effect.flatMap(DigimeClient.DigimeClient, (client) => client.readAccounts(credentials))
-
-/** A token manager of another process: the same store and client, its own memory. */
-const otherProcess = (store?: TokenStore.Service) =>
-  store === undefined
-    ? TokenManager.make
-    : TokenManager.make.pipe(Effect.provideService(TokenStore.TokenStore, store))
-
-const readAs = (manager: TokenManager.Service) =>
-  AutoRefresh.withAutoRefresh(key, readAccounts).pipe(Effect.provideService(TokenManager.TokenManager, manager))
-
-const noReplay = Effect.gen(function*() {
-  const s = yield* stats
-  assert.strictEqual(s.replays, 0)
-  assert.strictEqual(s.revocations, 0)
-})
+import {
+  authorize,
+  joinAdvancing,
+  key,
+  noReplay,
+  otherProcess,
+  readAccounts,
+  readAs,
+  stack,
+  stats,
+  stored
+} from "./fixtures.js"
 
 describe("refresh leases", () => {
   it.scoped("a refresh in flight elsewhere: its token is served while valid, waited for once expired", () =>

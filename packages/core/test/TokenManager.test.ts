@@ -2,21 +2,11 @@
  * `TokenManager.delete`: a token the application deleted (the user disconnected) is not served
  * from memory any more, in this process at once, whatever was reading or refreshing it meanwhile.
  */
-import {
-  AutoRefresh,
-  type DataProtocol,
-  DigimeClient,
-  DigimeError,
-  TokenManager,
-  TokenStore
-} from "@digime-effect/core"
+import { AutoRefresh, DigimeError, TokenManager, TokenStore } from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Deferred, Effect, Fiber, Layer, Option, TestClock } from "effect"
-import { authorize, joinAdvancing, key, stack, stats, stored, totalRequests } from "./fixtures.js"
-
-const readAccounts = (credentials: DataProtocol.Credentials) =>
-  Effect.flatMap(DigimeClient.DigimeClient, (client) => client.readAccounts(credentials))
+import { authorize, joinAdvancing, key, readAccounts, stack, stats, stored, totalRequests } from "./fixtures.js"
 
 const manager = TokenManager.TokenManager
 

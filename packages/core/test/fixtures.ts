@@ -2,10 +2,11 @@
  * Shared set-up of the core tests: one test contract (key generation is slow, so it is made once
  * per file), and the layer stack of a client talking to the simulated digi.me.
  */
-import { type DigimeError, TokenKey, TokenStore } from "@digime-effect/core"
-import type { DigimeConfig } from "@digime-effect/core"
+import { AutoRefresh, DigimeClient, type DigimeError, TokenKey, TokenManager, TokenStore } from "@digime-effect/core"
+import type { DataProtocol, DigimeConfig } from "@digime-effect/core"
 import { DigimeSimulator, DigimeTest, type TestContract } from "@digime-effect/core/testing"
-import { Duration, Effect, Fiber, type Layer, Option, TestClock } from "effect"
+import { assert } from "@effect/vitest"
+import { Duration, Effect, Fiber, Layer, Option, TestClock } from "effect"
 
 export const applicationId = DigimeTest.applicationId
 export const contractId = DigimeTest.contractId
@@ -69,3 +70,39 @@ export const joinAdvancing = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, total: Dura
     for (let i = 0; i < steps && fiber.unsafePoll() === null; i++) yield* TestClock.adjust(step)
     return yield* Fiber.join(fiber)
   })
+
+/** `readAccounts` of the `DigimeClient`: the data call the tests wrap with `withAutoRefresh`. */
+export const readAccounts = (credentials: DataProtocol.Credentials) =>
+  Effect.flatMap(DigimeClient.DigimeClient, (client) => client.readAccounts(credentials))
+
+/** A token manager of another process: the same store (or `store`) and client, its own memory. */
+export const otherProcess = (store?: TokenStore.Service) =>
+  store === undefined
+    ? TokenManager.make
+    : TokenManager.make.pipe(Effect.provideService(TokenStore.TokenStore, store))
+
+/** `readAccounts` under `withAutoRefresh` of the key, through `manager`. */
+export const readAs = (manager: TokenManager.Service) =>
+  AutoRefresh.withAutoRefresh(key, readAccounts).pipe(Effect.provideService(TokenManager.TokenManager, manager))
+
+/** digi.me counted no replay of a refresh token and revoked no grant. */
+export const noReplay = Effect.gen(function*() {
+  const s = yield* stats
+  assert.strictEqual(s.replays, 0)
+  assert.strictEqual(s.revocations, 0)
+})
+
+/** The memory store, counting its reads in `counter`. */
+export const countingStore = (counter: { gets: number }) =>
+  Layer.effect(
+    TokenStore.TokenStore,
+    Effect.map(TokenStore.makeMemory, (inner) =>
+      ({
+        ...inner,
+        get: (k: TokenKey.TokenKey) =>
+          Effect.suspend(() => {
+            counter.gets++
+            return inner.get(k)
+          })
+      }) satisfies TokenStore.Service)
+  )
