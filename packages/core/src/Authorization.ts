@@ -35,6 +35,7 @@ import { PendingAuthorizations } from "./PendingAuthorizations.js"
 import type { Pending } from "./PendingAuthorizations.js"
 import type { TokenKey } from "./TokenKey.js"
 import { TokenManager } from "./TokenManager.js"
+import type { AutoRefreshError } from "./TokenManager.js"
 import * as TokenProtocol from "./TokenProtocol.js"
 import type { CallbackQuery } from "./TokenProtocol.js"
 import type { UserAccessToken } from "./UserAccessToken.js"
@@ -156,6 +157,62 @@ export const startAuthorization = (
       (state) => client.getAuthorizeUrl({ ...rest, contractId: key.contractId, callbackUrl, state })
     )
   }).pipe(Effect.withSpan("Authorization.startAuthorization", {
+    attributes: { "digime.contract_id": options.key.contractId }
+  }))
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface AddContractOptions extends Omit<StartOptions, "accessToken"> {
+  /**
+   * The same user's key under a contract it already has a token for: its access token (valid,
+   * refreshed first if due, through the `TokenManager`) tells digi.me which library to add the
+   * contract of `key` to. Same user id as `key`, another contract.
+   */
+  readonly existing: TokenKey
+}
+
+/**
+ * Starts the authorization of another contract for a user who already has a token under one
+ * (digi.me needs a token per contract: a read contract and a write contract, for instance). The
+ * consent lands in the same digi.me library; `completeAuthorization` stores the new token under
+ * `key`. The existing token never leaves the library.
+ *
+ * @example
+ * import { Authorization, TokenKey } from "@digime-effect/core"
+ *
+ * const addWriteContract = (userId: string) =>
+ *   Authorization.startAddingContract({
+ *     key: TokenKey.make(userId, "write-contract"),
+ *     existing: TokenKey.make(userId, "read-contract"),
+ *     callbackUrl: "https://app.example/digime/callback"
+ *   })
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const startAddingContract = (
+  options: AddContractOptions
+): Effect.Effect<
+  Started,
+  TokenCallError | TokenStoreError | AutoRefreshError,
+  DigimeClient | PendingAuthorizations | TokenManager
+> =>
+  Effect.gen(function*() {
+    const { existing, key } = options
+    if (existing.userId !== key.userId || existing.contractId === key.contractId) {
+      return yield* new InvalidOptions({
+        operation: "startAddingContract",
+        field: "existing",
+        reason: "must be the same user's key under another contract"
+      })
+    }
+    const manager = yield* TokenManager
+    const current = yield* manager.get(existing)
+    const { existing: _existing, ...rest } = options
+    return yield* startAuthorization({ ...rest, accessToken: current.token.accessToken.value })
+  }).pipe(Effect.withSpan("Authorization.startAddingContract", {
     attributes: { "digime.contract_id": options.key.contractId }
   }))
 

@@ -2,17 +2,19 @@
  * The library as one layer: `DigimeConfig`, the `DigimeClient` (with its `KeySet`) and the
  * `TokenManager`, built from options or from `Config`, with the `TokenKey.KeyTagger` of the
  * configured `keyTagSecret`. What stays yours to provide: the
- * platform's `Signer` and `HttpClient` (on Node, `NodeDigime.layer` from `@digime-effect/node`
- * provides both) and the `TokenStore` of your choice. `Authorization` also needs a
+ * platform's `Signer`, `FileCipher` and `HttpClient` (on Node, `NodeDigime.layer` from
+ * `@digime-effect/node` provides all three) and the `TokenStore` of your choice. `Authorization` also needs a
  * `PendingAuthorizations` store.
  *
  * @example
- * import { Digime, Signer, TokenStore } from "@digime-effect/core"
+ * import { Digime, FileCipher, Signer, TokenStore } from "@digime-effect/core"
  * import { FetchHttpClient } from "@effect/platform"
  * import { Layer } from "effect"
  *
  * const DigimeLive = Digime.layerConfig(Digime.fromEnv).pipe(
- *   Layer.provide(Layer.mergeAll(Signer.layerWebCrypto, FetchHttpClient.layer, TokenStore.layerMemory))
+ *   Layer.provide(
+ *     Layer.mergeAll(Signer.layerWebCrypto, FileCipher.layerWebCrypto, FetchHttpClient.layer, TokenStore.layerMemory)
+ *   )
  * )
  *
  * @since 0.1.0
@@ -27,6 +29,7 @@ import * as Option from "effect/Option"
 import * as DigimeClient from "./DigimeClient.js"
 import * as DigimeConfig from "./DigimeConfig.js"
 import type { InvalidConfig, InvalidContractKey } from "./DigimeError.js"
+import type { FileCipher } from "./FileCipher.js"
 import type { Signer } from "./Signer.js"
 import * as TokenKey from "./TokenKey.js"
 import * as TokenManager from "./TokenManager.js"
@@ -41,12 +44,12 @@ import type { TokenStore } from "./TokenStore.js"
 export type Services = DigimeConfig.DigimeConfig | DigimeClient.DigimeClient | TokenManager.TokenManager
 
 /**
- * What the layers need: the platform's signer and HTTP client, and a token store.
+ * What the layers need: the platform's signer, file cipher and HTTP client, and a token store.
  *
  * @since 0.1.0
  * @category models
  */
-export type Requirements = Signer | HttpClient.HttpClient | TokenStore
+export type Requirements = Signer | FileCipher | HttpClient.HttpClient | TokenStore
 
 /**
  * The client and the token manager on a given configuration layer.

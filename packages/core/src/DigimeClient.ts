@@ -16,22 +16,30 @@ import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { flow } from "effect/Function"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import * as AccountsProtocol from "./AccountsProtocol.js"
+import type { Contract } from "./Contract.js"
 import * as DataProtocol from "./DataProtocol.js"
 import { DigimeConfig } from "./DigimeConfig.js"
 import { RequestError, ResponseError } from "./DigimeError.js"
 import type {
   AccessTokenRejected,
   ApiError,
+  FileDecryptionError,
   InvalidContractKey,
   InvalidOptions,
   UnknownContract,
   VerificationError
 } from "./DigimeError.js"
-import type { Request } from "./DigimeRequest.js"
+import type { Request, StreamedResponse } from "./DigimeRequest.js"
+import * as DiscoveryProtocol from "./DiscoveryProtocol.js"
+import { FileCipher } from "./FileCipher.js"
 import * as Calls from "./internal/calls.js"
 import { base64url, randomAlphanumeric, randomBytes, sha256 } from "./internal/encoding.js"
 import {
@@ -71,6 +79,53 @@ export type TokenCallError = RequestFailure | VerificationError | InvalidOptions
  * @category errors
  */
 export type DataCallError = RequestFailure | AccessTokenRejected | InvalidOptions
+
+/**
+ * A file of the user's library: what its headers say, and its content decrypted as it arrives.
+ * `data` can be run once; a cut connection or a pause longer than the request timeout fails it
+ * with `RequestError`, a file that cannot be decrypted with `FileDecryptionError`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface File extends DataProtocol.FileHeaders {
+  readonly data: Stream.Stream<Uint8Array, RequestError | FileDecryptionError | InvalidContractKey>
+}
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface FileOptions extends DataProtocol.Credentials {
+  readonly sessionKey: string
+  readonly fileName: string
+}
+
+/**
+ * Where to send the user's browser to onboard another service, or to reauthorize one account,
+ * and the read session that comes with it.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface AccountUrl {
+  readonly url: string
+  readonly session: DataProtocol.Session | undefined
+}
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface OnboardServiceOptions
+  extends
+    DataProtocol.Credentials,
+    AccountsProtocol.OnboardOptions,
+    Omit<AccountsProtocol.OnboardUrlOptions, "sourcesScope">
+{
+  /** Any JSON: which sources the user may pick (sent double-encoded, as digi.me reads it). */
+  readonly sourcesScope?: unknown
+}
 
 /**
  * What `getAuthorizeUrl` and `getReauthorizeUrl` return. Keep `codeVerifier` and `state`
@@ -175,6 +230,90 @@ export interface Service {
   ) => Effect.Effect<ReadonlyArray<DataProtocol.Account>, DataCallError>
   /** Deletes the user's library at digi.me (`DELETE user`). The stored token is not touched. */
   readonly deleteUser: (credentials: DataProtocol.Credentials) => Effect.Effect<void, DataCallError>
+  /** The state of a read session's sync and its files so far (`GET permission-access/query/{sessionKey}`). */
+  readonly readFileList: (
+    options: DataProtocol.Credentials & { readonly sessionKey: string }
+  ) => Effect.Effect<DataProtocol.FileList, DataCallError>
+  /**
+   * One file, decrypted with the contract's key as it streams: memory does not grow with its size.
+   * The call succeeds once digi.me has answered with the file's headers; its `data` follows.
+   */
+  readonly readFile: (options: FileOptions) => Effect.Effect<File, DataCallError>
+  /** A file's metadata without its content (`HEAD`). */
+  readonly readFileMetadata: (options: FileOptions) => Effect.Effect<DataProtocol.FileHeaders, DataCallError>
+  /**
+   * Pushes bytes, or a stream of them, into the user's library. A stream is run once per attempt
+   * (a second attempt follows a refused access token inside `withAutoRefresh`): give one that can
+   * run again, such as a file read. Its own failure is the push's failure, as it is.
+   */
+  readonly pushData: <E = never>(
+    options: DataProtocol.Credentials & {
+      readonly fileDescriptor: DataProtocol.FileDescriptor
+      readonly data: Uint8Array | Stream.Stream<Uint8Array, E>
+    }
+  ) => Effect.Effect<void, DataCallError | E>
+  /** Pushes a FHIR document to the provider behind one of the user's accounts (MedMij). */
+  readonly pushToProvider: (
+    options: DataProtocol.Credentials & {
+      readonly accountId: string
+      readonly version: "stu3" | "3.0.2"
+      readonly data: Readonly<Record<string, unknown>>
+    }
+  ) => Effect.Effect<void, DataCallError>
+  /**
+   * Onboards another service into the user's library: the URL to send the browser to. digi.me
+   * then calls `callbackUrl` with `success` and `errorCode`.
+   */
+  readonly getOnboardServiceUrl: (
+    options: OnboardServiceOptions
+  ) => Effect.Effect<AccountUrl, TokenCallError | AccessTokenRejected>
+  /**
+   * Reauthorizes one account of the user (one whose sync ended with `reauth`, see
+   * `Files.Progress.needsReauthorization`): the URL to send the browser to.
+   */
+  readonly getReauthorizeAccountUrl: (
+    options: DataProtocol.Credentials & {
+      readonly accountId: string
+      readonly callbackUrl: string
+      readonly locale?: string | undefined
+    }
+  ) => Effect.Effect<AccountUrl, TokenCallError | AccessTokenRejected>
+  /** Where to send the browser to revoke an account's permission (MedMij); it comes back to `redirectUri`. */
+  readonly getRevokeAccountPermissionUrl: (
+    options: DataProtocol.Credentials & { readonly accountId: string; readonly redirectUri: string }
+  ) => Effect.Effect<string, DataCallError>
+  /** Deletes one account (source) from the user's library. */
+  readonly deleteAccount: (
+    options: DataProtocol.Credentials & { readonly accountId: string }
+  ) => Effect.Effect<void, DataCallError>
+  /** The sources a user can onboard (approved pull sources unless the query says otherwise). */
+  readonly querySources: (
+    options: DiscoveryProtocol.ContractOptions & DiscoveryProtocol.SourcesQuery
+  ) => Effect.Effect<DiscoveryProtocol.SourcesPage, RequestFailure | InvalidOptions>
+  readonly queryCountries: (
+    options: DiscoveryProtocol.CatalogueOptions
+  ) => Effect.Effect<ReadonlyArray<DiscoveryProtocol.Country>, RequestFailure | InvalidOptions>
+  readonly queryPlatforms: (
+    options: DiscoveryProtocol.CatalogueOptions
+  ) => Effect.Effect<ReadonlyArray<DiscoveryProtocol.Platform>, RequestFailure | InvalidOptions>
+  readonly queryCategories: (
+    options: DiscoveryProtocol.CatalogueOptions
+  ) => Effect.Effect<ReadonlyArray<DiscoveryProtocol.Category>, RequestFailure | InvalidOptions>
+  /** The sample datasets of a source, by id (for `sampleDataSetId` of an onboarding). */
+  readonly getServiceSampleDataSets: (
+    options: DiscoveryProtocol.ContractOptions & { readonly sourceId: number | string }
+  ) => Effect.Effect<DiscoveryProtocol.SampleDataSets, RequestFailure | InvalidOptions>
+  /** The contract as digi.me knows it. */
+  readonly getContractDetails: (
+    options: DiscoveryProtocol.ContractOptions
+  ) => Effect.Effect<DiscoveryProtocol.ContractDetails, RequestFailure | InvalidOptions>
+  /** The user's portability report (MedMij, XML text). */
+  readonly getPortabilityReport: (
+    options: DataProtocol.Credentials & {
+      readonly from?: number | undefined
+      readonly to?: number | undefined
+    }
+  ) => Effect.Effect<string, DataCallError>
   /**
    * Signs and sends a request built by a request builder and hands the answer to `process` (its
    * response processor): the one way every call above is made, open to calls this library does
@@ -184,6 +323,15 @@ export interface Service {
     request: Request,
     process: (response: HttpClientResponse.HttpClientResponse, request: Request) => Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | RequestFailure, Exclude<R, KeySet.KeySet>>
+  /**
+   * Like `execute`, for an answer whose body is handed over as it arrives (a file): a success
+   * answer goes to `process` with its body unread; any other answer is read (within
+   * `maxResponseBytes`) and fails with `ApiError`, or `AccessTokenRejected` for `401 InvalidToken`.
+   */
+  readonly executeStreamed: <A, E, R>(
+    request: Request,
+    process: (response: StreamedResponse, request: Request) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | RequestFailure | AccessTokenRejected, R>
 }
 
 /**
@@ -202,7 +350,7 @@ const randomState = (): string => base64url(randomBytes(16))
 // On the idempotent path only: a transient status becomes a failure to repeat, and the last
 // answer is handed to the processor when the attempts run out.
 class TransientStatus extends Data.TaggedError("TransientStatus")<{
-  readonly response: HttpClientResponse.HttpClientResponse
+  readonly answer: { readonly response: { readonly status: number } }
 }> {}
 
 /**
@@ -215,45 +363,86 @@ class TransientStatus extends Data.TaggedError("TransientStatus")<{
 export const make: Effect.Effect<
   Service,
   InvalidContractKey,
-  DigimeConfig | Signer | KeySet.KeySet | HttpClient.HttpClient
+  DigimeConfig | Signer | KeySet.KeySet | FileCipher | HttpClient.HttpClient
 > = Effect.gen(function*() {
   const config = yield* DigimeConfig
   const signer = yield* Signer
+  const cipher = yield* FileCipher
   yield* Effect.forEach(config.contracts.values(), signer.prepare, { discard: true })
   const keySet = yield* KeySet.KeySet
   const httpClient = harden(yield* HttpClient.HttpClient).pipe(
-    HttpClient.mapRequest(flow(HttpClientRequest.prependUrl(config.baseUrl), HttpClientRequest.acceptJson))
+    HttpClient.mapRequest(flow(
+      HttpClientRequest.prependUrl(config.baseUrl),
+      (request) => request.headers["accept"] === undefined ? HttpClientRequest.acceptJson(request) : request
+    ))
   )
   const serverAddress = new URL(config.baseUrl).host
 
-  // The exchange, its body read (within `maxResponseBytes`), in a span of ours: the platform's
-  // would hold the request's headers, and so the client assertion with every secret it carries.
-  const send = (request: Request, assertion: Redacted.Redacted<string>) =>
-    httpClient.execute(HttpClientRequest.bearerToken(request.request, assertion)).pipe(
-      Effect.mapError((error) => fromHttpClientError(request.operation, error)),
-      Effect.flatMap((response) =>
-        buffered(response, config.maxResponseBytes).pipe(
-          Effect.catchTags({
-            BodyTooLarge: ({ limit }) =>
-              Effect.fail(
-                new ResponseError({
-                  operation: request.operation,
-                  status: response.status,
-                  description: `the answer is longer than ${limit} bytes`
-                })
-              ),
-            BodyUnreadable: ({ description }) =>
-              Effect.fail(
-                new RequestError({
-                  operation: request.operation,
-                  reason: "Transport",
-                  description: `the answer could not be read (${description})`
-                })
-              )
+  // The answer's body read (within `maxResponseBytes`) and held, without the request's headers.
+  const readBody = (request: Request, response: HttpClientResponse.HttpClientResponse) =>
+    buffered(response, config.maxResponseBytes).pipe(
+      Effect.catchTags({
+        BodyTooLarge: ({ limit }) =>
+          Effect.fail(
+            new ResponseError({
+              operation: request.operation,
+              status: response.status,
+              description: `the answer is longer than ${limit} bytes`
+            })
+          ),
+        BodyUnreadable: ({ description }) =>
+          Effect.fail(
+            new RequestError({
+              operation: request.operation,
+              reason: "Transport",
+              description: `the answer could not be read (${description})`
+            })
+          )
+      })
+    )
+
+  // A success answer whose body is handed over unread: parts of it must keep arriving within
+  // the request timeout, and a cut is a `RequestError`.
+  const streamedOf = (request: Request, response: HttpClientResponse.HttpClientResponse): StreamedResponse => ({
+    status: response.status,
+    headers: response.headers,
+    body: response.stream.pipe(
+      Stream.catchAll((error) =>
+        error.reason === "EmptyBody" ? Stream.empty : Stream.fail(
+          new RequestError({
+            operation: request.operation,
+            reason: "Transport",
+            description: "the answer's body was cut before its end"
           })
         )
       ),
-      Effect.tap((response) => Effect.annotateCurrentSpan("http.response.status_code", response.status)),
+      Stream.timeoutFail(
+        () =>
+          new RequestError({
+            operation: request.operation,
+            reason: "Timeout",
+            description: `no part of the answer's body within ${Duration.format(config.requestTimeout)}`
+          }),
+        config.requestTimeout
+      )
+    )
+  })
+
+  type Answer =
+    | { readonly _tag: "Buffered"; readonly response: HttpClientResponse.HttpClientResponse }
+    | { readonly _tag: "Streamed"; readonly response: StreamedResponse }
+
+  // The exchange in a span of ours: the platform's would hold the request's headers, and so the
+  // client assertion with every secret it carries.
+  const send = (request: Request, assertion: Redacted.Redacted<string>, streamed: boolean) =>
+    httpClient.execute(HttpClientRequest.bearerToken(request.request, assertion)).pipe(
+      Effect.mapError((error) => fromHttpClientError(request.operation, error)),
+      Effect.flatMap((response): Effect.Effect<Answer, RequestError | ResponseError> =>
+        streamed && response.status >= 200 && response.status < 300
+          ? Effect.succeed({ _tag: "Streamed", response: streamedOf(request, response) })
+          : Effect.map(readBody(request, response), (body) => ({ _tag: "Buffered", response: body }))
+      ),
+      Effect.tap((answer) => Effect.annotateCurrentSpan("http.response.status_code", answer.response.status)),
       Effect.withSpan("DigimeClient.send", {
         kind: "client",
         attributes: {
@@ -265,41 +454,119 @@ export const make: Effect.Effect<
       })
     )
 
-  // One signed attempt, its body read within the time limit: a new nonce and timestamp each time.
-  const attempt = (request: Request) =>
-    Effect.flatMap(config.contract(request.contractId), (contract) =>
-      Clock.currentTimeMillis.pipe(
-        Effect.flatMap((now) =>
-          signer.sign(contract, {
-            client_id: `${config.applicationId}_${contract.contractId}`,
-            nonce: randomAlphanumeric(32),
-            timestamp: now,
-            ...request.claims
-          })
+  // One signed attempt, within the time limit (up to the answer's headers when streamed): a new
+  // nonce and timestamp each time.
+  const attempt = (request: Request, contract: Contract, streamed: boolean) =>
+    Clock.currentTimeMillis.pipe(
+      Effect.flatMap((now) =>
+        signer.sign(contract, {
+          client_id: `${config.applicationId}_${contract.contractId}`,
+          nonce: randomAlphanumeric(32),
+          // Whole milliseconds: a TestClock moved by a jittered sleep can stand between two.
+          timestamp: Math.floor(now),
+          ...request.claims
+        })
+      ),
+      Effect.flatMap((assertion) => send(request, assertion, streamed)),
+      timeout(request.operation, config.requestTimeout)
+    )
+
+  // The request with its signed headers (signed once: they carry no nonce of their own).
+  const signHeaders = (request: Request, contract: Contract) =>
+    request.signedHeaders === undefined
+      ? Effect.succeed(request)
+      : Effect.map(
+        Effect.reduce(
+          Object.entries(request.signedHeaders),
+          request.request,
+          (built, [name, payload]) =>
+            Effect.map(signer.sign(contract, payload), (jwt) =>
+              HttpClientRequest.setHeader(built, name, Redacted.value(jwt)))
         ),
-        Effect.flatMap((assertion) => send(request, assertion)),
-        timeout(request.operation, config.requestTimeout)
-      ))
+        (built): Request => ({ ...request, request: built })
+      )
+
+  // Every attempt of a call: repeated on transient failures when the call is idempotent, the
+  // last answer kept when the attempts run out.
+  const exchange = (request: Request, streamed: boolean) =>
+    Effect.flatMap(
+      config.contract(request.contractId),
+      (contract) =>
+        Effect.flatMap(signHeaders(request, contract), (signed) =>
+          signed.idempotent
+            ? attempt(signed, contract, streamed).pipe(
+              Effect.filterOrFail(
+                (answer) => !transientStatuses.has(answer.response.status),
+                (answer) => new TransientStatus({ answer })
+              ),
+              Effect.retry({
+                schedule: retrySchedule,
+                while: (error) => error._tag === "TransientStatus" || isTransientRequestError(error)
+              }),
+              Effect.catchTag("TransientStatus", (error) => Effect.succeed(error.answer as Answer))
+            )
+            : attempt(signed, contract, streamed))
+    )
 
   const execute = <A, E, R>(
     request: Request,
     process: (response: HttpClientResponse.HttpClientResponse, request: Request) => Effect.Effect<A, E, R>
   ): Effect.Effect<A, E | RequestFailure, Exclude<R, KeySet.KeySet>> =>
-    (request.idempotent
-      ? attempt(request).pipe(
-        Effect.filterOrFail((response) => !transientStatuses.has(response.status), (response) =>
-          new TransientStatus({ response })),
-        Effect.retry({
-          schedule: retrySchedule,
-          while: (error) =>
-            error._tag === "TransientStatus" || isTransientRequestError(error)
-        }),
-        Effect.catchTag("TransientStatus", (error) => Effect.succeed(error.response))
+    exchange(request, false).pipe(
+      Effect.flatMap((answer) => process(answer.response as HttpClientResponse.HttpClientResponse, request)),
+      Effect.provideService(KeySet.KeySet, keySet)
+    ) as Effect.Effect<A, E | RequestFailure, Exclude<R, KeySet.KeySet>>
+
+  const executeStreamed = <A, E, R>(
+    request: Request,
+    process: (response: StreamedResponse, request: Request) => Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E | RequestFailure | AccessTokenRejected, R> =>
+    Effect.flatMap(
+      exchange(request, true),
+      (answer): Effect.Effect<A, E | ApiError | AccessTokenRejected, R> =>
+        answer._tag === "Streamed" ? process(answer.response, request) : Calls.failure(request, answer.response, true)
+    )
+
+  const readFile = (options: FileOptions): Effect.Effect<File, DataCallError> =>
+    Effect.gen(function*() {
+      const request = yield* DataProtocol.fileRequest(options)
+      const contract = yield* config.contract(options.contractId)
+      const file = yield* executeStreamed(
+        request,
+        (response, request) => DataProtocol.processFileResponse(response, request, options.fileName)
       )
-      : attempt(request)).pipe(
-        Effect.flatMap((response) => process(response, request)),
-        Effect.provideService(KeySet.KeySet, keySet)
-      ) as Effect.Effect<A, E | RequestFailure, Exclude<R, KeySet.KeySet>>
+      const { body, ...headers } = file
+      return {
+        ...headers,
+        data: body.pipe(cipher.decrypt({ contract, fileName: options.fileName, compression: file.compression }))
+      }
+    }).pipe(Effect.withSpan("DigimeClient.readFile", spanOf(options.contractId)))
+
+  // A pushed stream's own failure is the push's failure, as it is (the platform would only see a
+  // body that could not be sent).
+  const pushData = <E>(
+    options: DataProtocol.Credentials & {
+      readonly fileDescriptor: DataProtocol.FileDescriptor
+      readonly data: Uint8Array | Stream.Stream<Uint8Array, E>
+    }
+  ): Effect.Effect<void, DataCallError | E> =>
+    Effect.suspend(() => {
+      let failed = Option.none<E>()
+      const data = options.data instanceof Uint8Array ? options.data : options.data.pipe(
+        Stream.tapError((error) =>
+          Effect.sync(() => {
+            failed = Option.some(error)
+          })
+        )
+      )
+      return DataProtocol.pushRequest({ ...options, data }).pipe(
+        Effect.flatMap((request) => execute(request, DataProtocol.processPushResponse)),
+        Effect.catchAll((error): Effect.Effect<never, DataCallError | E> =>
+          Option.match(failed, { onNone: () => Effect.fail(error), onSome: Effect.fail })
+        ),
+        Effect.withSpan("DigimeClient.pushData", spanOf(options.contractId))
+      )
+    })
 
   const getAuthorizeUrl = (options: AuthorizeOptions) =>
     Effect.gen(function*() {
@@ -366,7 +633,82 @@ export const make: Effect.Effect<
     ),
     readAccounts: call("readAccounts", DataProtocol.accountsRequest, DataProtocol.processAccountsResponse),
     deleteUser: call("deleteUser", DataProtocol.deleteUserRequest, DataProtocol.processDeleteUserResponse),
-    execute
+    readFileList: call("readFileList", DataProtocol.fileListRequest, DataProtocol.processFileListResponse),
+    readFile,
+    readFileMetadata: (options: FileOptions) =>
+      call(
+        "readFileMetadata",
+        DataProtocol.fileMetadataRequest,
+        (response, request) => DataProtocol.processFileMetadataResponse(response, request, options.fileName)
+      )(options),
+    pushData,
+    pushToProvider: call("pushToProvider", DataProtocol.pushProviderRequest, DataProtocol.processPushResponse),
+    getPortabilityReport: call(
+      "getPortabilityReport",
+      DataProtocol.portabilityReportRequest,
+      DataProtocol.processPortabilityReportResponse
+    ),
+    getOnboardServiceUrl: (options: OnboardServiceOptions) =>
+      Effect.gen(function*() {
+        const request = yield* AccountsProtocol.onboardRequest(options, config.sdkAgent)
+        const sourcesScope = options.sourcesScope === undefined
+          ? undefined
+          : yield* Calls.encodeJson(request.operation, "sourcesScope", options.sourcesScope)
+        const answer = yield* execute(request, AccountsProtocol.processOnboardResponse)
+        return {
+          url: AccountsProtocol.onboardUrl(config.onboardUrl, answer.code, { ...options, sourcesScope }),
+          session: answer.session
+        }
+      }).pipe(Effect.withSpan("DigimeClient.getOnboardServiceUrl", spanOf(options.contractId))),
+    getReauthorizeAccountUrl: (options) =>
+      Effect.gen(function*() {
+        const reference = yield* AccountsProtocol.accountReferenceRequest(options)
+        const request = yield* AccountsProtocol.reauthorizeAccountRequest(options, config.sdkAgent)
+        const answer = yield* execute(request, AccountsProtocol.processReauthorizeAccountResponse)
+        const accountRef = yield* execute(reference, AccountsProtocol.processAccountReferenceResponse)
+        return {
+          url: AccountsProtocol.reauthorizeAccountUrl(config.onboardUrl, answer.code, accountRef, options.locale),
+          session: answer.session
+        }
+      }).pipe(Effect.withSpan("DigimeClient.getReauthorizeAccountUrl", spanOf(options.contractId))),
+    getRevokeAccountPermissionUrl: call(
+      "getRevokeAccountPermissionUrl",
+      AccountsProtocol.revokeAccountPermissionRequest,
+      AccountsProtocol.processRevokeAccountPermissionResponse
+    ),
+    deleteAccount: call(
+      "deleteAccount",
+      AccountsProtocol.deleteAccountRequest,
+      AccountsProtocol.processDeleteAccountResponse
+    ),
+    querySources: call("querySources", DiscoveryProtocol.sourcesRequest, DiscoveryProtocol.processSourcesResponse),
+    queryCountries: call(
+      "queryCountries",
+      DiscoveryProtocol.countriesRequest,
+      DiscoveryProtocol.processCountriesResponse
+    ),
+    queryPlatforms: call(
+      "queryPlatforms",
+      DiscoveryProtocol.platformsRequest,
+      DiscoveryProtocol.processPlatformsResponse
+    ),
+    queryCategories: call(
+      "queryCategories",
+      DiscoveryProtocol.categoriesRequest,
+      DiscoveryProtocol.processCategoriesResponse
+    ),
+    getServiceSampleDataSets: call(
+      "getServiceSampleDataSets",
+      DiscoveryProtocol.sampleDataSetsRequest,
+      DiscoveryProtocol.processSampleDataSetsResponse
+    ),
+    getContractDetails: call(
+      "getContractDetails",
+      DiscoveryProtocol.contractDetailsRequest,
+      DiscoveryProtocol.processContractDetailsResponse
+    ),
+    execute,
+    executeStreamed
   } satisfies Service
 })
 
@@ -378,5 +720,8 @@ const spanOf = (contractId: string) => ({ attributes: { "digime.contract_id": co
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<DigimeClient, InvalidContractKey, DigimeConfig | Signer | HttpClient.HttpClient> = Layer
-  .effect(DigimeClient, make).pipe(Layer.provide(KeySet.layer))
+export const layer: Layer.Layer<
+  DigimeClient,
+  InvalidContractKey,
+  DigimeConfig | Signer | FileCipher | HttpClient.HttpClient
+> = Layer.effect(DigimeClient, make).pipe(Layer.provide(KeySet.layer))

@@ -413,6 +413,31 @@ export class CallbackError extends Schema.TaggedError<CallbackError>("@digime-ef
 }
 
 /**
+ * A file from digi.me cannot be turned back into its content: a body whose length cannot be an
+ * envelope (`InvalidSize`: under 288 bytes, or not a multiple of 16), a data key the contract's
+ * private key does not unwrap (`KeyUnwrap`: another contract's file, or a corrupted key slot), a
+ * ciphertext whose padding is wrong (`InvalidPadding`: truncated or corrupted), content that does
+ * not decompress (`Decompression`) or a compression this library does not know
+ * (`UnsupportedCompression`). The message names the file, never a key.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class FileDecryptionError
+  extends Schema.TaggedError<FileDecryptionError>("@digime-effect/core/FileDecryptionError")("FileDecryptionError", {
+    fileName: Schema.String,
+    reason: Schema.Literal("InvalidSize", "KeyUnwrap", "InvalidPadding", "Decompression", "UnsupportedCompression"),
+    description: Schema.String
+  })
+{
+  /** @since 0.2.0 */
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return `The file ${printable(this.fileName)} cannot be decrypted (${this.reason}): ${printable(this.description)}`
+  }
+}
+
+/**
  * @since 0.1.0
  * @category errors
  */
@@ -432,6 +457,7 @@ export type DigimeError =
   | ReauthRequired
   | TokenStoreError
   | CallbackError
+  | FileDecryptionError
 
 /**
  * @since 0.1.0

@@ -5,7 +5,10 @@
  *
  * @since 0.1.0
  */
+import type * as Headers from "@effect/platform/Headers"
 import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as Stream from "effect/Stream"
+import type { RequestError } from "./DigimeError.js"
 
 /**
  * A call ready to be signed and sent.
@@ -30,4 +33,24 @@ export interface Request {
    * only for calls whose repeat is harmless.
    */
   readonly idempotent: boolean
+  /**
+   * Headers whose value is a JWT signed with the contract's key (PS512, header
+   * `{"alg":"PS512","typ":"JWT"}`), by header name: the payload of each. A library push's
+   * `FileDescriptor` is one.
+   */
+  readonly signedHeaders?: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined
+}
+
+/**
+ * A success answer whose body is handed over as it arrives (a file download): its status, its
+ * headers and its body, read once. A pause longer than the request timeout between two parts of
+ * the body, or a connection cut in the middle, fails the body with `RequestError`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface StreamedResponse {
+  readonly status: number
+  readonly headers: Headers.Headers
+  readonly body: Stream.Stream<Uint8Array, RequestError>
 }

@@ -6,6 +6,13 @@
 export * as Authorization from "./Authorization.js"
 
 /**
+ * The user's accounts (sources): onboard another, reauthorize one, revoke, delete.
+ *
+ * @since 0.2.0
+ */
+export * as AccountsProtocol from "./AccountsProtocol.js"
+
+/**
  * `withAutoRefresh` and the typed error channel it adds.
  *
  * @since 0.1.0
@@ -32,6 +39,13 @@ export * as DataProtocol from "./DataProtocol.js"
  * @since 0.1.0
  */
 export * as Digime from "./Digime.js"
+
+/**
+ * digi.me's catalogue: sources, countries, platforms, categories, sample data, the contract.
+ *
+ * @since 0.2.0
+ */
+export * as DiscoveryProtocol from "./DiscoveryProtocol.js"
 
 /**
  * The digi.me API as a service: signed requests, time limits, safe retries, processed answers.
@@ -74,6 +88,20 @@ export * as DigimeError from "./DigimeError.js"
  * @since 0.1.0
  */
 export * as KeySet from "./KeySet.js"
+
+/**
+ * digi.me's encrypted files, decrypted as they stream.
+ *
+ * @since 0.2.0
+ */
+export * as FileCipher from "./FileCipher.js"
+
+/**
+ * The user's files as a Stream: polled, downloaded, decrypted, under withAutoRefresh.
+ *
+ * @since 0.2.0
+ */
+export * as Files from "./Files.js"
 
 /**
  * Authorizations in progress, by state.

@@ -33,6 +33,8 @@ const utf8 = new TextEncoder()
 const segment = (value: unknown) => Encoding.encodeBase64Url(JSON.stringify(value))
 const decodeSegment = (value: string): any =>
   JSON.parse(new TextDecoder().decode(Either.getOrThrow(Encoding.decodeBase64Url(value))))
+/** A body of the handler as text (JSON answers are strings; files are bytes). */
+const textOf = (body: string | Uint8Array): string => typeof body === "string" ? body : new TextDecoder().decode(body)
 const decodeJwt = (jwt: string) => {
   const [header, payload, signature] = jwt.split(".")
   return { header: decodeSegment(header!), payload: decodeSegment(payload!), signature: signature! }
@@ -76,7 +78,7 @@ const send = (
     return {
       status: response.status,
       headers: response.headers,
-      json: response.body === "" ? undefined : JSON.parse(response.body)
+      json: response.body.length === 0 ? undefined : JSON.parse(textOf(response.body))
     } satisfies Answer
   })
 
@@ -288,7 +290,19 @@ describe("DigimeSimulator: the token lifecycle through handle", () => {
         trigger: 1,
         accounts: 3,
         deleteUser: 1,
-        jwks: 0
+        jwks: 0,
+        fileList: 0,
+        file: 0,
+        fileMetadata: 0,
+        push: 0,
+        pushProvider: 0,
+        accountReference: 0,
+        revokeAccount: 0,
+        deleteAccount: 0,
+        discovery: 0,
+        sampleDatasets: 0,
+        contract: 0,
+        report: 0
       })
       assert.strictEqual(stats.exchanges, 1)
       assert.strictEqual(stats.refreshes, 1)
@@ -723,7 +737,7 @@ describe("DigimeSimulator: run-time contracts, consent descriptions, failEvery, 
       const exchanged = yield* handleRaw({ grant_type: "authorization_code", code, code_verifier: verifier })
       assert.strictEqual(exchanged.status, 201)
       assert.isUndefined(exchanged.dropConnection)
-      const token = decodeJwt(JSON.parse(exchanged.body).token).payload
+      const token = decodeJwt(JSON.parse(textOf(exchanged.body)).token).payload
       const unknown = yield* handleRaw({ grant_type: "refresh_token", refresh_token: "unknown" })
       assert.strictEqual(unknown.status, 401)
       assert.isUndefined(unknown.dropConnection)
@@ -733,7 +747,7 @@ describe("DigimeSimulator: run-time contracts, consent descriptions, failEvery, 
       assert.isTrue(dropped.dropConnection)
       assert.strictEqual((yield* simulator.stats).refreshes, 1)
       // One-shot.
-      const next = decodeJwt(JSON.parse(dropped.body).token).payload
+      const next = decodeJwt(JSON.parse(textOf(dropped.body)).token).payload
       const again = yield* handleRaw({ grant_type: "refresh_token", refresh_token: next.refresh_token.value })
       assert.strictEqual(again.status, 201)
       assert.isUndefined(again.dropConnection)

@@ -12,6 +12,7 @@ import { existsSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import { parseArgs } from "node:util"
 import * as Burst from "./burst.js"
+import * as Decrypt from "./decrypt.js"
 import * as HotPath from "./hotPath.js"
 import * as Memory from "./memory.js"
 import * as MultiProcess from "./multiProcess.js"
@@ -23,7 +24,7 @@ import { postgresUrl } from "./support.js"
 const usage = `Usage: pnpm bench [options]
 
 Options:
-  --only LIST       run only these sections (comma-separated numbers, 1 to 6)
+  --only LIST       run only these sections (comma-separated numbers, 1 to 7)
   --quick           small sizes and short runs: checks that every section works, figures are rough
   --out FILE        where to write the JSON results (default bench-results.json at the repository root)
   --markdown FILE   also write the table as Markdown
@@ -60,10 +61,10 @@ if (values.help) {
 }
 
 const sections = values.only === undefined
-  ? [1, 2, 3, 4, 5, 6]
+  ? [1, 2, 3, 4, 5, 6, 7]
   : values.only.split(",").map((part) => Number(part.trim()))
-if (sections.some((n) => !Number.isInteger(n) || n < 1 || n > 6)) {
-  process.stderr.write(`--only takes section numbers from 1 to 6\n\n${usage}\n`)
+if (sections.some((n) => !Number.isInteger(n) || n < 1 || n > 7)) {
+  process.stderr.write(`--only takes section numbers from 1 to 7\n\n${usage}\n`)
   process.exit(2)
 }
 if (typeof globalThis.gc !== "function") {
@@ -83,7 +84,8 @@ const titles: Record<number, string> = {
   3: "refresh cost",
   4: "signing",
   5: "multi-process",
-  6: "memory"
+  6: "memory",
+  7: "file decryption"
 }
 
 const main = Effect.gen(function*() {
@@ -111,6 +113,9 @@ const main = Effect.gen(function*() {
         break
       case 6:
         yield* Memory.run(options)
+        break
+      case 7:
+        yield* Effect.promise(() => Decrypt.run(options))
         break
     }
   }

@@ -20,12 +20,15 @@ Options:
   --host HOST                  address to listen on (default 127.0.0.1)
   --application-id ID          the application id (default demo-app)
   --app-name NAME              the name shown on the consent page (default the application id)
-  --contract ID=PUBLIC_PEM     a contract and the file of its public key (PEM); repeatable.
+  --contract ID=PUBLIC_PEM     a read contract and the file of its public key (PEM); repeatable.
                                More can be added later with POST {origin}/_simulator/contracts
+  --write-contract ID=PUBLIC_PEM
+                               a write contract (it pushes data, it cannot read); repeatable
   --access-lifetime SECONDS    access token lifetime (default 3600)
   --refresh-lifetime SECONDS   refresh token lifetime (default 30 days)
   --no-strict-rotation         accept a rotated refresh token again instead of revoking its family
   --latency MS                 wait this long before each answer
+  --sync-polls N               running file-list answers before a sync completes (default 2)
   --fail-every N:STATUS        answer every Nth API request with STATUS (500-599)
   --drop-refresh-answers N     cut the connection after each of the next N successful refreshes
   --help                       show this help
@@ -56,6 +59,8 @@ const parse = Effect.gen(function*() {
           "application-id": { type: "string" },
           "app-name": { type: "string" },
           contract: { type: "string", multiple: true },
+          "write-contract": { type: "string", multiple: true },
+          "sync-polls": { type: "string" },
           "access-lifetime": { type: "string" },
           "refresh-lifetime": { type: "string" },
           "no-strict-rotation": { type: "boolean" },
@@ -75,6 +80,7 @@ const parse = Effect.gen(function*() {
   const refreshLifetime = yield* positiveInteger("--refresh-lifetime", values["refresh-lifetime"])
   const latency = yield* positiveInteger("--latency", values.latency, true)
   const dropRefreshAnswers = yield* positiveInteger("--drop-refresh-answers", values["drop-refresh-answers"], true)
+  const syncPolls = yield* positiveInteger("--sync-polls", values["sync-polls"], true)
   let failEvery: { readonly nth: number; readonly status: number } | undefined
   if (values["fail-every"] !== undefined) {
     const match = /^(\d+):(5\d\d)$/.exec(values["fail-every"])
@@ -86,11 +92,15 @@ const parse = Effect.gen(function*() {
   const applicationId = values["application-id"] ?? "demo-app"
   if (applicationId.trim() === "") return yield* new UsageError({ message: "--application-id must not be empty" })
 
-  const contracts: Array<{ contractId: string; publicKeyPem: string }> = []
-  for (const entry of values.contract ?? []) {
+  const contracts: Array<{ contractId: string; publicKeyPem: string; accessType: "r" | "w" }> = []
+  const entries = [
+    ...(values.contract ?? []).map((entry) => ({ entry, accessType: "r" as const, flag: "--contract" })),
+    ...(values["write-contract"] ?? []).map((entry) => ({ entry, accessType: "w" as const, flag: "--write-contract" }))
+  ]
+  for (const { accessType, entry, flag } of entries) {
     const cut = entry.indexOf("=")
     if (cut <= 0 || cut === entry.length - 1) {
-      return yield* new UsageError({ message: `--contract needs ID=PATH_TO_PUBLIC_PEM, got "${entry}"` })
+      return yield* new UsageError({ message: `${flag} needs ID=PATH_TO_PUBLIC_PEM, got "${entry}"` })
     }
     const contractId = entry.slice(0, cut)
     const path = entry.slice(cut + 1)
@@ -98,7 +108,7 @@ const parse = Effect.gen(function*() {
       try: () => readFile(path, "utf8"),
       catch: () => new UsageError({ message: `cannot read the public key of contract ${contractId} at ${path}` })
     })
-    contracts.push({ contractId, publicKeyPem })
+    contracts.push({ contractId, publicKeyPem, accessType })
   }
 
   const options: NodeDigimeSimulator.Options = {
@@ -112,7 +122,8 @@ const parse = Effect.gen(function*() {
     strictRotation: values["no-strict-rotation"] === true ? false : undefined,
     latency: latency === undefined || latency === 0 ? undefined : Duration.millis(latency),
     failEvery,
-    dropRefreshAnswers
+    dropRefreshAnswers,
+    syncPolls
   }
   return options
 })
@@ -122,11 +133,15 @@ const serve = (options: NodeDigimeSimulator.Options) =>
     const server = yield* NodeDigimeSimulator.make({ ...options, contracts: [] })
     // Registered one by one, so that an unreadable key is a message, not a crash.
     for (const contract of options.contracts ?? []) {
-      yield* server.simulator.registerContract(contract.contractId, contract.publicKeyPem).pipe(
+      yield* server.simulator.registerContract(contract.contractId, contract.publicKeyPem, {
+        accessType: contract.accessType
+      }).pipe(
         Effect.mapError((error) => new UsageError({ message: `--contract ${contract.contractId}: ${error.reason}` }))
       )
     }
-    const contractIds = (options.contracts ?? []).map((contract) => contract.contractId)
+    const contractIds = (options.contracts ?? []).map((contract) =>
+      `${contract.contractId}${contract.accessType === "w" ? " (write)" : ""}`
+    )
     yield* Console.log(
       [
         "Simulated digi.me is listening.",
@@ -137,6 +152,10 @@ const serve = (options: NodeDigimeSimulator.Options) =>
         `  requests      GET  ${server.controlUrl}requests`,
         `  contracts     POST ${server.controlUrl}contracts  {"contractId","publicKeyPem"}`,
         `  faults        POST ${server.controlUrl}faults     a DigimeSimulator.Fault as JSON`,
+        `  files         POST ${server.controlUrl}files      {"digimeUserId","files":[{"name","content"}]}`,
+        `  accounts      GET  ${server.controlUrl}accounts?digimeUserId=…  POST {"digimeUserId"}`,
+        `  reauth        POST ${server.controlUrl}reauth     {"digimeUserId","accountId","required"?}`,
+        `  pushed        GET  ${server.controlUrl}pushed`,
         `  application   ${options.applicationId}`,
         `  contract ids  ${contractIds.length === 0 ? "(none yet)" : contractIds.join(", ")}`,
         "",

@@ -20,6 +20,7 @@
 import * as Digime from "@digime-effect/core/Digime"
 import type * as DigimeConfig from "@digime-effect/core/DigimeConfig"
 import type { InvalidConfig, InvalidContractKey } from "@digime-effect/core/DigimeError"
+import type { FileCipher } from "@digime-effect/core/FileCipher"
 import type { Signer } from "@digime-effect/core/Signer"
 import type { TokenStore } from "@digime-effect/core/TokenStore"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
@@ -27,16 +28,19 @@ import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Layer from "effect/Layer"
+import * as NodeFileCipher from "./NodeFileCipher.js"
 import * as NodeSigner from "./NodeSigner.js"
 
 /**
- * The Node platform pieces alone: the `node:crypto` signer and an undici `HttpClient`.
+ * The Node platform pieces alone: the `node:crypto` signer and file cipher (`node:zlib` for
+ * decompression) and an undici `HttpClient`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerPlatform: Layer.Layer<Signer | HttpClient.HttpClient> = Layer.merge(
+export const layerPlatform: Layer.Layer<Signer | FileCipher | HttpClient.HttpClient> = Layer.mergeAll(
   NodeSigner.layer,
+  NodeFileCipher.layer,
   NodeHttpClient.layerUndici
 )
 

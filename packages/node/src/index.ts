@@ -6,6 +6,14 @@
 export * as NodeDigime from "./NodeDigime.js"
 
 /**
+ * The `FileCipher` on `node:crypto` and `node:zlib`: digi.me files decrypted and decompressed
+ * (gzip, brotli) as they stream.
+ *
+ * @since 0.2.0
+ */
+export * as NodeFileCipher from "./NodeFileCipher.js"
+
+/**
  * The `Signer` on `node:crypto`.
  *
  * @since 0.1.0

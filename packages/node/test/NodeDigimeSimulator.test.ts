@@ -5,10 +5,12 @@ import { NodeDigimeSimulator, NodeDigimeTest } from "@digime-effect/node/testing
 import { assert, describe, it } from "@effect/vitest"
 import { DateTime, Duration, Effect, Either, Encoding, Layer, Redacted, Schedule, TestClock } from "effect"
 import { spawn } from "node:child_process"
+import { constants, createDecipheriv, createPrivateKey, privateDecrypt } from "node:crypto"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import * as NodeHttp from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { brotliCompressSync, brotliDecompressSync, gunzipSync } from "node:zlib"
 
 const applicationId = "app-http"
 const contractId = "contract-http"
@@ -637,6 +639,295 @@ const waitFor = <A>(what: string, poll: () => A | undefined, cli: Process) =>
     Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error(`${what}; output:\n${cli.output()}`) })
   )
 
+// --- data calls over HTTP --------------------------------------------------------------------
+
+const writer = await Effect.runPromise(TestContract.make("contract-write"))
+
+/** A signed API call with raw headers and body; `signWith` defaults to the read contract. */
+const send = (
+  method: string,
+  path: string,
+  claims: Record<string, unknown>,
+  init: { headers?: Record<string, string>; body?: BodyInit; signWith?: TestContract.TestContract } = {}
+) =>
+  Effect.gen(function*() {
+    const { baseUrl } = yield* server
+    const signWith = init.signWith ?? contract
+    const jwt = yield* (yield* Signer.Signer).sign(signWith.contract, {
+      client_id: `${applicationId}_${signWith.contract.contractId}`,
+      nonce: makeNonce(),
+      timestamp: Date.now(),
+      ...claims
+    })
+    return yield* Effect.tryPromise(() =>
+      fetch(`${baseUrl}${path}`, {
+        method,
+        redirect: "manual",
+        signal: AbortSignal.timeout(5_000),
+        headers: { authorization: `Bearer ${Redacted.value(jwt)}`, ...init.headers },
+        ...(init.body === undefined ? {} : { body: init.body })
+      })
+    )
+  })
+
+const jsonOf = (response: Response) => Effect.promise(async (): Promise<any> => JSON.parse(await response.text()))
+const bytesOf = (response: Response) => Effect.promise(async () => new Uint8Array(await response.arrayBuffer()))
+
+/** Opens an envelope with node:crypto, as digi.me's SDK does: OAEP (SHA-1) with the PKCS#1 key, then AES-256-CBC. */
+const open = (envelope: Uint8Array, privateKeyPem: string) => {
+  const key = createPrivateKey(privateKeyPem)
+  const dataKey = privateDecrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING }, envelope.subarray(0, 256))
+  const decipher = createDecipheriv("aes-256-cbc", dataKey, envelope.subarray(256, 272))
+  return Buffer.concat([decipher.update(envelope.subarray(272)), decipher.final()])
+}
+
+const xMetadataOf = (response: Response): any =>
+  JSON.parse(Buffer.from(response.headers.get("x-metadata")!, "base64url").toString("utf8"))
+
+/** A user of the read contract with files added through the control API, and a completed session. */
+const userWithFiles = (files: ReadonlyArray<Record<string, unknown>>) =>
+  Effect.gen(function*() {
+    const { controlUrl, simulator } = yield* server
+    const token = yield* simulator.grant({ contractId })
+    const digimeUserId = token.digimeUserId!
+    const accessToken = Redacted.value(token.accessToken.value)
+    const added = yield* postJson(`${controlUrl}files`, { digimeUserId, files })
+    assert.strictEqual(added.status, 204, added.text)
+    const trigger = yield* send("POST", "permission-access/trigger", { access_token: accessToken }, {
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ agent })
+    })
+    assert.strictEqual(trigger.status, 202)
+    const sessionKey: string = (yield* jsonOf(trigger)).session.key
+    return { accessToken, digimeUserId, sessionKey }
+  })
+
+describe("NodeDigimeSimulator: data calls over HTTP", () => {
+  it.live("files: the envelope opens with node:crypto; gzip and brotli; HEAD answers headers only", () =>
+    Effect.gen(function*() {
+      const text = JSON.stringify({ "test-content": "api.digi.me-file1.json", padding: "p".repeat(300) })
+      const { accessToken, sessionKey } = yield* userWithFiles([
+        { name: "plain.json", content: text },
+        { name: "gzip.json", content: text, compression: "gzip" },
+        { name: "brotli.json", compressedBase64: brotliCompressSync(text).toString("base64"), compression: "brotli" },
+        { name: "bytes.bin", contentBase64: Buffer.from([0, 1, 2, 255]).toString("base64") }
+      ])
+      const list = yield* send("GET", `permission-access/query/${sessionKey}`, { access_token: accessToken })
+      assert.strictEqual(list.status, 200)
+      const listed = yield* jsonOf(list)
+      assert.strictEqual(listed.status.state, "completed")
+      assert.deepStrictEqual(
+        listed.fileList.map((file: any) => file.name),
+        ["plain.json", "gzip.json", "brotli.json", "bytes.bin"]
+      )
+      const privateKey = Redacted.value(contract.contract.privateKey)
+      const get = (name: string, method = "GET") =>
+        send(method, `permission-access/query/${sessionKey}/${name}`, { access_token: accessToken }, {
+          headers: { accept: "application/octet-stream" }
+        })
+
+      const plain = yield* get("plain.json")
+      assert.strictEqual(plain.status, 200)
+      assert.strictEqual(plain.headers.get("content-type"), "application/octet-stream")
+      assert.isNotNull(plain.headers.get("last-modified"))
+      assert.deepStrictEqual(xMetadataOf(plain).metadata.schema, { standard: "digime", version: "1.0.0" })
+      const envelope = yield* bytesOf(plain)
+      assert.strictEqual(envelope.length % 16, 0)
+      assert.strictEqual(open(envelope, privateKey).toString("utf8"), text)
+
+      const gzip = yield* get("gzip.json")
+      assert.strictEqual(xMetadataOf(gzip).compression, "gzip")
+      const gzipped = open(yield* bytesOf(gzip), privateKey)
+      assert.strictEqual(gunzipSync(gzipped).toString("utf8"), text)
+
+      const brotli = yield* get("brotli.json")
+      assert.strictEqual(xMetadataOf(brotli).compression, "brotli")
+      const compressed = open(yield* bytesOf(brotli), privateKey)
+      assert.strictEqual(brotliDecompressSync(compressed).toString("utf8"), text)
+
+      const bytes = open(yield* bytesOf(yield* get("bytes.bin")), privateKey)
+      assert.deepStrictEqual([...bytes], [0, 1, 2, 255])
+
+      const head = yield* get("plain.json", "HEAD")
+      assert.strictEqual(head.status, 200)
+      assert.strictEqual(head.headers.get("x-metadata"), plain.headers.get("x-metadata"))
+      assert.strictEqual((yield* Effect.promise(() => head.arrayBuffer())).byteLength, 0)
+      const missing = yield* get("missing.json", "HEAD")
+      assert.strictEqual(missing.status, 404)
+      assert.strictEqual(missing.headers.get("x-error-code"), "FileNotFound")
+      const missingGet = yield* get("missing.json")
+      assert.strictEqual((yield* jsonOf(missingGet)).error.code, "FileNotFound")
+    }).pipe(Effect.provide(ServerLayer({ syncPolls: 0 }))))
+
+  it.live("DropBody: the head and the first bytes arrive, then the socket is cut; the next download is whole", () =>
+    Effect.gen(function*() {
+      const { controlUrl } = yield* server
+      const { accessToken, sessionKey } = yield* userWithFiles([{ name: "a.json", content: "a".repeat(1000) }])
+      yield* send("GET", `permission-access/query/${sessionKey}`, { access_token: accessToken })
+      const get = send("GET", `permission-access/query/${sessionKey}/a.json`, { access_token: accessToken })
+      assert.strictEqual((yield* postJson(`${controlUrl}faults`, { _tag: "DropBody", after: 100 })).status, 204)
+      const cut = yield* get
+      assert.strictEqual(cut.status, 200)
+      assert.strictEqual(cut.headers.get("content-length"), String(256 + 16 + 1008))
+      const failed = yield* Effect.either(Effect.tryPromise(() => cut.arrayBuffer()))
+      assert.isTrue(Either.isLeft(failed))
+
+      const whole = yield* get
+      const envelope = yield* bytesOf(whole)
+      assert.strictEqual(
+        open(envelope, Redacted.value(contract.contract.privateKey)).toString("utf8"),
+        "a".repeat(1000)
+      )
+
+      yield* postJson(`${controlUrl}faults`, { _tag: "DropResponse", endpoint: "file" })
+      assert.isTrue(Either.isLeft(yield* Effect.either(get)))
+      yield* postJson(`${controlUrl}faults`, { _tag: "WrongKeyEnvelope", fileName: "a.json" })
+      const wrongKey = yield* bytesOf(yield* get)
+      assert.throws(() => open(wrongKey, Redacted.value(contract.contract.privateKey)))
+    }).pipe(Effect.provide(ServerLayer({ syncPolls: 0 }))))
+
+  it.live("push from a write contract, read back by the read contract; control routes for pushed data and accounts", () =>
+    Effect.gen(function*() {
+      const { controlUrl, simulator } = yield* server
+      const registered = yield* postJson(`${controlUrl}contracts`, {
+        contractId: "contract-write",
+        publicKeyPem: writer.publicKeyPem,
+        accessType: "w"
+      })
+      assert.strictEqual(registered.status, 201)
+      const { accessToken, digimeUserId } = yield* userWithFiles([])
+      const writeToken = Redacted.value(
+        (yield* simulator.grant({ contractId: "contract-write", digimeUserId })).accessToken.value
+      )
+      const accounts = (yield* http("GET", `${controlUrl}accounts?digimeUserId=${digimeUserId}`)).json
+      assert.lengthOf(accounts, 1)
+      const accountId: string = accounts[0].id
+      const descriptor = yield* (yield* Signer.Signer).sign(writer.contract, {
+        metadata: { mimeType: "application/octet-stream", accounts: [{ accountId }], tags: ["x"] }
+      })
+      const body = Uint8Array.from([7, 8, 9])
+      const pushed = yield* send("POST", "permission-access/import", { access_token: writeToken }, {
+        signWith: writer,
+        headers: { "content-type": "application/octet-stream", filedescriptor: Redacted.value(descriptor) },
+        body
+      })
+      assert.strictEqual(pushed.status, 201)
+      assert.deepStrictEqual(yield* jsonOf(pushed), { status: "delivered" })
+
+      const record = (yield* http("GET", `${controlUrl}pushed`)).json
+      assert.lengthOf(record.library, 1)
+      assert.strictEqual(record.library[0].contractId, "contract-write")
+      assert.strictEqual(record.library[0].digimeUserId, digimeUserId)
+      assert.deepStrictEqual([...Buffer.from(record.library[0].bodyBase64, "base64")], [7, 8, 9])
+      assert.deepStrictEqual(record.provider, [])
+
+      // A second account needing reauthorization: the read contract's sync ends partial, with the push listed.
+      const second = yield* postJson(`${controlUrl}accounts`, { digimeUserId })
+      assert.strictEqual(second.status, 201)
+      const marked = yield* postJson(`${controlUrl}reauth`, { digimeUserId, accountId: second.json.id })
+      assert.strictEqual(marked.status, 204)
+      const trigger = yield* send("POST", "permission-access/trigger", { access_token: accessToken }, {
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ agent })
+      })
+      const sessionKey = (yield* jsonOf(trigger)).session.key
+      const list = yield* jsonOf(
+        yield* send("GET", `permission-access/query/${sessionKey}`, { access_token: accessToken })
+      )
+      assert.strictEqual(list.status.state, "partial")
+      assert.strictEqual(list.status.details[second.json.id].error.code, "ServiceAuthorizationError")
+      const name = record.library[0].fileName
+      assert.deepStrictEqual(list.fileList.map((file: any) => file.name), [name])
+      const file = yield* send("GET", `permission-access/query/${sessionKey}/${name}`, { access_token: accessToken })
+      assert.deepStrictEqual(xMetadataOf(file).metadata.accounts, [{ accountid: accountId }])
+      const envelope = yield* bytesOf(file)
+      assert.deepStrictEqual([...open(envelope, Redacted.value(contract.contract.privateKey))], [7, 8, 9])
+
+      // Malformed control requests.
+      const bad = [
+        ["files", { digimeUserId, files: [{ name: "a" }] }],
+        ["files", { digimeUserId, files: [{ name: "a", content: "x", contentBase64: "eA==" }] }],
+        ["files", { digimeUserId, files: [{ name: "a", content: "x", compression: "brotli" }] }],
+        ["files", { digimeUserId: "nobody", files: [{ name: "a", content: "x" }] }],
+        ["files", { digimeUserId, files: [{ name: "a", contentBase64: "not base64!" }] }],
+        ["accounts", { digimeUserId: "nobody" }],
+        ["reauth", { digimeUserId, accountId: "nope" }],
+        ["contracts", { contractId: "c", publicKeyPem: writer.publicKeyPem, accessType: "rw" }]
+      ] as const
+      for (const [route, payload] of bad) {
+        assertRefused(yield* postJson(`${controlUrl}${route}`, payload), 400, "InvalidRequest")
+      }
+      assertRefused(yield* http("GET", `${controlUrl}accounts?digimeUserId=nobody`), 404, "NotFound")
+      // The control checks apply to the new routes too.
+      assertRefused(
+        yield* http("GET", `${controlUrl}pushed`, { headers: { origin: "http://evil.example" } }),
+        403,
+        "OriginNotAllowed"
+      )
+    }).pipe(Effect.provide(ServerLayer({ syncPolls: 0 }))))
+
+  it.live("onboard, reauthorize and revoke pages: consent over HTTP", () =>
+    Effect.gen(function*() {
+      const { onboardUrl, simulator } = yield* server
+      const token = yield* simulator.grant({ contractId })
+      const accessToken = Redacted.value(token.accessToken.value)
+      const digimeUserId = token.digimeUserId!
+      const reference = (claims: Record<string, unknown> = {}) =>
+        Effect.gen(function*() {
+          const answer = yield* send("POST", "oauth/token/reference", {
+            access_token: accessToken,
+            redirect_uri: callbackUrl,
+            ...claims
+          }, { headers: { "content-type": "application/json" }, body: JSON.stringify({ agent }) })
+          assert.strictEqual(answer.status, 201)
+          return decodePayload((yield* jsonOf(answer)).token).reference_code as string
+        })
+
+      const onboard = `${onboardUrl}onboard?code=${yield* reference({ state: "st" })}&sourceType=pull`
+      const page = yield* http("GET", onboard)
+      assert.strictEqual(page.status, 200)
+      assert.include(page.text, "add a service")
+      const added = yield* choose(onboard, "allow")
+      assert.strictEqual(added.searchParams.get("success"), "true")
+      assert.strictEqual(added.searchParams.get("state"), "st")
+      const accounts = yield* simulator.accountsOf(digimeUserId)
+      assert.lengthOf(accounts, 2)
+
+      yield* simulator.requireReauth(digimeUserId, accounts[1]!.id)
+      const ref = yield* send("POST", "reference", {}, {
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ type: "accountId", value: accounts[1]!.id })
+      })
+      assert.strictEqual(ref.status, 201)
+      const reauthorize = `${onboardUrl}reauthorize?code=${yield* reference()}&accountRef=${(yield* jsonOf(ref)).id}`
+      assert.include((yield* http("GET", reauthorize)).text, "reconnect")
+      assert.strictEqual((yield* choose(reauthorize, "allow")).searchParams.get("success"), "true")
+      assert.isFalse((yield* simulator.accountsOf(digimeUserId))[1]!.reauthRequired)
+
+      const revoke = yield* send("GET", "permission-access/revoke/h:accountId", { access_token: accessToken }, {
+        headers: { accountId: accounts[1]!.id, redirectUri: "https://app.example/revoked" }
+      })
+      assert.strictEqual(revoke.status, 200)
+      const { location } = yield* jsonOf(revoke)
+      assert.include((yield* http("GET", location)).text, "withdraw")
+      const revoked = yield* choose(location, "allow")
+      assert.strictEqual(`${revoked.origin}${revoked.pathname}`, "https://app.example/revoked")
+      assert.strictEqual(revoked.searchParams.get("result"), "success")
+      assert.isTrue((yield* simulator.accountsOf(digimeUserId))[1]!.reauthRequired)
+
+      const deleted = yield* send("DELETE", "permission-access/service/h:accountId", { access_token: accessToken }, {
+        headers: { accountId: accounts[1]!.id, "content-type": "application/json" }
+      })
+      assert.strictEqual(deleted.status, 201)
+      assert.lengthOf(yield* simulator.accountsOf(digimeUserId), 1)
+      const stats = yield* simulator.stats
+      assert.strictEqual(stats.requests.reference, 2)
+      assert.strictEqual(stats.requests.accountReference, 1)
+      assert.strictEqual(stats.requests.revokeAccount, 1)
+      assert.strictEqual(stats.requests.deleteAccount, 1)
+    }).pipe(Effect.provide(ServerLayer())))
+})
+
 describe("NodeDigimeSimulator: the CLI", () => {
   it.live(
     "pnpm simulator: prints its URLs, serves the JWKS and the consent pages, stops on SIGTERM",
@@ -646,12 +937,24 @@ describe("NodeDigimeSimulator: the CLI", () => {
         yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
         const pemPath = join(dir, "contract.pem")
         writeFileSync(pemPath, contract.publicKeyPem)
-        const cli = yield* startCli(["--port", "0", "--application-id", "cli-app", "--contract", `cli=${pemPath}`])
+        const cli = yield* startCli([
+          "--port",
+          "0",
+          "--application-id",
+          "cli-app",
+          "--contract",
+          `cli=${pemPath}`,
+          "--write-contract",
+          `cli-write=${pemPath}`,
+          "--sync-polls",
+          "1"
+        ])
         const baseUrl = yield* waitFor("the base URL", () => /base URL\s+(\S+)/.exec(cli.output())?.[1], cli)
         assert.match(baseUrl, /^http:\/\/127\.0\.0\.1:\d+\/v1\.7\/$/)
         assert.include(cli.output(), "/apps/saas/")
         assert.include(cli.output(), "/_simulator/stats")
-        assert.include(cli.output(), "contract ids  cli")
+        assert.include(cli.output(), "contract ids  cli, cli-write (write)")
+        assert.include(cli.output(), "/_simulator/files")
         assert.notInclude(cli.output(), "PRIVATE KEY")
 
         const jwks = yield* http("GET", `${baseUrl}jwks/oauth`)

@@ -11,7 +11,8 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { AccessTokenRejected, ApiError, InvalidOptions, ResponseError } from "../DigimeError.js"
-import { describeParseError, ErrorBody } from "./protocol.js"
+import type { Request as DigimeRequest } from "../DigimeRequest.js"
+import { DataClaims, describeParseError, ErrorBody } from "./protocol.js"
 
 /** What the processors need of a `DigimeRequest.Request`: which call, under which contract. */
 /** @internal */
@@ -195,3 +196,54 @@ export function decodeSuccess<A, I>(
     orElse: (other) => failure(request, other, rejectsToken as true)
   })
 }
+
+// Characters a header value or a path segment must not hold: controls (CR and LF above all).
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const controls = /[\u0000-\u001f\u007f]/
+
+// A header value: visible ASCII with inner spaces only. Other characters may be refused by the
+// platform or altered on the way, surrounding spaces trimmed, and a CR or LF would forge a header.
+const printableAscii = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/
+
+/** A caller's value sent in a header (`accountId`, `redirectUri`): not empty, printable ASCII. */
+/** @internal */
+export const headerValue = (operation: string, field: string, value: string): Effect.Effect<void, InvalidOptions> =>
+  Effect.zipRight(
+    nonEmpty(operation, field, value),
+    printableAscii.test(value)
+      ? Effect.void
+      : Effect.fail(
+        new InvalidOptions({ operation, field, reason: "must be printable ASCII without surrounding spaces" })
+      )
+  )
+
+/** A call made with the user's access token (claim set A). */
+/** @internal */
+export const userRequest = (
+  operation: string,
+  credentials: { readonly contractId: string; readonly accessToken: Redacted.Redacted<string> },
+  request: HttpClientRequest.HttpClientRequest,
+  idempotent: boolean
+): Effect.Effect<DigimeRequest, InvalidOptions> =>
+  Effect.gen(function*() {
+    yield* nonEmpty(operation, "contractId", credentials.contractId)
+    yield* nonEmpty(operation, "accessToken", credentials.accessToken)
+    const claims = yield* encodeClaims(operation, DataClaims, { access_token: credentials.accessToken })
+    return { operation, contractId: credentials.contractId, request, claims, idempotent }
+  })
+
+/**
+ * A caller's (or digi.me's) value inserted into the URL's path: not empty, not `.` or `..` (which
+ * URL resolution would remove), no control character; percent-encoded.
+ */
+/** @internal */
+export const pathSegment = (
+  operation: string,
+  field: string,
+  value: string
+): Effect.Effect<string, InvalidOptions> =>
+  value === "" || value === "." || value === ".." || controls.test(value)
+    ? Effect.fail(
+      new InvalidOptions({ operation, field, reason: "must be a non-empty path segment without control characters" })
+    )
+    : Effect.succeed(encodeURIComponent(value))

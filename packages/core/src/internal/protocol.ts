@@ -105,6 +105,17 @@ export const ReferenceClaims = Schema.Struct({
 /** @internal */
 export const DataClaims = Schema.Struct({ access_token: Secret })
 
+/**
+ * `POST oauth/token/reference` without a code challenge (data protocol §6.1, §6.2): onboarding an
+ * additional service (with `state`) or reauthorizing one account (without).
+ */
+/** @internal */
+export const OnboardClaims = Schema.Struct({
+  access_token: Secret,
+  redirect_uri: AbsoluteHttpUrl,
+  state: Schema.optional(Schema.NonEmptyString)
+})
+
 /** The whole assertion of each step, as the server reads it. */
 /** @internal */
 export const Assertion = {
@@ -112,7 +123,10 @@ export const Assertion = {
   exchange: Schema.extend(CommonClaims, ExchangeClaims),
   refresh: Schema.extend(CommonClaims, RefreshClaims),
   reference: Schema.extend(CommonClaims, ReferenceClaims),
-  data: Schema.extend(CommonClaims, DataClaims)
+  onboard: Schema.extend(CommonClaims, OnboardClaims),
+  data: Schema.extend(CommonClaims, DataClaims),
+  /** Claim set B of the data protocol: no user (discovery, sample data, contract, references). */
+  client: CommonClaims
 } as const
 
 // ---------------------------------------------------------------------------------------------
@@ -148,6 +162,75 @@ export const AuthorizeBody = Schema.Struct({
 /** `POST permission-access/trigger`: the pull options at the top level, next to `agent`. */
 /** @internal */
 export const TriggerBody = Schema.Struct({ ...PullOptions.fields, agent: Agent })
+
+/** `POST reference` (data protocol §6.2, §9): an account id (or storage id) turned into a reference. */
+/** @internal */
+export const ReferenceBody = Schema.Struct({
+  type: Schema.Literal("accountId", "cloudId"),
+  value: Schema.NonEmptyString
+})
+
+/** The answer to `POST reference`. */
+/** @internal */
+export const ReferenceIdResponse = Schema.Struct({ id: Schema.NonEmptyString })
+
+/**
+ * The payload of the `FileDescriptor` header of a library push (data protocol §5.1): a JWT signed
+ * with the contract's key whose payload is `{metadata}`.
+ */
+/** @internal */
+export const FileDescriptor = Schema.Struct({
+  metadata: Schema.Struct({
+    mimeType: Schema.NonEmptyString,
+    accounts: Schema.NonEmptyArray(Schema.Struct({ accountId: Schema.NonEmptyString })),
+    reference: Schema.optional(Schema.Array(Schema.String)),
+    tags: Schema.optional(Schema.Array(Schema.String))
+  })
+})
+
+const Ids = Schema.Struct({ id: Schema.Array(Schema.Number) })
+
+/** `POST discovery/sources` (data protocol §7.1); every field optional. */
+/** @internal */
+export const SourcesQuery = Schema.Struct({
+  limit: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
+  offset: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
+  sort: Schema.optional(Schema.Struct({ name: Schema.Literal("asc", "desc") })),
+  query: Schema.optional(Schema.Struct({
+    search: Schema.optional(Schema.Struct({
+      name: Schema.optional(Schema.String),
+      abbreviation: Schema.optional(Schema.String),
+      alias: Schema.optional(Schema.String),
+      medicalCenter: Schema.optional(Schema.String),
+      practitioner: Schema.optional(Schema.Array(Schema.String))
+    })),
+    queryString: Schema.optional(Schema.String),
+    include: Schema.optional(Schema.Array(Schema.String)),
+    filter: Schema.optional(Schema.Struct({
+      id: Schema.optional(Schema.Array(Schema.Number)),
+      publishedStatus: Schema.optional(
+        Schema.Array(Schema.Literal("approved", "pending", "deprecated", "blocked", "sampledataonly"))
+      ),
+      service: Schema.optional(Ids),
+      country: Schema.optional(Ids),
+      category: Schema.optional(Ids),
+      platform: Schema.optional(Ids),
+      type: Schema.optional(Ids),
+      sourceId: Schema.optional(Schema.Number),
+      reference: Schema.optional(Schema.Array(Schema.String)),
+      alias: Schema.optional(Schema.Array(Schema.String))
+    }))
+  }))
+})
+
+/** `POST discovery/countries`, `…/platforms`, `…/categories` (data protocol §7.2), or no body. */
+/** @internal */
+export const CatalogueQuery = Schema.Struct({
+  query: Schema.optional(Schema.Struct({
+    include: Schema.optional(Schema.Array(Schema.String)),
+    filter: Schema.optional(Schema.Struct({ id: Schema.optional(Schema.Array(Schema.Number)) }))
+  }))
+})
 
 /** @internal */
 export const ErrorBody = Schema.Union(

@@ -1,7 +1,9 @@
 /**
  * A simulated digi.me API for tests: pre-authorization with PKCE, consent, code exchange, refresh
- * with rotation and replay detection, reauthorization, the three data calls and the JWKS, all held
- * in memory and timed by the caller's `Clock` (so `TestClock` drives every expiry).
+ * with rotation and replay detection, reauthorization, every data call (sessions, file lists,
+ * encrypted file downloads, pushes, account management, discovery, contract details, the
+ * portability report) and the JWKS, all held in memory and timed by the caller's `Clock` (so
+ * `TestClock` drives every expiry).
  *
  * It is strict on purpose: the client assertion must be a PS512 JWT with a 64-byte salt and exactly
  * the claims digi.me's own SDK sends, each body must have the SDK's shape. A client that digi.me
@@ -9,6 +11,59 @@
  *
  * The simulator is a pure request handler (`Service.handle`) plus an adapter (`httpClient`) that
  * serves it as an in-memory `HttpClient`.
+ *
+ * Where the protocol documents say "unknown", the simulator makes these choices:
+ *
+ * - **Sessions** (`POST permission-access/trigger`, and the `session` of pre-authorize, reauthorize
+ *   and onboard answers) are bound to the user, the contract and an expiry (`sessionLifetime`,
+ *   default 30 minutes; `expiry` in milliseconds since the epoch). A session of a pre-authorization
+ *   answers `pending` until the user consents on its page (and stays `pending` after a Deny); a
+ *   trigger session starts at once. An unknown session, or one of another user or contract, is
+ *   `404 SessionNotFound`; an expired one `410 SessionExpired`.
+ * - **Sync** (`GET permission-access/query/{sessionKey}`): each file-list answer is one poll. The
+ *   first `syncPolls` polls (default 2) answer `running`, with every synced account `running` in
+ *   `details` and the library's files appearing progressively (poll `i` of `K` lists the first
+ *   `⌊n·i/(K+1)⌋` of `n` files, in the order they were added); the next poll and every later one
+ *   answer the final state with the whole library: `completed`, or `partial` when an account needs
+ *   reauthorization (its entry `{state: "partial", error: {code: "ServiceAuthorizationError",
+ *   statusCode: 511, message, reauth: true}}`), the others `completed`. `sourceFetchFilter`
+ *   narrows the accounts in `details`; the file list is always the whole library (the library keeps
+ *   what earlier syncs brought). A session with `sourceFetch: false` is `completed` at once,
+ *   without `details`. `scope` and `limits` are accepted and not applied. Files added later, or
+ *   added again under the same name (their `updatedDate`, in ms, is then raised), show up in later
+ *   polls.
+ * - **Files** (`GET permission-access/query/{sessionKey}/{fileName}`): a file the session lists at its
+ *   current poll can be downloaded; any other name is `404 FileNotFound`. The answer is `200`,
+ *   `content-type: application/octet-stream`, `x-metadata` (base64url without padding of
+ *   `{metadata, compression?}`), `last-modified` (HTTP date of `updatedDate`), and the envelope:
+ *   256 bytes of a fresh AES-256 key wrapped with RSA-OAEP SHA-1 to the requesting contract's key
+ *   (a key of another size gives a wrapped key of its own size), a fresh 16-byte IV, then
+ *   AES-256-CBC with PKCS#7 of the content, compressed first when the file says so. `HEAD` on the
+ *   same URL answers the same headers without a body. No `Content-Encoding`.
+ * - **Access type**: a contract is a read contract (`accessType: "r"`, the default) or a write
+ *   contract (`"w"`). A write contract cannot read the library (file list, file, file metadata) nor
+ *   query sources, and a read contract cannot push: `403 InsufficientScope`.
+ * - **Push** (`POST permission-access/import`) answers `201 {"status":"delivered"}`. Every account
+ *   of the `FileDescriptor` must be one of the user's accounts (`400 ValidationErrors` otherwise).
+ *   There is no size limit. The pushed file joins the library as a raw file named
+ *   `push-{n}-{id}`, with lower-case raw metadata (`mimetype`, `accounts: [{accountid}]`, `appid`,
+ *   `contractid`, `created` in ms, `reference`, `tags`), under its first account.
+ *   Provider pushes (`POST permission-access/import/h:accountId/fhir/{stu3|3.0.2}`) answer
+ *   `201 {"status":"delivered"}` too, are recorded and are never readable.
+ * - **Accounts**: an unknown account (header `accountId`, or `POST reference` of type `accountId`)
+ *   is `404 AccountNotFound`. Deleting an account deletes its files; revoking one (the page behind
+ *   the `location` of `permission-access/revoke/h:accountId`) marks it as needing reauthorization.
+ *   The consent of an onboard URL adds an account and redirects with `success=true` (and `state`
+ *   when the call had one); reauthorizing an account clears its mark. Deleting the user empties
+ *   the library.
+ * - **Discovery**: a fixed, made-up catalogue (six sources, three countries, two platforms, three
+ *   categories). `limit` defaults to 10 and `offset` to 0; `filter` fields and `search.name`
+ *   (case-insensitive substring) are applied, `include` and `queryString` are ignored.
+ * - **Report** (`GET export/medmij/report`): `from` and `to` are whole seconds with `from ≤ to`
+ *   (`from=undefined` is `400 ValidationErrors`); the answer is `200 application/xml`.
+ * - **Statuses** of the data calls added to trigger (`202`), accounts (`202`) and delete user (`201`):
+ *   `200` for the file list, files, revoke, discovery, sample datasets, contract details and the
+ *   report; `201` for pushes, `POST reference` and account deletion.
  *
  * @since 0.1.0
  */
@@ -25,16 +80,48 @@ import type { UserAccessToken } from "../UserAccessToken.js"
 import * as Consent from "./internal/simulator/consent.js"
 import * as Handle from "./internal/simulator/handle.js"
 import * as SimHttpClient from "./internal/simulator/httpClient.js"
+import * as Library from "./internal/simulator/library.js"
+import * as Schemas from "./internal/simulator/schemas.js"
 import * as Signing from "./internal/simulator/signing.js"
 import * as State from "./internal/simulator/state.js"
 
 /**
- * The calls the simulator answers.
+ * The calls the simulator answers, relative to the base URL: `authorize` (`POST oauth/authorize`),
+ * `token` (`POST oauth/token`), `reference` (`POST oauth/token/reference`, reauthorization and
+ * onboarding), `trigger` (`POST permission-access/trigger`), `accounts` (`GET
+ * permission-access/accounts`), `deleteUser` (`DELETE user`), `jwks` (`GET jwks/oauth`), `fileList`
+ * (`GET permission-access/query/{sessionKey}`), `file` and `fileMetadata` (`GET` and `HEAD`
+ * `permission-access/query/{sessionKey}/{fileName}`), `push` (`POST permission-access/import`),
+ * `pushProvider` (`POST permission-access/import/h:accountId/fhir/{version}`), `accountReference`
+ * (`POST reference`), `revokeAccount` (`GET permission-access/revoke/h:accountId`), `deleteAccount`
+ * (`DELETE permission-access/service/h:accountId`), `discovery` (`POST discovery/{sources|countries|
+ * platforms|categories}`), `sampleDatasets` (`GET permission-access/sample/datasets/{sourceId}`),
+ * `contract` (`GET permission-access/contract`), `report` (`GET export/{serviceType}/report`).
  *
  * @since 0.1.0
  * @category schemas
  */
-export const Endpoint = Schema.Literal("authorize", "token", "reference", "trigger", "accounts", "deleteUser", "jwks")
+export const Endpoint = Schema.Literal(
+  "authorize",
+  "token",
+  "reference",
+  "trigger",
+  "accounts",
+  "deleteUser",
+  "jwks",
+  "fileList",
+  "file",
+  "fileMetadata",
+  "push",
+  "pushProvider",
+  "accountReference",
+  "revokeAccount",
+  "deleteAccount",
+  "discovery",
+  "sampleDatasets",
+  "contract",
+  "report"
+)
 
 /**
  * @since 0.1.0
@@ -65,12 +152,41 @@ export interface SimRequest {
 export interface SimResponse {
   readonly status: number
   readonly headers: Readonly<Record<string, string>>
-  readonly body: string
+  /** Text (JSON, XML) or bytes (an encrypted file), served as is; empty for `HEAD` answers. */
+  readonly body: string | Uint8Array
   /**
    * Set by a `DropResponse` fault: the request was processed, but the connection is cut before
    * the answer arrives. `httpClient` turns it into a transport error; a server would close the socket.
    */
   readonly dropConnection?: boolean | undefined
+  /**
+   * Set by a `DropBody` fault: the status, the headers and this many bytes of the body are sent,
+   * then the connection is cut. `httpClient` makes the body's stream fail there; a server destroys
+   * the socket.
+   */
+  readonly dropBodyAfter?: number | undefined
+}
+
+/**
+ * What a contract may do: read the user's library (`"r"`) or push into it (`"w"`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AccessType = "r" | "w"
+
+/**
+ * A contract digi.me knows.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ContractOptions {
+  readonly contractId: string
+  /** Verifies its client assertions and `FileDescriptor`s, and receives file envelopes. SPKI or PKCS#1 PEM. */
+  readonly publicKeyPem: string
+  /** Default `"r"`: a read contract. */
+  readonly accessType?: AccessType | undefined
 }
 
 /**
@@ -79,8 +195,8 @@ export interface SimResponse {
  */
 export interface Options {
   readonly applicationId: string
-  /** The contracts digi.me knows, each with the public key that verifies its client assertions. */
-  readonly contracts: ReadonlyArray<{ readonly contractId: string; readonly publicKeyPem: string }>
+  /** The contracts digi.me knows, each with its public key and access type. */
+  readonly contracts: ReadonlyArray<ContractOptions>
   /** Default `"https://api.digi.me/v1.7/"`; a trailing slash is added if missing. */
   readonly baseUrl?: string | undefined
   /** Default `"https://api.digi.me/apps/saas/"`; a trailing slash is added if missing. */
@@ -101,6 +217,14 @@ export interface Options {
   readonly strictRotation?: boolean | undefined
   /** How far the assertion's `timestamp` may be from now, either way. Default 5 minutes. */
   readonly assertionMaxAge?: Duration.DurationInput | undefined
+  /** How long a session key answers, from its issue. Default 30 minutes. */
+  readonly sessionLifetime?: Duration.DurationInput | undefined
+  /**
+   * The number of `running` file-list answers of a session's sync before its final state
+   * (`completed` or `partial`); files appear progressively across them. Default 2; 0 completes at
+   * the first poll.
+   */
+  readonly syncPolls?: number | undefined
   /** Waits this long (on the caller's `Clock`) before answering each request. */
   readonly latency?: Duration.DurationInput | undefined
   /**
@@ -174,6 +298,17 @@ const DelayInput = Schema.declare(
  * - `TamperToken`: the request is processed, but the next answer that carries a token
  *   (authorize, token, reference) carries a bad one.
  *
+ * Faults of file downloads, each taken by the next successful `file` answer (of `fileName`, when
+ * given):
+ *
+ * - `CorruptEnvelope`: one byte flipped, the last of the block before the last ciphertext block (the
+ *   IV's last byte when the content fits in one block), so that AES-CBC decryption always fails
+ *   its PKCS#7 padding check.
+ * - `TruncateEnvelope`: the envelope without its last 7 bytes (no longer a multiple of 16 bytes).
+ * - `WrongKeyEnvelope`: the AES key is wrapped to another RSA key than the contract's.
+ * - `DropBody`: the status, the headers and `after` bytes of the body (default half of it) are
+ *   sent, then the connection is cut.
+ *
  * @since 0.1.0
  * @category schemas
  */
@@ -189,6 +324,13 @@ export const Fault = Schema.Union(
     grant: Schema.optional(Schema.Literal("authorization_code", "refresh_token"))
   }),
   Schema.TaggedStruct("Delay", { endpoint: Endpoint, delay: DelayInput }),
+  Schema.TaggedStruct("CorruptEnvelope", { fileName: Schema.optional(Schema.String) }),
+  Schema.TaggedStruct("TruncateEnvelope", { fileName: Schema.optional(Schema.String) }),
+  Schema.TaggedStruct("WrongKeyEnvelope", { fileName: Schema.optional(Schema.String) }),
+  Schema.TaggedStruct("DropBody", {
+    fileName: Schema.optional(Schema.String),
+    after: Schema.optional(Schema.Int.pipe(Schema.nonNegative()))
+  }),
   Schema.TaggedStruct("TamperToken", {
     tamper: Schema.Literal(
       "BadSignature",
@@ -232,12 +374,124 @@ export class SimulatorError extends Schema.TaggedError<SimulatorError>("@digime-
  * @category models
  */
 export interface ConsentRequest {
-  /** `"authorize"` for `{onboardUrl}authorize?code=…`, `"reauth"` for `{onboardUrl}user-reauth?code=…`. */
-  readonly kind: "authorize" | "reauth"
+  /**
+   * `"authorize"` for `{onboardUrl}authorize?code=…`, `"reauth"` for `{onboardUrl}user-reauth?code=…`,
+   * `"onboard"` for `{onboardUrl}onboard?code=…` (a new service), `"reauthorize"` for
+   * `{onboardUrl}reauthorize?code=…&accountRef=…` (one account), `"revoke"` for the `location` of a
+   * revoke call (`{onboardUrl}revoke?code=…`).
+   */
+  readonly kind: "authorize" | "reauth" | "onboard" | "reauthorize" | "revoke"
   readonly applicationId: string
   readonly contractId: string
   /** The callback URL the browser is sent back to. */
   readonly redirectUri: string
+  /** The account a `reauthorize` or `revoke` page is about. */
+  readonly accountId?: string | undefined
+}
+
+/**
+ * The metadata of a file synced from a service (data protocol §4.2).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const MappedFileMetadata = Schemas.MappedFileMetadata
+
+/**
+ * The metadata of pushed (raw) data, with digi.me's lower-case keys (data protocol §4.2).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const RawFileMetadata = Schemas.RawFileMetadata
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const FileMetadata = Schemas.FileMetadata
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type FileMetadata = typeof FileMetadata.Type
+
+/**
+ * A file to put into a user's library (`Service.addFiles`).
+ *
+ * - `content` is served compressed with `compression` (`"gzip"`, with `CompressionStream`, or
+ *   `"none"`, the default); a string is UTF-8.
+ * - `compressed` is served as given, already compressed with `compression`: the way to serve
+ *   brotli, which Node 20's `CompressionStream` cannot make.
+ *
+ * `metadata` defaults to mapped metadata `{objectCount: 1, objectType: "post", serviceGroup:
+ * "social", serviceName: "simulated", schema: {standard: "digime", version: "1.0.0"}}`; `accountId`
+ * to the user's first account. A name is 1 to 200 characters without `/`, `\`, `?`, `#`, `%` or
+ * control characters. Adding a name again replaces the file and raises its `updatedDate`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FileInput =
+  & {
+    readonly name: string
+    readonly metadata?: FileMetadata | undefined
+    readonly accountId?: string | undefined
+  }
+  & (
+    | { readonly content: Uint8Array | string; readonly compression?: "gzip" | "none" | undefined }
+    | { readonly compressed: Uint8Array; readonly compression: "gzip" | "brotli" }
+  )
+
+/**
+ * One of a user's accounts (sources), as the test sees it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AccountInfo {
+  readonly id: string
+  readonly reference: string
+  /** Its syncs end `partial` with `ServiceAuthorizationError` until it is reauthorized. */
+  readonly reauthRequired: boolean
+}
+
+/**
+ * Data pushed into a user's library (`POST permission-access/import`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PushedFile {
+  readonly contractId: string
+  readonly digimeUserId: string
+  /** The `metadata` of the `FileDescriptor`, as the application sent it. */
+  readonly metadata: {
+    readonly mimeType: string
+    readonly accounts: ReadonlyArray<{ readonly accountId: string }>
+    readonly reference?: ReadonlyArray<string> | undefined
+    readonly tags?: ReadonlyArray<string> | undefined
+  }
+  readonly body: Uint8Array
+  /** The name it is listed under in the library. */
+  readonly fileName: string
+}
+
+/**
+ * Data pushed to a provider (`POST permission-access/import/h:accountId/fhir/{version}`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ProviderPush {
+  readonly contractId: string
+  readonly digimeUserId: string
+  readonly accountId: string
+  readonly standard: "fhir"
+  readonly version: "stu3" | "3.0.2"
+  /** The JSON body, parsed. */
+  readonly body: unknown
 }
 
 /**
@@ -255,8 +509,11 @@ export interface Service {
   /** The request handler. Reads the `Clock`; never fails. */
   readonly handle: (request: SimRequest) => Effect.Effect<SimResponse>
   /**
-   * The user opens an onboard URL (`{onboardUrl}authorize?code=…` or `{onboardUrl}user-reauth?code=…`)
-   * and clicks Allow (or Deny with `allow: false`). Returns the callback URL digi.me redirects to.
+   * The user opens an onboard URL (`{onboardUrl}authorize?code=…`, `{onboardUrl}user-reauth?code=…`,
+   * `{onboardUrl}onboard?code=…`, `{onboardUrl}reauthorize?code=…&accountRef=…` or a revoke
+   * `location`) and clicks Allow (or Deny with `allow: false`). Returns the callback URL digi.me
+   * redirects to: `success=true|false` (`result=success|failed` for a revoke), and what the kind of
+   * page adds (see the module header).
    */
   readonly consent: (
     onboardingUrl: string,
@@ -269,9 +526,14 @@ export interface Service {
   readonly describeConsent: (onboardingUrl: string) => Effect.Effect<ConsentRequest, SimulatorError>
   /**
    * Makes a contract known from now on (or replaces its key): client assertions of
-   * `{applicationId}_{contractId}` are verified with this public key (SPKI or PKCS#1 PEM).
+   * `{applicationId}_{contractId}` are verified with this public key (SPKI or PKCS#1 PEM). A read
+   * contract unless `accessType` says otherwise.
    */
-  readonly registerContract: (contractId: string, publicKeyPem: string) => Effect.Effect<void, SimulatorError>
+  readonly registerContract: (
+    contractId: string,
+    publicKeyPem: string,
+    options?: { readonly accessType?: AccessType | undefined }
+  ) => Effect.Effect<void, SimulatorError>
   readonly stats: Effect.Effect<Stats>
   readonly requests: Effect.Effect<ReadonlyArray<RecordedRequest>>
   /** That access token is refused from now on (401 `InvalidToken`). */
@@ -284,9 +546,33 @@ export interface Service {
   /**
    * digi.me grants a token to a new user of the contract (one account, a new token family), as if
    * the user had consented and the code had been exchanged: no request is made and `stats` counts
-   * no exchange. The lifetimes are the configured ones, from the `Clock`.
+   * no exchange. The lifetimes are the configured ones, from the `Clock`. With `digimeUserId`, the
+   * token is of that existing user (a new family, no new account), as when an application links a
+   * second contract to the same library.
    */
-  readonly grant: (options: { readonly contractId: string }) => Effect.Effect<UserAccessToken, SimulatorError>
+  readonly grant: (
+    options: { readonly contractId: string; readonly digimeUserId?: string | undefined }
+  ) => Effect.Effect<UserAccessToken, SimulatorError>
+  /** Puts files into the user's library (see `FileInput`); fails on an unknown user or account, or a bad name. */
+  readonly addFiles: (digimeUserId: string, files: ReadonlyArray<FileInput>) => Effect.Effect<void, SimulatorError>
+  /** One more account (source) for the user, as onboarding a service makes. */
+  readonly addAccount: (digimeUserId: string) => Effect.Effect<AccountInfo, SimulatorError>
+  /** The user's accounts. */
+  readonly accountsOf: (digimeUserId: string) => Effect.Effect<ReadonlyArray<AccountInfo>, SimulatorError>
+  /**
+   * Marks the account as needing the user's re-consent (or, with `required: false`, clears the
+   * mark): its syncs end `partial` with `ServiceAuthorizationError` and it is listed with
+   * `accessTokenStatus.authorized: false`.
+   */
+  readonly requireReauth: (
+    digimeUserId: string,
+    accountId: string,
+    required?: boolean
+  ) => Effect.Effect<void, SimulatorError>
+  /** Every library push received, oldest first. */
+  readonly pushed: Effect.Effect<ReadonlyArray<PushedFile>>
+  /** Every provider push received, oldest first. */
+  readonly providerPushes: Effect.Effect<ReadonlyArray<ProviderPush>>
 }
 
 /**
@@ -309,13 +595,19 @@ const misuse = (reason: string): SimulatorError => new SimulatorError({ reason }
 export const make = (options: Options): Effect.Effect<Service> =>
   Effect.gen(function*() {
     const config = yield* State.makeConfig(options)
-    const verifyKeys = new Map<string, CryptoKey>()
+    const start = yield* Clock.currentTimeMillis
+    const contracts = new Map<string, State.Contract>()
     for (const contract of options.contracts) {
-      const key = yield* Effect.promise(() => Signing.importVerifyKey(contract.contractId, contract.publicKeyPem))
-      verifyKeys.set(State.clientIdOf(config, contract.contractId), key)
+      const keys = yield* Effect.promise(() => Signing.importContractKeys(contract.contractId, contract.publicKeyPem))
+      contracts.set(State.clientIdOf(config, contract.contractId), {
+        contractId: contract.contractId,
+        ...keys,
+        accessType: contract.accessType ?? "r",
+        registeredAt: start
+      })
     }
     const signing = yield* Effect.promise(Signing.generateSigningKey)
-    const state = State.makeState(config, { verifyKeys, signing, endpoints: Endpoint.literals })
+    const state = State.makeState(config, { contracts, signing, endpoints: Endpoint.literals })
     const atNow = <A>(f: (now: number) => Either.Either<A, string>): Effect.Effect<A, SimulatorError> =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => Either.mapLeft(f(now), misuse))
 
@@ -328,8 +620,15 @@ export const make = (options: Options): Effect.Effect<Service> =>
       consent: (onboardingUrl, consentOptions) =>
         atNow((now) => Consent.consent(state, onboardingUrl, consentOptions, now)),
       describeConsent: (onboardingUrl) => atNow((now) => Consent.describeConsent(state, onboardingUrl, now)),
-      registerContract: (contractId, publicKeyPem) =>
-        Effect.mapError(Consent.registerContract(state, contractId, publicKeyPem), misuse),
+      registerContract: (contractId, publicKeyPem, contractOptions) =>
+        Effect.flatMap(
+          Clock.currentTimeMillis,
+          (now) =>
+            Effect.mapError(
+              Consent.registerContract(state, contractId, publicKeyPem, contractOptions?.accessType ?? "r", now),
+              misuse
+            )
+        ),
       stats: Effect.sync((): Stats => ({ requests: { ...state.requestCounts }, ...state.counters })),
       requests: Effect.sync((): ReadonlyArray<RecordedRequest> => state.recorded.slice()),
       revokeAccessToken: (accessToken) =>
@@ -350,7 +649,17 @@ export const make = (options: Options): Effect.Effect<Service> =>
         Effect.sync(() => {
           state.faults.push(fault)
         }),
-      grant: ({ contractId }) => atNow((now) => Consent.grant(state, contractId, now))
+      grant: ({ contractId, digimeUserId }) => atNow((now) => Consent.grant(state, contractId, digimeUserId, now)),
+      addFiles: (digimeUserId, files) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.mapError(Library.addFiles(state, digimeUserId, files, now), misuse)),
+      addAccount: (digimeUserId) =>
+        atNow((now) => Library.addAccountOf(state, digimeUserId, now)),
+      accountsOf: (digimeUserId) => atNow(() => Library.accountsOf(state, digimeUserId)),
+      requireReauth: (digimeUserId, accountId, required) =>
+        atNow(() => Library.requireReauth(state, digimeUserId, accountId, required ?? true)),
+      pushed: Effect.sync((): ReadonlyArray<PushedFile> => state.pushed.slice()),
+      providerPushes: Effect.sync((): ReadonlyArray<ProviderPush> => state.providerPushes.slice())
     } satisfies Service
   })
 

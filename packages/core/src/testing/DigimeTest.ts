@@ -30,6 +30,7 @@ import { DigimeClient } from "../DigimeClient.js"
 import type { TokenCallError } from "../DigimeClient.js"
 import type * as DigimeConfig from "../DigimeConfig.js"
 import type { CallbackError, InvalidConfig, InvalidContractKey, TokenStoreError } from "../DigimeError.js"
+import * as FileCipher from "../FileCipher.js"
 import * as PendingAuthorizations from "../PendingAuthorizations.js"
 import * as Signer from "../Signer.js"
 import type { TokenKey } from "../TokenKey.js"
@@ -92,6 +93,8 @@ export interface Options<E = never, R = never> {
   readonly store?: Layer.Layer<TokenStore.TokenStore, E, R> | undefined
   /** The signer; default `Signer.layerWebCrypto`. */
   readonly signer?: Layer.Layer<Signer.Signer> | undefined
+  /** The file cipher; default `FileCipher.layerWebCrypto` (no brotli on platforms without it). */
+  readonly fileCipher?: Layer.Layer<FileCipher.FileCipher> | undefined
 }
 
 /**
@@ -192,12 +195,13 @@ export const layerWithHttpClient = <E = never, R = never>(
   ))
 
 const stack = <E, R>(
-  options: Pick<Options<E, R>, "store" | "signer">,
+  options: Pick<Options<E, R>, "store" | "signer" | "fileCipher">,
   config: DigimeConfig.Options
 ) =>
   Digime.layer(config).pipe(
     Layer.provideMerge(Layer.mergeAll(
       options.signer ?? Signer.layerWebCrypto,
+      options.fileCipher ?? FileCipher.layerWebCrypto,
       options.store ?? (TokenStore.layerMemory as Layer.Layer<TokenStore.TokenStore, E, R>),
       PendingAuthorizations.layerMemory
     ))

@@ -5,23 +5,38 @@
  *
  * What it serves, under the origin it listens on (`{origin}` below):
  *
- * - `{origin}/v1.7/…`: the digi.me API of the protocol document, with its real paths, statuses and
- *   error bodies (`{"error":{"code","message","reference"}}`), answered by `DigimeSimulator.handle`:
- *   `POST oauth/authorize`, `POST oauth/token`, `POST oauth/token/reference`,
- *   `POST permission-access/trigger`, `GET permission-access/accounts`, `DELETE user` and the key set
- *   `GET jwks/oauth` (every token's `jku`). Any other path answers `404` with the same error body.
- * - `{origin}/apps/saas/authorize?code=…` and `{origin}/apps/saas/user-reauth?code=…`: a small
- *   consent page ("<app> asks to read your data") with the buttons `#allow` and `#deny`. They post
- *   to `{origin}/apps/saas/consent`, which answers `303 See Other` to the application's callback
- *   (`success=true&state&code[&accountReference]`, or `success=false&errorCode[&state]`). An
- *   unknown, used or expired code gives a `400` page saying so.
+ * - `{origin}/v1.7/…`: the digi.me API of the protocol documents, with its real paths, statuses and
+ *   error bodies (`{"error":{"code","message","reference"}}`), answered by `DigimeSimulator.handle`
+ *   (see its module header for the calls and the choices it makes): the token calls, every data
+ *   call (sessions, file lists, encrypted downloads and `HEAD`, pushes, account management,
+ *   discovery, sample datasets, contract details, the report) and the key set `GET jwks/oauth`
+ *   (every token's `jku`). Binary answers are sent as they are. Any other path answers `404` with
+ *   the same error body.
+ * - `{origin}/apps/saas/authorize?code=…`, `…/user-reauth?code=…`, `…/onboard?code=…`,
+ *   `…/reauthorize?code=…&accountRef=…` and `…/revoke?code=…`: a small consent page ("<app> asks
+ *   to read your data") with the buttons `#allow` and `#deny`. They post to
+ *   `{origin}/apps/saas/consent`, which answers `303 See Other` to the application's callback
+ *   (`success=true&state&code[&accountReference]`, or `success=false&errorCode[&state]`; see
+ *   `DigimeSimulator.Service.consent` for the other pages). An unknown, used or expired code gives a
+ *   `400` page saying so.
  * - `{origin}/_simulator/…`, to control and inspect it:
  *   - `GET _simulator/`: the URLs, as JSON;
  *   - `GET _simulator/stats`: `DigimeSimulator.Stats` as JSON;
  *   - `GET _simulator/requests`: the recorded requests (secret claims already redacted);
- *   - `POST _simulator/contracts` with `{"contractId","publicKeyPem"}`: makes a contract known (`201`);
+ *   - `POST _simulator/contracts` with `{"contractId","publicKeyPem","accessType"?}` (`"r"`, the
+ *     default, or `"w"`): makes a contract known (`201`);
  *   - `POST _simulator/faults` with a `DigimeSimulator.Fault` as JSON (a `Delay`'s `delay` in
- *     milliseconds or as a duration string such as `"2 seconds"`): injects it (`204`).
+ *     milliseconds or as a duration string such as `"2 seconds"`): injects it (`204`);
+ *   - `POST _simulator/files` with `{"digimeUserId","files":[{"name", one of "content" (UTF-8 text),
+ *     "contentBase64" or "compressedBase64" (already compressed, with "compression": "gzip" or
+ *     "brotli"), "compression"?, "metadata"?, "accountId"?}]}`: `DigimeSimulator.Service.addFiles`
+ *     (`204`);
+ *   - `GET _simulator/accounts?digimeUserId=…`: the user's accounts; `POST _simulator/accounts` with
+ *     `{"digimeUserId"}`: one more account (`201`, the account); `POST _simulator/reauth` with
+ *     `{"digimeUserId","accountId","required"?}`: marks the account as needing reauthorization, or
+ *     clears the mark with `"required": false` (`204`);
+ *   - `GET _simulator/pushed`: `{"library":[{contractId, digimeUserId, metadata, fileName,
+ *     bodyBase64}], "provider":[{contractId, digimeUserId, accountId, standard, version, body}]}`.
  *   A malformed control request answers `400` with `{"error":{"code":"InvalidRequest","message"}}`.
  *
  *   So that a web page open in the developer's browser can neither steer it (a cross-site form or
@@ -38,6 +53,8 @@
  *
  * A `DropResponse` fault (or `dropRefreshAnswers`) really cuts the connection: the request is
  * processed, then the socket is destroyed without an answer, so the client sees a transport error.
+ * A `DropBody` fault sends the head (with the whole `content-length`) and the first bytes of the
+ * body, then destroys the socket.
  *
  * The simulator is timed by the `Clock` of the fiber that builds the server: the live clock
  * normally, `TestClock` when built inside a test that uses it.
@@ -65,6 +82,7 @@ import * as UrlParams from "@effect/platform/UrlParams"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Encoding from "effect/Encoding"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -133,11 +151,60 @@ export class NodeDigimeSimulator extends Context.Tag("@digime-effect/node/testin
 // ---------------------------------------------------------------------------------------------
 // internals
 
+const encoder = new TextEncoder()
+
 const apiPath = "/v1.7/"
 const onboardPath = "/apps/saas/"
 const controlPath = "/_simulator/"
 
-const ContractSchema = Schema.Struct({ contractId: Schema.String, publicKeyPem: Schema.String })
+const ContractSchema = Schema.Struct({
+  contractId: Schema.String,
+  publicKeyPem: Schema.String,
+  accessType: Schema.optional(Schema.Literal("r", "w"))
+})
+
+const Base64 = Schema.String.pipe(
+  Schema.filter((value) => /^[A-Za-z0-9+/]*={0,2}$/.test(value) && Either.isRight(Encoding.decodeBase64(value)), {
+    message: () => "base64"
+  })
+)
+
+const FileSchema = Schema.Struct({
+  name: Schema.String,
+  content: Schema.optional(Schema.String),
+  contentBase64: Schema.optional(Base64),
+  compressedBase64: Schema.optional(Base64),
+  compression: Schema.optional(Schema.Literal("gzip", "brotli", "none")),
+  metadata: Schema.optional(DigimeSimulator.FileMetadata),
+  accountId: Schema.optional(Schema.String)
+})
+
+const FilesSchema = Schema.Struct({ digimeUserId: Schema.String, files: Schema.Array(FileSchema) })
+
+const UserSchema = Schema.Struct({ digimeUserId: Schema.String })
+
+const ReauthSchema = Schema.Struct({
+  digimeUserId: Schema.String,
+  accountId: Schema.String,
+  required: Schema.optional(Schema.Boolean)
+})
+
+const bytesOf = (base64: string): Uint8Array => Either.getOrThrow(Encoding.decodeBase64(base64))
+
+/** A file of the control API as `addFiles` takes it, or why it cannot be one. */
+const toFileInput = (file: typeof FileSchema.Type): Either.Either<DigimeSimulator.FileInput, string> => {
+  const { accountId, compressedBase64, compression, content, contentBase64, metadata, name } = file
+  const given = [content, contentBase64, compressedBase64].filter((value) => value !== undefined).length
+  if (given !== 1) return Either.left(`${name}: give exactly one of content, contentBase64 and compressedBase64`)
+  const common = { name, metadata, accountId }
+  if (compressedBase64 !== undefined) {
+    return compression === "gzip" || compression === "brotli"
+      ? Either.right({ ...common, compressed: bytesOf(compressedBase64), compression })
+      : Either.left(`${name}: compressedBase64 needs compression "gzip" or "brotli"`)
+  }
+  if (compression === "brotli") return Either.left(`${name}: give brotli content as compressedBase64`)
+  return Either.right({ ...common, content: content ?? bytesOf(contentBase64!), compression })
+}
 
 const escapeHtml = (text: string): string =>
   text.replace(
@@ -187,15 +254,23 @@ const errorPage = (message: string): HttpServerResponse.HttpServerResponse =>
     `<h1 id="error">This consent link cannot be used</h1>\n<p id="reason">${escapeHtml(message)}</p>`
   )
 
+const asksFor: Record<DigimeSimulator.ConsentRequest["kind"], string> = {
+  authorize: "It asks for access to your digi.me library",
+  reauth: "It asks to renew its access to your digi.me library",
+  onboard: "It asks you to add a service to your digi.me library",
+  reauthorize: "It asks you to reconnect one of the services of your digi.me library",
+  revoke: "It asks to withdraw its permission for one of the services of your digi.me library"
+}
+
+const consentPages: ReadonlyArray<string> = ["authorize", "user-reauth", "onboard", "reauthorize", "revoke"]
+
 const consentPage = (
   appName: string,
   onboardingUrl: string,
   request: DigimeSimulator.ConsentRequest
 ): HttpServerResponse.HttpServerResponse => {
   const callback = new URL(request.redirectUri)
-  const asks = request.kind === "reauth"
-    ? "It asks to renew its access to your digi.me library"
-    : "It asks for access to your digi.me library"
+  const asks = asksFor[request.kind]
   return page(
     200,
     `digi.me: ${appName} asks to read your data`,
@@ -350,7 +425,20 @@ export const make = (options: Options): Effect.Effect<Server, HttpServerError.Se
           NodeHttpServerRequest.toIncomingMessage(request).socket.destroy()
           return yield* Effect.interruptible(Effect.never)
         }
-        return HttpServerResponse.text(response.body, { status: response.status, headers: response.headers })
+        const bytes = typeof response.body === "string" ? encoder.encode(response.body) : response.body
+        if (response.dropBodyAfter !== undefined && request.method !== "HEAD") {
+          // Send the head and the first bytes (announcing the whole length), then cut the connection
+          // once they are flushed, as above.
+          const nodeResponse = NodeHttpServerRequest.toServerResponse(request)
+          const socket = NodeHttpServerRequest.toIncomingMessage(request).socket
+          nodeResponse.writeHead(response.status, { ...response.headers, "content-length": String(bytes.length) })
+          nodeResponse.write(bytes.subarray(0, response.dropBodyAfter), () => socket.destroy())
+          return yield* Effect.interruptible(Effect.never)
+        }
+        const init = { status: response.status, headers: response.headers }
+        return request.method === "HEAD"
+          ? HttpServerResponse.empty(init)
+          : HttpServerResponse.uint8Array(bytes, init)
       })
 
     const onboarding = (request: HttpServerRequest.HttpServerRequest, url: URL) =>
@@ -376,7 +464,7 @@ export const make = (options: Options): Effect.Effect<Server, HttpServerError.Se
           : HttpServerResponse.redirect(callback.right, { status: 303, headers: { "cache-control": "no-store" } })
       })
 
-    const control = (request: HttpServerRequest.HttpServerRequest, route: string) =>
+    const control = (request: HttpServerRequest.HttpServerRequest, route: string, url: URL) =>
       Effect.gen(function*() {
         const refused = refusal(request)
         if (refused !== undefined) return refused
@@ -396,9 +484,13 @@ export const make = (options: Options): Effect.Effect<Server, HttpServerError.Se
             const input = yield* Effect.either(
               Effect.flatMap(request.json, Schema.decodeUnknown(ContractSchema))
             )
-            if (Either.isLeft(input)) return controlError(400, "expected {\"contractId\", \"publicKeyPem\"}")
+            if (Either.isLeft(input)) {
+              return controlError(400, "expected {\"contractId\", \"publicKeyPem\", \"accessType\"?}")
+            }
             const registered = yield* Effect.either(
-              simulator.registerContract(input.right.contractId, input.right.publicKeyPem)
+              simulator.registerContract(input.right.contractId, input.right.publicKeyPem, {
+                accessType: input.right.accessType
+              })
             )
             return Either.isLeft(registered)
               ? controlError(400, registered.left.reason)
@@ -412,6 +504,54 @@ export const make = (options: Options): Effect.Effect<Server, HttpServerError.Se
             yield* simulator.injectFault(fault.right)
             return HttpServerResponse.empty({ status: 204 })
           }
+          case "POST files": {
+            const input = yield* Effect.either(Effect.flatMap(request.json, Schema.decodeUnknown(FilesSchema)))
+            if (Either.isLeft(input)) return controlError(400, "expected {\"digimeUserId\", \"files\": [...]}")
+            const files: Array<DigimeSimulator.FileInput> = []
+            for (const file of input.right.files) {
+              const converted = toFileInput(file)
+              if (Either.isLeft(converted)) return controlError(400, converted.left)
+              files.push(converted.right)
+            }
+            const added = yield* Effect.either(simulator.addFiles(input.right.digimeUserId, files))
+            return Either.isLeft(added)
+              ? controlError(400, added.left.reason)
+              : HttpServerResponse.empty({ status: 204 })
+          }
+          case "GET accounts": {
+            const digimeUserId = url.searchParams.get("digimeUserId")
+            if (digimeUserId === null) return controlError(400, "expected ?digimeUserId=…")
+            const accounts = yield* Effect.either(simulator.accountsOf(digimeUserId))
+            return Either.isLeft(accounts)
+              ? controlError(404, accounts.left.reason, "NotFound")
+              : HttpServerResponse.unsafeJson(accounts.right)
+          }
+          case "POST accounts": {
+            const input = yield* Effect.either(Effect.flatMap(request.json, Schema.decodeUnknown(UserSchema)))
+            if (Either.isLeft(input)) return controlError(400, "expected {\"digimeUserId\"}")
+            const account = yield* Effect.either(simulator.addAccount(input.right.digimeUserId))
+            return Either.isLeft(account)
+              ? controlError(400, account.left.reason)
+              : HttpServerResponse.unsafeJson(account.right, { status: 201 })
+          }
+          case "POST reauth": {
+            const input = yield* Effect.either(Effect.flatMap(request.json, Schema.decodeUnknown(ReauthSchema)))
+            if (Either.isLeft(input)) {
+              return controlError(400, "expected {\"digimeUserId\", \"accountId\", \"required\"?}")
+            }
+            const { accountId, digimeUserId, required } = input.right
+            const marked = yield* Effect.either(simulator.requireReauth(digimeUserId, accountId, required))
+            return Either.isLeft(marked)
+              ? controlError(400, marked.left.reason)
+              : HttpServerResponse.empty({ status: 204 })
+          }
+          case "GET pushed": {
+            const library = (yield* simulator.pushed).map(({ body, ...pushed }) => ({
+              ...pushed,
+              bodyBase64: Encoding.encodeBase64(body)
+            }))
+            return HttpServerResponse.unsafeJson({ library, provider: yield* simulator.providerPushes })
+          }
           default:
             return controlError(404, `no control endpoint ${request.method} ${controlPath}${route}`)
         }
@@ -421,12 +561,12 @@ export const make = (options: Options): Effect.Effect<Server, HttpServerError.Se
       const request = yield* HttpServerRequest.HttpServerRequest
       const url = new URL(request.url, origin)
       const path = url.pathname
-      if (path === `${onboardPath}authorize` || path === `${onboardPath}user-reauth`) {
+      if (consentPages.some((name) => path === `${onboardPath}${name}`)) {
         if (request.method === "GET") return yield* onboarding(request, url)
       } else if (path === `${onboardPath}consent`) {
         if (request.method === "POST") return yield* onboarding(request, url)
       } else if (path.startsWith(controlPath)) {
-        return yield* control(request, path.slice(controlPath.length))
+        return yield* control(request, path.slice(controlPath.length), url)
       }
       return yield* api(request, url)
     }).pipe(

@@ -27,6 +27,7 @@ import * as DigimeTest from "@digime-effect/core/testing/DigimeTest"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as Layer from "effect/Layer"
+import * as NodeFileCipher from "../NodeFileCipher.js"
 import * as NodeSigner from "../NodeSigner.js"
 import * as NodeDigimeSimulator from "./NodeDigimeSimulator.js"
 
@@ -55,5 +56,5 @@ export const layer = <E = never, R = never>(
 > =>
   DigimeTest.layerWithSimulator(
     (setup) => Layer.merge(NodeDigimeSimulator.layer({ ...setup, ...options.server }), NodeHttpClient.layerUndici),
-    { signer: NodeSigner.layer, ...options }
+    { signer: NodeSigner.layer, fileCipher: NodeFileCipher.layer, ...options }
   )

@@ -36,7 +36,12 @@ const parseJson = (text: string): unknown => {
   }
 }
 
-const decodeSegment = (segment: string): unknown => {
+/**
+ * The JSON of a JWT segment, if it is base64url of UTF-8 JSON.
+ *
+ * @internal
+ */
+export const decodeSegment = (segment: string): unknown => {
   const bytes = fromBase64url(segment)
   const text = bytes === undefined ? undefined : decodeUtf8(bytes)
   return text === undefined ? undefined : parseJson(text)
@@ -81,7 +86,7 @@ export const verifyAssertion = (
     seen.claims = claims
     const clientId = claims.client_id
     if (typeof clientId !== "string") return yield* rejected(validation(406, "assertion: no client_id"))
-    const key = state.verifyKeys.get(clientId)
+    const key = state.contracts.get(clientId)?.verifyKey
     if (key === undefined) {
       return yield* Effect.fail(
         refuse(401, "InvalidClient", `The client_id (${clientId}) is invalid`, "assertion: unknown client_id")
@@ -131,14 +136,35 @@ const claimProblem = (issue: Issue, name: string): string =>
     ? `missing claim: ${name}`
     : `invalid claim: ${name}`
 
-const bodyProblem = (issue: Issue, name: string): string =>
+const fieldProblem = (what: string) => (issue: Issue, name: string): string =>
   name === ""
-    ? "body: not a JSON object"
+    ? `${what}: not a JSON object`
     : issue._tag === "Unexpected"
-    ? `body: unexpected field ${name}`
+    ? `${what}: unexpected field ${name}`
     : issue._tag === "Missing"
-    ? `body: missing field ${name}`
-    : `body: invalid field ${name}`
+    ? `${what}: missing field ${name}`
+    : `${what}: invalid field ${name}`
+
+const bodyProblem = fieldProblem("body")
+
+/**
+ * A strict decoder of a JSON value that is not the body itself (e.g. the payload of a
+ * `FileDescriptor`): every problem named after `what`, in a `400 ValidationErrors`.
+ *
+ * @internal
+ */
+export const valueDecoder = <A, I>(
+  schema: Schema.Schema<A, I>,
+  what: string
+): (input: unknown) => Either.Either<A, Refusal> => {
+  const decode = Schema.decodeUnknownEither(schema, strict)
+  const describe = fieldProblem(what)
+  return (input) =>
+    Either.mapLeft(
+      decode(input),
+      (error) => validation(400, problemsOf(ParseResult.ArrayFormatter.formatErrorSync(error), describe))
+    )
+}
 
 /**
  * A strict decoder of a step's claim set: every problem named (`"unexpected claim: iat"`,
@@ -182,6 +208,13 @@ export const bodyDecoder = <A, I>(schema: Schema.Schema<A, I>): (request: SimReq
     )
   }
 }
+
+/**
+ * Whether the request has no body (or an empty one, as a client that labels an empty body JSON sends).
+ *
+ * @internal
+ */
+export const hasNoBody = (request: SimRequest): boolean => request.body === undefined || request.body.length === 0
 
 /** @internal */
 export const noBody = (request: SimRequest): Either.Either<void, Refusal> =>

@@ -2,27 +2,60 @@
  * What the test does in the user's (or digi.me's back office's) place, without HTTP: consent on an
  * onboarding URL, read what one asks for, grant a token outright, make a contract known. Each fails
  * with the reason of the test's misuse; the public module turns it into a `SimulatorError`.
+ *
+ * The pages and what Allow does:
+ *
+ * - `{onboard}authorize?code=…`: a code (and a new account for a new user) for the callback;
+ * - `{onboard}user-reauth?code=…`: a code, whose exchange revokes the client's older token families;
+ * - `{onboard}onboard?code=…`: one more account for the user, `success=true` (no code);
+ * - `{onboard}reauthorize?code=…&accountRef=…`: the referenced account no longer needs reauthorization;
+ * - `{onboard}revoke?code=…`: the account's permission is revoked (it needs reauthorization), then
+ *   `result=success` (Deny: `result=failed&error_message=…`).
+ *
+ * Allow starts the session answered with the pre-authorization, if any.
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import { TokenPayload, toUserAccessToken } from "../../../internal/protocol.js"
 import type { UserAccessToken } from "../../../UserAccessToken.js"
-import type { ConsentRequest, Service } from "../../DigimeSimulator.js"
+import type { AccessType, ConsentRequest, Service } from "../../DigimeSimulator.js"
 import { randomId, randomToken } from "./responses.js"
-import { importVerifyKey } from "./signing.js"
+import { importContractKeys } from "./signing.js"
 import {
+  type Account,
+  accountOf,
   addAccount,
   clientIdOf,
   codeLifetimeMillis,
+  contractIdOf,
   issueTokens,
   newFamily,
   type PreAuthorization,
   type State
 } from "./state.js"
 
+type Page = ConsentRequest["kind"]
+
+const pages: ReadonlyArray<readonly [Page, PreAuthorization["kind"]]> = [
+  ["authorize", "authorize"],
+  ["reauth", "reauth"],
+  ["onboard", "onboard"],
+  ["reauthorize", "onboard"],
+  ["revoke", "revoke"]
+]
+
+const pathOf = (page: Page): string => page === "reauth" ? "user-reauth" : page
+
+interface Pending {
+  readonly page: Page
+  readonly preAuthorization: PreAuthorization
+  /** The account of a `reauthorize` or `revoke` page. */
+  readonly account: Account | undefined
+}
+
 /** The pending pre-authorization an onboarding URL names, if `consent` may use it at `now`. */
-const pendingConsent = (state: State, onboardingUrl: string, now: number): Either.Either<PreAuthorization, string> => {
+const pendingConsent = (state: State, onboardingUrl: string, now: number): Either.Either<Pending, string> => {
   const onboardUrl = state.config.onboardUrl
   let url: URL
   try {
@@ -31,14 +64,13 @@ const pendingConsent = (state: State, onboardingUrl: string, now: number): Eithe
     return Either.left("the onboarding URL is not a URL")
   }
   const address = `${url.origin}${url.pathname}`
-  const kind = address === `${onboardUrl}authorize`
-    ? "authorize"
-    : address === `${onboardUrl}user-reauth`
-    ? "reauth"
-    : undefined
-  if (kind === undefined) {
-    return Either.left(`the onboarding URL is neither ${onboardUrl}authorize nor ${onboardUrl}user-reauth`)
+  const found = pages.find(([page]) => address === `${onboardUrl}${pathOf(page)}`)
+  if (found === undefined) {
+    return Either.left(
+      `the onboarding URL is none of ${pages.map(([page]) => `${onboardUrl}${pathOf(page)}`).join(", ")}`
+    )
   }
+  const [page, kind] = found
   const code = url.searchParams.get("code")
   const preAuthorization = code === null ? undefined : state.preAuthorizations.get(code)
   if (preAuthorization === undefined || preAuthorization.kind !== kind) {
@@ -46,7 +78,23 @@ const pendingConsent = (state: State, onboardingUrl: string, now: number): Eithe
   }
   if (preAuthorization.used) return Either.left("the onboarding URL's code was already used")
   if (now >= preAuthorization.expiresAt) return Either.left("the onboarding URL's code is expired")
-  return Either.right(preAuthorization)
+  let account: Account | undefined
+  if (page === "reauthorize") {
+    const id = url.searchParams.get("accountRef")
+    const reference = id === null ? undefined : state.references.get(id)
+    if (reference === undefined || reference.type !== "accountId" || now >= reference.expiresAt) {
+      return Either.left("the reauthorize URL carries an unknown or expired accountRef")
+    }
+    if (reference.clientId !== preAuthorization.clientId) {
+      return Either.left("the reauthorize URL's accountRef was made by another contract")
+    }
+    account = accountOf(state, preAuthorization.userId, reference.value)
+    if (account === undefined) return Either.left("the reauthorize URL's account is not the user's")
+  } else if (page === "revoke") {
+    account = accountOf(state, preAuthorization.userId, preAuthorization.accountId ?? "")
+    if (account === undefined) return Either.left("the account of the revoke URL no longer exists")
+  }
+  return Either.right({ page, preAuthorization, account })
 }
 
 /** @internal */
@@ -55,11 +103,12 @@ export const describeConsent = (
   onboardingUrl: string,
   now: number
 ): Either.Either<ConsentRequest, string> =>
-  Either.map(pendingConsent(state, onboardingUrl, now), (preAuthorization) => ({
-    kind: preAuthorization.kind,
+  Either.map(pendingConsent(state, onboardingUrl, now), ({ account, page, preAuthorization }) => ({
+    kind: page,
     applicationId: state.config.applicationId,
-    contractId: preAuthorization.clientId.slice(state.config.applicationId.length + 1),
-    redirectUri: preAuthorization.redirectUri
+    contractId: contractIdOf(state, preAuthorization.clientId),
+    redirectUri: preAuthorization.redirectUri,
+    ...(account === undefined ? {} : { accountId: account.id })
   }))
 
 /**
@@ -73,29 +122,53 @@ export const consent = (
   options: Parameters<Service["consent"]>[1],
   now: number
 ): Either.Either<string, string> =>
-  Either.map(pendingConsent(state, onboardingUrl, now), (preAuthorization) => {
+  Either.map(pendingConsent(state, onboardingUrl, now), ({ account, page, preAuthorization }) => {
     preAuthorization.used = true
     const callback = new URL(preAuthorization.redirectUri)
-    if (options?.allow === false) {
-      callback.searchParams.append("success", "false")
-      callback.searchParams.append("errorCode", options.errorCode ?? "AccessDenied")
-      if (preAuthorization.state !== undefined) callback.searchParams.append("state", preAuthorization.state)
+    const params = callback.searchParams
+    const allow = options?.allow !== false
+    if (page === "revoke") {
+      if (allow) {
+        account!.reauthRequired = true
+        params.append("result", "success")
+      } else {
+        params.append("result", "failed")
+        params.append("error_message", options?.errorCode ?? "AccessDenied")
+      }
       return callback.toString()
+    }
+    if (!allow) {
+      params.append("success", "false")
+      params.append("errorCode", options?.errorCode ?? "AccessDenied")
+      if (preAuthorization.state !== undefined) params.append("state", preAuthorization.state)
+      return callback.toString()
+    }
+    const session = preAuthorization.sessionKey === undefined
+      ? undefined
+      : state.sessions.get(preAuthorization.sessionKey)
+    if (session !== undefined) session.started = true
+    params.append("success", "true")
+    if (preAuthorization.state !== undefined) params.append("state", preAuthorization.state)
+    switch (page) {
+      case "onboard":
+        addAccount(state, preAuthorization.userId, now)
+        return callback.toString()
+      case "reauthorize":
+        account!.reauthRequired = false
+        return callback.toString()
     }
     const authorizationCode = randomToken()
     state.codes.set(authorizationCode, {
-      kind: preAuthorization.kind,
+      kind: page,
       clientId: preAuthorization.clientId,
-      challenge: preAuthorization.challenge,
+      challenge: preAuthorization.challenge ?? "",
       userId: preAuthorization.userId,
       expiresAt: now + codeLifetimeMillis,
       used: false
     })
-    callback.searchParams.append("success", "true")
-    if (preAuthorization.state !== undefined) callback.searchParams.append("state", preAuthorization.state)
-    callback.searchParams.append("code", authorizationCode)
-    if (preAuthorization.kind === "authorize") {
-      callback.searchParams.append("accountReference", addAccount(state, preAuthorization.userId, now).reference)
+    params.append("code", authorizationCode)
+    if (page === "authorize") {
+      params.append("accountReference", addAccount(state, preAuthorization.userId, now).reference)
     }
     return callback.toString()
   })
@@ -103,29 +176,42 @@ export const consent = (
 const decodeTokenPayload = Schema.decodeUnknownSync(TokenPayload)
 
 /**
- * A new user of the contract with one account, and a token of a new family, as a consent followed
- * by a code exchange would leave them; no request is made and no exchange counted.
+ * A token of a new family for the contract, as a consent followed by a code exchange would leave
+ * it; no request is made and no exchange counted. Without `userId`, a new user with one account.
  *
  * @internal
  */
-export const grant = (state: State, contractId: string, now: number): Either.Either<UserAccessToken, string> => {
+export const grant = (
+  state: State,
+  contractId: string,
+  userId: string | undefined,
+  now: number
+): Either.Either<UserAccessToken, string> => {
   const clientId = clientIdOf(state.config, contractId)
-  if (!state.verifyKeys.has(clientId)) return Either.left(`no contract ${contractId} is known`)
-  const userId = randomId()
-  addAccount(state, userId, now)
-  const family = newFamily(state, userId, clientId, now)
+  if (!state.contracts.has(clientId)) return Either.left(`no contract ${contractId} is known`)
+  if (userId !== undefined && !state.users.has(userId)) return Either.left(`no user ${userId} is known`)
+  const user = userId ?? randomId()
+  if (userId === undefined) addAccount(state, user, now)
+  const family = newFamily(state, user, clientId, now)
   return Either.right(toUserAccessToken(decodeTokenPayload(issueTokens(state, family, now))))
 }
 
 /** @internal */
-export const registerContract = (state: State, contractId: string, publicKeyPem: string): Effect.Effect<void, string> =>
+export const registerContract = (
+  state: State,
+  contractId: string,
+  publicKeyPem: string,
+  accessType: AccessType,
+  now: number
+): Effect.Effect<void, string> =>
   Effect.gen(function*() {
     if (contractId.trim() === "" || contractId !== contractId.trim()) {
       return yield* Effect.fail("a contract id must not be empty or padded")
     }
-    const key = yield* Effect.tryPromise({
-      try: () => importVerifyKey(contractId, publicKeyPem),
+    if (accessType !== "r" && accessType !== "w") return yield* Effect.fail("accessType must be \"r\" or \"w\"")
+    const keys = yield* Effect.tryPromise({
+      try: () => importContractKeys(contractId, publicKeyPem),
       catch: () => `the public key of contract ${contractId} is not an RSA public PEM`
     })
-    state.verifyKeys.set(clientIdOf(state.config, contractId), key)
+    state.contracts.set(clientIdOf(state.config, contractId), { contractId, ...keys, accessType, registeredAt: now })
   })

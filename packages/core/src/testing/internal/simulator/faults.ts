@@ -1,6 +1,7 @@
 /**
- * Faults: the one-shot faults a test injects (`Status`, `DropResponse`, `Delay`, `TamperToken`),
- * each taken by the first request it matches, and the periodic `failEvery` answers.
+ * Faults: the one-shot faults a test injects (`Status`, `DropResponse`, `Delay`, `TamperToken`, and
+ * the download faults `CorruptEnvelope`, `TruncateEnvelope`, `WrongKeyEnvelope`, `DropBody`), each
+ * taken by the first request it matches, and the periodic `failEvery` answers.
  */
 import type { Endpoint, Fault } from "../../DigimeSimulator.js"
 import { type Refusal, refuse } from "./responses.js"
@@ -26,9 +27,36 @@ export const takeRequestFault = (
   takeFault(
     state,
     (fault): fault is FaultOf<"Status" | "Delay" | "DropResponse"> =>
-      fault._tag !== "TamperToken" && fault.endpoint === endpoint &&
-      !(fault._tag === "DropResponse" && fault.grant !== undefined)
+      (fault._tag === "Status" || fault._tag === "Delay" || fault._tag === "DropResponse") &&
+      fault.endpoint === endpoint && !(fault._tag === "DropResponse" && fault.grant !== undefined)
   )
+
+type EnvelopeFaultOf = FaultOf<"CorruptEnvelope" | "TruncateEnvelope" | "WrongKeyEnvelope">
+
+/**
+ * The faults a successful download of `fileName` takes: the first pending envelope fault and the
+ * first pending `DropBody` that name this file or no file.
+ *
+ * @internal
+ */
+export const takeDownloadFaults = (
+  state: State,
+  fileName: string
+): { readonly envelope: EnvelopeFaultOf["_tag"] | undefined; readonly dropBody: FaultOf<"DropBody"> | undefined } => {
+  const forFile = (fault: { readonly fileName?: string | undefined }): boolean =>
+    fault.fileName === undefined || fault.fileName === fileName
+  const envelope = takeFault(
+    state,
+    (fault): fault is EnvelopeFaultOf =>
+      (fault._tag === "CorruptEnvelope" || fault._tag === "TruncateEnvelope" || fault._tag === "WrongKeyEnvelope") &&
+      forFile(fault)
+  )
+  const dropBody = takeFault(
+    state,
+    (fault): fault is FaultOf<"DropBody"> => fault._tag === "DropBody" && forFile(fault)
+  )
+  return { envelope: envelope?._tag, dropBody }
+}
 
 /**
  * The tampering of the next answer that carries a token, if one is pending.

@@ -1,6 +1,7 @@
 /**
- * The request handler: routes a request to its endpoint, applies the faults, runs the checks and
- * the endpoint's handler, signs the token answers, records the request and waits the latency.
+ * The request handler: routes a request to its endpoint (and its path parameters), applies the
+ * faults, runs the checks and the endpoint's handler, signs the token answers, records the request
+ * and waits the latency. `HEAD` answers keep their status and headers and lose their body.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -9,33 +10,58 @@ import * as Either from "effect/Either"
 import type { Endpoint, SimRequest, SimResponse } from "../../DigimeSimulator.js"
 import { noBody, redactClaims, verifyAssertion } from "./checks.js"
 import { failEveryRefusal, statusRefusal, takeGrantDrop, takeRequestFault, takeTamper } from "./faults.js"
-import { processRequest } from "./handlers.js"
+import { processRequest, type RouteParams } from "./handlers.js"
 import { type Json, jsonResponse, type Refusal, refuse } from "./responses.js"
 import { signToken } from "./signing.js"
-import { session, type State } from "./state.js"
+import type { State } from "./state.js"
 
 interface Route {
-  readonly path: string
-  readonly method: "GET" | "POST" | "DELETE"
+  readonly endpoint: Endpoint
+  readonly method: "GET" | "HEAD" | "POST" | "DELETE"
+  /** Matches the path relative to the base URL (still percent-encoded); its groups are the parameters. */
+  readonly pattern: RegExp
 }
+
+const fileUrl = /^permission-access\/query\/([^/]+)\/([^/]+)$/
 
 /** Where each endpoint lives, relative to the base URL. */
-const routes: { readonly [E in Endpoint]: Route } = {
-  authorize: { path: "oauth/authorize", method: "POST" },
-  token: { path: "oauth/token", method: "POST" },
-  reference: { path: "oauth/token/reference", method: "POST" },
-  trigger: { path: "permission-access/trigger", method: "POST" },
-  accounts: { path: "permission-access/accounts", method: "GET" },
-  deleteUser: { path: "user", method: "DELETE" },
-  jwks: { path: "jwks/oauth", method: "GET" }
+const routes: ReadonlyArray<Route> = [
+  { endpoint: "authorize", method: "POST", pattern: /^oauth\/authorize$/ },
+  { endpoint: "token", method: "POST", pattern: /^oauth\/token$/ },
+  { endpoint: "reference", method: "POST", pattern: /^oauth\/token\/reference$/ },
+  { endpoint: "trigger", method: "POST", pattern: /^permission-access\/trigger$/ },
+  { endpoint: "accounts", method: "GET", pattern: /^permission-access\/accounts$/ },
+  { endpoint: "deleteUser", method: "DELETE", pattern: /^user$/ },
+  { endpoint: "jwks", method: "GET", pattern: /^jwks\/oauth$/ },
+  { endpoint: "fileList", method: "GET", pattern: /^permission-access\/query\/([^/]+)$/ },
+  { endpoint: "file", method: "GET", pattern: fileUrl },
+  { endpoint: "fileMetadata", method: "HEAD", pattern: fileUrl },
+  { endpoint: "push", method: "POST", pattern: /^permission-access\/import$/ },
+  { endpoint: "pushProvider", method: "POST", pattern: /^permission-access\/import\/h:accountId\/([^/]+)\/([^/]+)$/ },
+  { endpoint: "accountReference", method: "POST", pattern: /^reference$/ },
+  { endpoint: "revokeAccount", method: "GET", pattern: /^permission-access\/revoke\/h:accountId$/ },
+  { endpoint: "deleteAccount", method: "DELETE", pattern: /^permission-access\/service\/h:accountId$/ },
+  { endpoint: "discovery", method: "POST", pattern: /^discovery\/(sources|countries|platforms|categories)$/ },
+  { endpoint: "sampleDatasets", method: "GET", pattern: /^permission-access\/sample\/datasets\/([^/]+)$/ },
+  { endpoint: "contract", method: "GET", pattern: /^permission-access\/contract$/ },
+  { endpoint: "report", method: "GET", pattern: /^export\/([^/]+)\/report$/ }
+]
+
+const decodeSegment = (segment: string): string => {
+  try {
+    return decodeURIComponent(segment)
+  } catch {
+    return segment
+  }
 }
 
-const byPath: ReadonlyMap<string, Endpoint> = new Map(
-  Object.entries(routes).map(([endpoint, route]) => [route.path, endpoint as Endpoint])
-)
-
 type Routed =
-  | { readonly endpoint: Endpoint; readonly path: string; readonly refusal: Refusal | undefined }
+  | {
+    readonly endpoint: Endpoint
+    readonly path: string
+    readonly refusal: Refusal | undefined
+    readonly params: RouteParams
+  }
   | { readonly endpoint: "unknown"; readonly path: string; readonly refusal: Refusal }
 
 const route = (state: State, request: SimRequest): Routed => {
@@ -48,19 +74,36 @@ const route = (state: State, request: SimRequest): Routed => {
   }
   const address = `${url.origin}${url.pathname}`
   const relative = url.origin === baseOrigin && address.startsWith(baseUrl) ? address.slice(baseUrl.length) : undefined
-  const endpoint = relative === undefined ? undefined : byPath.get(relative)
-  if (endpoint === undefined) {
+  const matching = relative === undefined
+    ? []
+    : routes.flatMap((candidate) => {
+      const match = candidate.pattern.exec(relative)
+      return match === null ? [] : [{ route: candidate, segments: match.slice(1).map(decodeSegment) }]
+    })
+  if (matching.length === 0) {
     return {
       endpoint: "unknown",
       path: url.pathname,
       refusal: refuse(404, "NotFound", `No resource at ${url.pathname}`, "unknown path")
     }
   }
-  const method = routes[endpoint].method
-  const refusal = request.method.toUpperCase() === method
+  const method = request.method.toUpperCase()
+  const found = matching.find((candidate) => candidate.route.method === method)
+  const chosen = found ?? matching[0]!
+  const refusal = found !== undefined
     ? undefined
-    : refuse(405, "MethodNotAllowed", `Method ${request.method} is not allowed`, `expected ${method}`)
-  return { endpoint, path: url.pathname, refusal }
+    : refuse(
+      405,
+      "MethodNotAllowed",
+      `Method ${request.method} is not allowed`,
+      `expected ${matching.map((candidate) => candidate.route.method).join(" or ")}`
+    )
+  return {
+    endpoint: chosen.route.endpoint,
+    path: url.pathname,
+    refusal,
+    params: { segments: chosen.segments, query: url.searchParams }
+  }
 }
 
 interface Answer {
@@ -82,18 +125,25 @@ const respond = (
   state: State,
   request: SimRequest,
   endpoint: Exclude<Endpoint, "jwks">,
+  params: RouteParams,
   now: number,
   seen: { claims: Json | undefined }
 ): Effect.Effect<SimResponse, Refusal> =>
   Effect.gen(function*() {
     const { claims, clientId } = yield* verifyAssertion(state, request, now, seen)
-    const outcome = yield* processRequest(state, endpoint, request, claims, clientId, now)
+    const outcome = yield* processRequest(state, endpoint, request, params, claims, clientId, now)
     if (outcome._tag === "Response") return outcome.response
     const token = yield* signToken(state, outcome.payload, outcome.mainFields, takeTamper(state), now)
-    return jsonResponse(outcome.status, outcome.session ? { token, session: session(now) } : { token })
+    return jsonResponse(outcome.status, outcome.session ? { token, session: outcome.session } : { token })
   })
 
-const answer = (state: State, request: SimRequest, endpoint: Endpoint, now: number): Effect.Effect<Answer> =>
+const answer = (
+  state: State,
+  request: SimRequest,
+  endpoint: Endpoint,
+  params: RouteParams,
+  now: number
+): Effect.Effect<Answer> =>
   Effect.gen(function*() {
     const fault = takeRequestFault(state, endpoint)
     if (fault?._tag === "Status") return refused(statusRefusal(fault))
@@ -114,7 +164,7 @@ const answer = (state: State, request: SimRequest, endpoint: Endpoint, now: numb
     }
 
     const seen: { claims: Json | undefined } = { claims: undefined }
-    const outcome = yield* Effect.either(respond(state, request, endpoint, now, seen))
+    const outcome = yield* Effect.either(respond(state, request, endpoint, params, now, seen))
     if (outcome._tag === "Left") return done(outcome.left.response, seen.claims, outcome.left.problem)
     const answered = done(outcome.right, seen.claims, undefined)
     // A DropResponse fault with a grant waits for a successful answer of that grant.
@@ -142,7 +192,9 @@ export const handle = (state: State, request: SimRequest): Effect.Effect<SimResp
       result = refused(routed.refusal)
     } else {
       const refusal = failEveryRefusal(state) ?? routed.refusal
-      result = refusal !== undefined ? refused(refusal) : yield* answer(state, request, routed.endpoint, now)
+      result = refusal !== undefined
+        ? refused(refusal)
+        : yield* answer(state, request, routed.endpoint, routed.params, now)
     }
     state.recorded.push({
       endpoint: routed.endpoint,
@@ -154,5 +206,9 @@ export const handle = (state: State, request: SimRequest): Effect.Effect<SimResp
     })
     if (state.config.latency !== undefined) yield* Effect.sleep(state.config.latency)
     if (result.delay !== undefined) yield* Effect.sleep(result.delay)
+    if (request.method.toUpperCase() === "HEAD") {
+      const { dropBodyAfter: _dropBodyAfter, ...headers } = result.response
+      return { ...headers, body: "" }
+    }
     return result.response
   })

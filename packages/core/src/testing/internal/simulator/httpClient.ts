@@ -1,7 +1,8 @@
 /**
  * The simulator served as an in-memory `HttpClient`: the request's body is collected, the handler
  * runs in the caller's fiber, and its answer becomes a platform response (or, for a dropped
- * connection, a `Transport` error).
+ * connection, a `Transport` error). Bodies are served as they are, text or bytes; a `HEAD` answer
+ * has none; a body cut by `DropBody` is a stream that fails after its first bytes.
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
@@ -43,6 +44,25 @@ const collectBody = (
 
 const nullBodyStatuses: ReadonlyArray<number> = [101, 204, 205, 304]
 
+const bodyOf = (request: HttpClientRequest.HttpClientRequest, response: SimResponse): BodyInit | null => {
+  if (request.method === "HEAD" || nullBodyStatuses.includes(response.status)) return null
+  const after = response.dropBodyAfter
+  if (after === undefined) return typeof response.body === "string" ? response.body : new Uint8Array(response.body)
+  const bytes = typeof response.body === "string" ? encodeUtf8(response.body) : new Uint8Array(response.body)
+  let sent = after === 0
+  // The error comes on the pull after the first bytes: erroring a stream discards what is queued.
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (!sent) {
+        sent = true
+        controller.enqueue(bytes.slice(0, after))
+      } else {
+        controller.error(new Error("the simulated connection was dropped in the middle of the body"))
+      }
+    }
+  })
+}
+
 /** @internal */
 export const make = (handle: (request: SimRequest) => Effect.Effect<SimResponse>): HttpClient.HttpClient =>
   HttpClient.make((request, url) =>
@@ -67,7 +87,7 @@ export const make = (handle: (request: SimRequest) => Effect.Effect<SimResponse>
         try: () =>
           HttpClientResponse.fromWeb(
             request,
-            new Response(nullBodyStatuses.includes(response.status) ? null : response.body, {
+            new Response(bodyOf(request, response), {
               status: response.status,
               headers: response.headers
             })

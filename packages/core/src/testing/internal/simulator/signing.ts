@@ -1,6 +1,7 @@
 /**
- * Keys and JWTs: the contracts' verifying keys, digi.me's signing key (published in the JWKS as a
- * PKCS#1 PEM), the signed token answers and their tampered variants (`TamperToken` faults).
+ * Keys and JWTs: the contracts' keys (verifying PS512, wrapping file keys with RSA-OAEP SHA-1),
+ * digi.me's signing key (published in the JWKS as a PKCS#1 PEM), the signed token answers and their
+ * tampered variants (`TamperToken` faults).
  */
 import * as Effect from "effect/Effect"
 import { publicPemToSpki, toPem } from "../../../internal/der.js"
@@ -22,6 +23,43 @@ export const importVerifyKey = (contractId: string, pem: string): Promise<Crypto
     )
   }
   return globalThis.crypto.subtle.importKey("spki", spki, { name: "RSA-PSS", hash: "SHA-512" }, false, ["verify"])
+}
+
+/**
+ * Both keys of a contract's public key: PS512 verification and RSA-OAEP (SHA-1) encryption.
+ *
+ * @internal
+ */
+export const importContractKeys = async (
+  contractId: string,
+  pem: string
+): Promise<{ readonly verifyKey: CryptoKey; readonly encryptKey: CryptoKey }> => {
+  const verifyKey = await importVerifyKey(contractId, pem)
+  const spki = publicPemToSpki(pem)!
+  const encryptKey = await globalThis.crypto.subtle.importKey(
+    "spki",
+    spki,
+    { name: "RSA-OAEP", hash: "SHA-1" },
+    false,
+    ["encrypt"]
+  ).catch(() => {
+    throw new Error(`DigimeSimulator: the public key of contract ${contractId} cannot encrypt with RSA-OAEP`)
+  })
+  return { verifyKey, encryptKey }
+}
+
+/**
+ * An RSA-OAEP (SHA-1) public key of no contract, for `WrongKeyEnvelope` faults.
+ *
+ * @internal
+ */
+export const generateStrayEncryptKey = async (): Promise<CryptoKey> => {
+  const pair = await globalThis.crypto.subtle.generateKey(
+    { name: "RSA-OAEP", hash: "SHA-1", modulusLength: 2048, publicExponent: Uint8Array.of(1, 0, 1) },
+    false,
+    ["encrypt", "decrypt"]
+  )
+  return pair.publicKey
 }
 
 /** @internal */

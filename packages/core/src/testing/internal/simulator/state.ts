@@ -1,18 +1,26 @@
 /**
- * The simulated digi.me's memory: the options resolved once, the contracts' keys, users and their
- * accounts, token families, access and refresh tokens, pre-authorizations and codes, nonces seen,
- * pending faults, recorded requests and counters. The functions here change it synchronously and
- * never read the clock: the caller passes `now`, in milliseconds since the epoch.
+ * The simulated digi.me's memory: the options resolved once, the contracts (keys, access type),
+ * users with their accounts and library files, token families, access and refresh tokens,
+ * pre-authorizations and codes, sessions, account references, pushed data, nonces seen, pending
+ * faults, recorded requests and counters. The functions here change it synchronously and never
+ * read the clock: the caller passes `now`, in milliseconds since the epoch.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type { Endpoint, Fault, Options, RecordedRequest, Stats } from "../../DigimeSimulator.js"
+import type {
+  AccessType,
+  Endpoint,
+  Fault,
+  Options,
+  ProviderPush,
+  PushedFile,
+  RecordedRequest,
+  Stats
+} from "../../DigimeSimulator.js"
 import { type Json, randomId, randomToken } from "./responses.js"
 
 /** @internal */
 export const codeLifetimeMillis = 10 * 60 * 1000
-
-const sessionLifetimeMillis = 30 * 60 * 1000
 
 /** @internal */
 export const seconds = (millis: number): number => Math.floor(millis / 1000)
@@ -24,15 +32,29 @@ export interface SigningKey {
   readonly pem: string
 }
 
+/**
+ * What a consent page is for: `authorize` (`{onboard}authorize`), `reauth` (`{onboard}user-reauth`),
+ * `onboard` (an `oauth/token/reference` call without a code challenge: `{onboard}onboard` or
+ * `{onboard}reauthorize`), `revoke` (the `location` of `permission-access/revoke/h:accountId`).
+ *
+ * @internal
+ */
+export type ConsentKind = "authorize" | "reauth" | "onboard" | "revoke"
+
 /** @internal */
 export interface PreAuthorization {
-  readonly kind: "authorize" | "reauth"
+  readonly kind: ConsentKind
   readonly clientId: string
-  readonly challenge: string
+  /** The S256 challenge; none for `onboard` and `revoke`. */
+  readonly challenge: string | undefined
   readonly redirectUri: string
   readonly state: string | undefined
   readonly userId: string
   readonly expiresAt: number
+  /** The session answered with the call, started by the consent. */
+  readonly sessionKey: string | undefined
+  /** The account a `revoke` is about. */
+  readonly accountId: string | undefined
   used: boolean
 }
 
@@ -76,12 +98,71 @@ export interface Account {
   readonly reference: string
   readonly createdDate: number
   readonly serviceNumber: number
+  /** The source needs the user's re-consent: its syncs end `partial` with `ServiceAuthorizationError`. */
+  reauthRequired: boolean
+}
+
+/**
+ * A file of a user's library, as served: `bytes` are the content already compressed when
+ * `compression` says so; the envelope is made at answer time.
+ *
+ * @internal
+ */
+export interface StoredFile {
+  readonly name: string
+  readonly accountId: string
+  readonly metadata: Json
+  readonly compression: "gzip" | "brotli" | undefined
+  readonly bytes: Uint8Array
+  readonly updatedDate: number
+  /** `"raw"` for pushed data (raw metadata); `"mapped"` otherwise. */
+  readonly kind: "mapped" | "raw"
 }
 
 /** @internal */
 export interface User {
   readonly accounts: Array<Account>
   readonly families: Set<Family>
+  /** The library, by file name, in the order the files were first added. */
+  readonly files: Map<string, StoredFile>
+}
+
+/** @internal */
+export interface Contract {
+  readonly contractId: string
+  readonly verifyKey: CryptoKey
+  /** RSA-OAEP (SHA-1) of the same public key: file envelopes are wrapped to it. */
+  readonly encryptKey: CryptoKey
+  readonly accessType: AccessType
+  /** When digi.me learnt of it: `expirationDate` of the contract details is one year later. */
+  readonly registeredAt: number
+}
+
+/**
+ * A session key, bound to the user and the contract that asked for it. A session of a
+ * pre-authorization is `pending` until the user consents; a trigger session starts at once. Its
+ * sync progresses with each file-list answer (`polls`).
+ *
+ * @internal
+ */
+export interface SyncSession {
+  readonly key: string
+  readonly clientId: string
+  readonly userId: string
+  readonly expiresAt: number
+  readonly sourceFetch: boolean
+  /** `sourceFetchFilter.account.id`: only these accounts are synced. */
+  readonly accountIds: ReadonlyArray<string> | undefined
+  started: boolean
+  polls: number
+}
+
+/** @internal */
+export interface AccountReference {
+  readonly type: "accountId" | "cloudId"
+  readonly value: string
+  readonly clientId: string
+  readonly expiresAt: number
 }
 
 /**
@@ -98,6 +179,8 @@ export interface Config {
   readonly accessLifetime: number
   readonly refreshLifetime: number
   readonly maxAge: number
+  readonly sessionLifetime: number
+  readonly syncPolls: number
   readonly latency: Duration.Duration | undefined
   readonly slidingExpiry: boolean
   readonly strictRotation: boolean
@@ -107,11 +190,13 @@ export interface Config {
 /** @internal */
 export interface State {
   readonly config: Config
-  /** Verifying keys by client id (`{applicationId}_{contractId}`). */
-  readonly verifyKeys: Map<string, CryptoKey>
+  /** The contracts by client id (`{applicationId}_{contractId}`). */
+  readonly contracts: Map<string, Contract>
   signing: SigningKey
   /** The key of `UnknownKid` tokens, made on first use. */
   strayKey: Promise<SigningKey> | undefined
+  /** The RSA-OAEP key `WrongKeyEnvelope` wraps to, made on first use. */
+  strayEncryptKey: Promise<CryptoKey> | undefined
   /** Nonce → its assertion's timestamp. */
   readonly nonces: Map<string, number>
   readonly preAuthorizations: Map<string, PreAuthorization>
@@ -119,6 +204,10 @@ export interface State {
   readonly accessTokens: Map<string, AccessToken>
   readonly refreshTokens: Map<string, RefreshToken>
   readonly users: Map<string, User>
+  readonly sessions: Map<string, SyncSession>
+  readonly references: Map<string, AccountReference>
+  readonly pushed: Array<PushedFile>
+  readonly providerPushes: Array<ProviderPush>
   readonly faults: Array<Fault>
   readonly recorded: Array<RecordedRequest>
   readonly requestCounts: Record<Endpoint, number>
@@ -144,6 +233,10 @@ export const makeConfig = (options: Options): Effect.Effect<Config> =>
       catch: () => new Error(`DigimeSimulator: baseUrl ${baseUrl} is not a URL`)
     }).pipe(Effect.orDie)
     const failEvery = options.failEvery
+    const syncPolls = options.syncPolls ?? 2
+    if (!Number.isSafeInteger(syncPolls) || syncPolls < 0) {
+      return yield* Effect.dieMessage("DigimeSimulator: syncPolls must be a non-negative integer")
+    }
     if (
       failEvery !== undefined &&
       (!Number.isSafeInteger(failEvery.nth) || failEvery.nth < 1 || !Number.isInteger(failEvery.status) ||
@@ -160,6 +253,8 @@ export const makeConfig = (options: Options): Effect.Effect<Config> =>
       accessLifetime: millisOf(options.accessTokenLifetime ?? "1 hour"),
       refreshLifetime: millisOf(options.refreshTokenLifetime ?? "30 days"),
       maxAge: millisOf(options.assertionMaxAge ?? "5 minutes"),
+      sessionLifetime: millisOf(options.sessionLifetime ?? "30 minutes"),
+      syncPolls,
       latency: options.latency === undefined ? undefined : Duration.decode(options.latency),
       slidingExpiry: (options.refreshTokenExpiry ?? "sliding") === "sliding",
       strictRotation: options.strictRotation ?? true,
@@ -169,20 +264,25 @@ export const makeConfig = (options: Options): Effect.Effect<Config> =>
 
 /** @internal */
 export const makeState = (config: Config, options: {
-  readonly verifyKeys: Map<string, CryptoKey>
+  readonly contracts: Map<string, Contract>
   readonly signing: SigningKey
   readonly endpoints: ReadonlyArray<Endpoint>
 }): State => ({
   config,
-  verifyKeys: options.verifyKeys,
+  contracts: options.contracts,
   signing: options.signing,
   strayKey: undefined,
+  strayEncryptKey: undefined,
   nonces: new Map(),
   preAuthorizations: new Map(),
   codes: new Map(),
   accessTokens: new Map(),
   refreshTokens: new Map(),
   users: new Map(),
+  sessions: new Map(),
+  references: new Map(),
+  pushed: [],
+  providerPushes: [],
   faults: [],
   recorded: [],
   requestCounts: Object.fromEntries(options.endpoints.map((endpoint) => [endpoint, 0])) as Record<Endpoint, number>,
@@ -197,7 +297,7 @@ export const clientIdOf = (config: Config, contractId: string): string => `${con
 export const userOf = (state: State, userId: string): User => {
   let user = state.users.get(userId)
   if (user === undefined) {
-    user = { accounts: [], families: new Set() }
+    user = { accounts: [], families: new Set(), files: new Map() }
     state.users.set(userId, user)
   }
   return user
@@ -214,7 +314,8 @@ export const addAccount = (state: State, userId: string, now: number): Account =
     id: randomId(),
     reference: randomId(),
     createdDate: now,
-    serviceNumber: 1 + user.accounts.length
+    serviceNumber: 1 + user.accounts.length,
+    reauthRequired: false
   }
   user.accounts.push(account)
   return account
@@ -282,5 +383,42 @@ export const usableAccessToken = (
   return token
 }
 
+/**
+ * A new session of the user for the client: its answer `{expiry, key}`, `expiry` in milliseconds
+ * since the epoch.
+ *
+ * @internal
+ */
+export const newSession = (
+  state: State,
+  options: {
+    readonly clientId: string
+    readonly userId: string
+    readonly started: boolean
+    readonly sourceFetch: boolean | undefined
+    readonly accountIds: ReadonlyArray<string> | undefined
+  },
+  now: number
+): { readonly expiry: number; readonly key: string } => {
+  const key = randomToken()
+  const expiresAt = now + state.config.sessionLifetime
+  state.sessions.set(key, {
+    key,
+    clientId: options.clientId,
+    userId: options.userId,
+    expiresAt,
+    sourceFetch: options.sourceFetch ?? true,
+    accountIds: options.accountIds,
+    started: options.started,
+    polls: 0
+  })
+  return { expiry: expiresAt, key }
+}
+
 /** @internal */
-export const session = (now: number): Json => ({ expiry: now + sessionLifetimeMillis, key: randomToken() })
+export const contractIdOf = (state: State, clientId: string): string =>
+  state.contracts.get(clientId)?.contractId ?? clientId.slice(state.config.applicationId.length + 1)
+
+/** The user's account with that id, if any. @internal */
+export const accountOf = (state: State, userId: string, accountId: string): Account | undefined =>
+  state.users.get(userId)?.accounts.find((account) => account.id === accountId)

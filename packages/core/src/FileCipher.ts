@@ -1,0 +1,512 @@
+/**
+ * Decrypts the files digi.me sends (data protocol §4.3, §4.4), as they stream: the first 256 bytes
+ * are a 32-byte data key wrapped to the contract's public key (RSA-OAEP, SHA-1, MGF1-SHA-1, empty
+ * label), the next 16 the IV, the rest the content in AES-256-CBC with PKCS#7 padding, compressed
+ * first when the file's metadata says `compression: "gzip"` or `"brotli"`. Memory does not grow
+ * with the file's size: the ciphertext is decrypted chunk by chunk and only its final block waits
+ * for the end of the body, where its padding is checked.
+ *
+ * There is no integrity check in digi.me's format: a corrupted block other than the last ones
+ * decrypts to garbage without any error.
+ *
+ * Core declares the service and a Web Crypto implementation (`layerWebCrypto`: gzip everywhere,
+ * brotli only where `DecompressionStream` knows it); `@digime-effect/node` provides one on
+ * `node:crypto` and `node:zlib` (`NodeFileCipher.layer`), with brotli.
+ *
+ * @since 0.2.0
+ */
+import * as Channel from "effect/Channel"
+import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import type { Contract } from "./Contract.js"
+import { FileDecryptionError, InvalidContractKey } from "./DigimeError.js"
+import { parsePem, pkcs1PrivateToPkcs8 } from "./internal/der.js"
+import * as Envelope from "./internal/envelope.js"
+
+/**
+ * How a file's content was compressed before it was encrypted.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Compression = "none" | "gzip" | "brotli"
+
+/**
+ * The compression named by a file's metadata (`compression` in its `x-metadata` header): absent,
+ * `"none"` or `"identity"` mean none, then `"gzip"` and `"brotli"`, each in any case (`"GZIP"` is
+ * gzip, as HTTP content codings are). Any other name, the empty string included, is unknown:
+ * `Option.none()`, which `decrypt` reports as `UnsupportedCompression` rather than hand out
+ * content it cannot read.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const compressionOf = (name: string | undefined): Option.Option<Compression> => {
+  if (name === undefined) return Option.some("none")
+  switch (name.toLowerCase()) {
+    case "none":
+    case "identity":
+      return Option.some("none")
+    case "gzip":
+      return Option.some("gzip")
+    case "brotli":
+      return Option.some("brotli")
+    default:
+      return Option.none()
+  }
+}
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface DecryptOptions {
+  /** The contract the file was shared under: its private key unwraps the file's data key. */
+  readonly contract: Contract
+  /** The file's name, for errors. */
+  readonly fileName: string
+  /** `compression` from the file's metadata, as given (see `compressionOf`). */
+  readonly compression?: string | undefined
+  /**
+   * The body's length when it is known in advance (a `Content-Length`): a length that cannot be an
+   * envelope fails before any byte is read, and a body longer or shorter than announced fails
+   * with `InvalidSize`.
+   */
+  readonly size?: number | undefined
+}
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface Service {
+  /**
+   * Decrypts one file's body as it streams: memory does not grow with the file's size. The content
+   * comes out as it is decrypted (and decompressed); an error at the end of the body (a wrong
+   * padding, a truncated file) fails the stream after some content has come out, so a caller that
+   * stores the content as it arrives discards it when the stream fails.
+   */
+  readonly decrypt: (
+    options: DecryptOptions
+  ) => <E, R>(
+    body: Stream.Stream<Uint8Array, E, R>
+  ) => Stream.Stream<Uint8Array, E | FileDecryptionError | InvalidContractKey, R>
+  /** Parses the contract's key now (it is kept), so that an unusable key fails early. */
+  readonly prepare: (contract: Contract) => Effect.Effect<void, InvalidContractKey>
+}
+
+/**
+ * @since 0.2.0
+ * @category services
+ */
+export class FileCipher extends Context.Tag("@digime-effect/core/FileCipher")<FileCipher, Service>() {}
+
+/**
+ * AES-256-CBC decryption of one file, started with its data key and IV.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Decipher {
+  /** Decrypts the next whole blocks, in order; never the final block. */
+  readonly update: (blocks: ReadonlyArray<Uint8Array>) => Effect.Effect<ReadonlyArray<Uint8Array>, FileDecryptionError>
+  /**
+   * The same as `update`, for a decipher that works synchronously and cannot fail there
+   * (`node:crypto`): used instead when present, it saves an effect per chunk of the body.
+   */
+  readonly updateSync?: ((blocks: ReadonlyArray<Uint8Array>) => ReadonlyArray<Uint8Array>) | undefined
+  /** Decrypts the final block, then checks and removes the padding (`InvalidPadding`). */
+  readonly final: (block: Uint8Array<ArrayBuffer>) => Effect.Effect<Uint8Array, FileDecryptionError>
+}
+
+/**
+ * A contract's private key, parsed: unwraps a file's data key (`KeyUnwrap` when it cannot: the data
+ * key must be 32 bytes) and starts its decryption.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface PreparedKey {
+  readonly open: (
+    fileName: string,
+    keySlot: Uint8Array<ArrayBuffer>,
+    iv: Uint8Array<ArrayBuffer>
+  ) => Effect.Effect<Decipher, FileDecryptionError>
+}
+
+/**
+ * Decompresses a stream of decrypted content, failing with `Decompression` on content that is not
+ * in its format and passing the stream's own failures through. Memory must stay bounded:
+ * input is taken only as fast as output is pulled.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Decompress = <E, R>(
+  plain: Stream.Stream<Uint8Array, E, R>
+) => Stream.Stream<Uint8Array, E | FileDecryptionError, R>
+
+/**
+ * What a platform provides: the key preparation, the decryption and the decompressors. The
+ * framing, the size rules, the compression names and the key cache are `make`'s.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Implementation {
+  readonly prepareKey: (contract: Contract) => Effect.Effect<PreparedKey, InvalidContractKey>
+  /** A decompressor for `fileName`, or `UnsupportedCompression` when the platform has none. */
+  readonly decompressor: (
+    compression: "gzip" | "brotli",
+    fileName: string
+  ) => Either.Either<Decompress, FileDecryptionError>
+}
+
+const fileError = (
+  fileName: string,
+  reason: FileDecryptionError["reason"],
+  description: string
+): FileDecryptionError => new FileDecryptionError({ fileName, reason, description })
+
+// One channel from body to content: the key prepared first (so that an unusable key fails before
+// the body is read), then each chunk framed, its whole blocks decrypted and the content written,
+// the final block decrypted at the end. One channel rather than a chain of stream operators: a
+// file of a few chunks costs little more than the work itself.
+const decryptChannel = <E>(
+  prepareKey: Effect.Effect<PreparedKey, InvalidContractKey>,
+  fileName: string,
+  size: number | undefined
+): Channel.Channel<
+  Chunk.Chunk<Uint8Array>,
+  Chunk.Chunk<Uint8Array>,
+  E | FileDecryptionError | InvalidContractKey,
+  E,
+  unknown,
+  unknown
+> =>
+  Channel.flatMap(Channel.fromEffect(prepareKey), (key) => {
+    const reader = Envelope.make(size)
+    if (Either.isLeft(reader)) return Channel.fail(fileError(fileName, "InvalidSize", reader.left))
+    let decipher: Decipher | undefined
+    const emit = (plain: ReadonlyArray<Uint8Array>) => {
+      const out = plain.filter((bytes) => bytes.length > 0)
+      return out.length === 0 ? loop : Channel.zipRight(Channel.write(Chunk.unsafeFromArray(out)), loop)
+    }
+    const update = (opened: Decipher, blocks: ReadonlyArray<Uint8Array>) =>
+      blocks.length === 0
+        ? loop
+        : opened.updateSync !== undefined
+        ? emit(opened.updateSync(blocks))
+        : Channel.flatMap(Channel.fromEffect(opened.update(blocks)), emit)
+    const loop: Channel.Channel<
+      Chunk.Chunk<Uint8Array>,
+      Chunk.Chunk<Uint8Array>,
+      E | FileDecryptionError,
+      E,
+      unknown,
+      unknown
+    > = Channel.readWithCause({
+      onInput: (chunk: Chunk.Chunk<Uint8Array>) => {
+        let header: Extract<Envelope.Part, { readonly _tag: "Header" }> | undefined
+        const blocks: Array<Uint8Array> = []
+        for (const bytes of chunk) {
+          const parts = reader.right.write(bytes)
+          if (Either.isLeft(parts)) return Channel.fail(fileError(fileName, "InvalidSize", parts.left))
+          for (const part of parts.right) {
+            if (part._tag === "Header") header = part
+            else blocks.push(part.bytes)
+          }
+        }
+        if (header === undefined) return decipher === undefined ? loop : update(decipher, blocks)
+        return Channel.flatMap(Channel.fromEffect(key.open(fileName, header.keySlot, header.iv)), (opened) => {
+          decipher = opened
+          return update(opened, blocks)
+        })
+      },
+      onFailure: Channel.failCause,
+      onDone: () => {
+        const last = reader.right.end()
+        if (Either.isLeft(last)) return Channel.fail(fileError(fileName, "InvalidSize", last.left))
+        // A valid size means that the header was read, so the file was opened.
+        return Channel.flatMap(
+          Channel.fromEffect(decipher!.final(last.right)),
+          (plain) => plain.length === 0 ? Channel.void : Channel.write(Chunk.of(plain))
+        )
+      }
+    })
+    return loop
+  })
+
+/**
+ * Builds the service from a platform's `Implementation`. Each contract's key is prepared once
+ * (on first use) and kept for as long as the contract's `privateKey` is the same value; a key
+ * that cannot be prepared fails every time with `InvalidContractKey`. `decrypt` checks the
+ * compression name and a declared size before it prepares the key, and reads no byte before the
+ * stream runs.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const make = (implementation: Implementation): Effect.Effect<Service> =>
+  Effect.sync(() => {
+    const prepared = new Map<string, {
+      readonly privateKey: Redacted.Redacted<string>
+      readonly key: Effect.Effect<PreparedKey, InvalidContractKey>
+    }>()
+    const keyFor = (contract: Contract): Effect.Effect<PreparedKey, InvalidContractKey> => {
+      const entry = prepared.get(contract.contractId)
+      if (entry !== undefined && entry.privateKey === contract.privateKey) return entry.key
+      // Concurrent first uses share one preparation; its outcome is then kept as it is.
+      const shared = Effect.runSync(Effect.cached(implementation.prepareKey(contract)))
+      let outcome: Exit.Exit<PreparedKey, InvalidContractKey> | undefined
+      const key = Effect.suspend(() =>
+        outcome ?? Effect.flatten(Effect.tap(Effect.exit(shared), (exit) => {
+          outcome = exit
+        }))
+      )
+      prepared.set(contract.contractId, { privateKey: contract.privateKey, key })
+      return key
+    }
+
+    const decrypt = (options: DecryptOptions) =>
+    <E, R>(
+      body: Stream.Stream<Uint8Array, E, R>
+    ): Stream.Stream<Uint8Array, E | FileDecryptionError | InvalidContractKey, R> => {
+      const { contract, fileName } = options
+      const compression = compressionOf(options.compression)
+      if (Option.isNone(compression)) {
+        return Stream.fail(
+          fileError(
+            fileName,
+            "UnsupportedCompression",
+            `the compression ${JSON.stringify(options.compression)} is none of none, identity, gzip, brotli`
+          )
+        )
+      }
+      if (options.size !== undefined) {
+        const declared = Envelope.make(options.size)
+        if (Either.isLeft(declared)) return Stream.fail(fileError(fileName, "InvalidSize", declared.left))
+      }
+      const decompress = compression.value === "none"
+        ? Either.right<Decompress>((plain) => plain)
+        : implementation.decompressor(compression.value, fileName)
+      if (Either.isLeft(decompress)) return Stream.fail(decompress.left)
+      return decompress.right(
+        Stream.pipeThroughChannel(body, decryptChannel<E>(keyFor(contract), fileName, options.size))
+      ).pipe(
+        Stream.withSpan("FileCipher.decrypt", {
+          attributes: { "digime.contract_id": contract.contractId, "digime.compression": compression.value },
+          captureStackTrace: false
+        })
+      )
+    }
+
+    return {
+      decrypt,
+      prepare: (contract) => Effect.asVoid(keyFor(contract))
+    } satisfies Service
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Web Crypto
+// ---------------------------------------------------------------------------------------------
+
+const keyUnwrapFailed = "the contract's private key does not unwrap the file's data key " +
+  "(a file for another contract, or a corrupted key slot)"
+
+const wrongDataKeyLength = (length: number): string => `the unwrapped data key is ${length} bytes, not 32`
+
+const wrongKeySize = (bits: number): string =>
+  `the contract's key is ${bits} bits, and the ${Envelope.keySlotLength}-byte key slot is unwrapped by 2048-bit keys only`
+
+const invalidPadding = "the padding of the last block is wrong (a truncated or corrupted file)"
+
+const webDecipher = (fileName: string, key: CryptoKey, iv: Uint8Array<ArrayBuffer>): Decipher => {
+  let previous = iv
+  const noBytes = new Uint8Array(0)
+  return {
+    // Web Crypto checks the padding on every call: after the blocks comes one more, the encryption
+    // of an empty content chained on their last block, which decrypts to a full padding block.
+    update: (blocks) =>
+      Effect.tryPromise({
+        try: async () => {
+          const length = blocks.reduce((n, b) => n + b.length, 0)
+          const input = new Uint8Array(length + Envelope.blockLength)
+          let offset = 0
+          for (const b of blocks) {
+            input.set(b, offset)
+            offset += b.length
+          }
+          const last = input.slice(length - Envelope.blockLength, length)
+          const padding = await globalThis.crypto.subtle.encrypt({ name: "AES-CBC", iv: last }, key, noBytes)
+          input.set(new Uint8Array(padding, 0, Envelope.blockLength), length)
+          const plain = await globalThis.crypto.subtle.decrypt({ name: "AES-CBC", iv: previous }, key, input)
+          previous = last
+          return [new Uint8Array(plain)]
+        },
+        catch: () => fileError(fileName, "InvalidPadding", invalidPadding)
+      }),
+    final: (block) =>
+      Effect.tryPromise({
+        try: async () =>
+          new Uint8Array(await globalThis.crypto.subtle.decrypt({ name: "AES-CBC", iv: previous }, key, block)),
+        catch: () => fileError(fileName, "InvalidPadding", invalidPadding)
+      })
+  }
+}
+
+const webPrepareKey = (contract: Contract): Effect.Effect<PreparedKey, InvalidContractKey> =>
+  Effect.gen(function*() {
+    const fail = (reason: InvalidContractKey["reason"]) =>
+      new InvalidContractKey({ contractId: contract.contractId, reason })
+    const pem = parsePem(Redacted.value(contract.privateKey))
+    if (pem === undefined) return yield* fail("Unreadable")
+    const pkcs8 = pem.label === "RSA PRIVATE KEY"
+      ? pkcs1PrivateToPkcs8(pem.der)
+      : pem.label === "PRIVATE KEY"
+      ? pem.der
+      : undefined
+    if (pkcs8 === undefined) return yield* fail(pem.label.includes("PRIVATE") ? "NotRsa" : "Unreadable")
+    const privateKey = yield* Effect.tryPromise({
+      try: () =>
+        globalThis.crypto.subtle.importKey("pkcs8", pkcs8, { name: "RSA-OAEP", hash: "SHA-1" }, false, ["decrypt"]),
+      catch: () => fail("NotRsa")
+    })
+    const bits = (privateKey.algorithm as RsaHashedKeyAlgorithm).modulusLength
+    if (bits < 2048) return yield* fail("TooShort")
+    return {
+      open: (fileName, keySlot, iv) =>
+        Effect.gen(function*() {
+          if (bits !== 2048) return yield* Effect.fail(fileError(fileName, "KeyUnwrap", wrongKeySize(bits)))
+          const dataKey = yield* Effect.tryPromise({
+            try: () => globalThis.crypto.subtle.decrypt({ name: "RSA-OAEP" }, privateKey, keySlot),
+            catch: () => fileError(fileName, "KeyUnwrap", keyUnwrapFailed)
+          })
+          if (dataKey.byteLength !== 32) {
+            return yield* Effect.fail(fileError(fileName, "KeyUnwrap", wrongDataKeyLength(dataKey.byteLength)))
+          }
+          const key = yield* Effect.tryPromise({
+            try: () =>
+              globalThis.crypto.subtle.importKey("raw", dataKey, { name: "AES-CBC" }, false, ["encrypt", "decrypt"]),
+            catch: () => fileError(fileName, "KeyUnwrap", keyUnwrapFailed)
+          }).pipe(Effect.ensuring(Effect.sync(() => new Uint8Array(dataKey).fill(0))))
+          return webDecipher(fileName, key, iv)
+        })
+    }
+  })
+
+const decompressionFailed = (fileName: string, format: string) =>
+  fileError(fileName, "Decompression", `the decrypted content is not valid ${format} data`)
+
+const webDecompress = (format: "gzip" | "brotli", fileName: string): Decompress =>
+<E, R>(
+  plain: Stream.Stream<Uint8Array, E, R>
+): Stream.Stream<Uint8Array, E | FileDecryptionError, R> =>
+  Stream.unwrapScoped(Effect.gen(function*() {
+    const transform = new DecompressionStream(format as CompressionFormat)
+    const writer = transform.writable.getWriter()
+    const reader = transform.readable.getReader()
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(() => Promise.allSettled([reader.cancel(), writer.abort()]).then(() => undefined))
+    )
+    // Writing runs beside reading, one chunk at a time, each write awaited: a full transform holds
+    // the writer back until the reader takes its output. How the writing ended is kept, so that a
+    // failure of the content stream surfaces as itself, not as the decompressor it aborts.
+    const written = yield* Deferred.make<void, E | FileDecryptionError>()
+    yield* plain.pipe(
+      Stream.runForEach((bytes) =>
+        Effect.tryPromise({
+          try: () =>
+            writer.write(bytes.buffer instanceof ArrayBuffer ? bytes as Uint8Array<ArrayBuffer> : bytes.slice()),
+          catch: () => decompressionFailed(fileName, format)
+        })
+      ),
+      Effect.zipRight(
+        Effect.tryPromise({ try: () => writer.close(), catch: () => decompressionFailed(fileName, format) })
+      ),
+      Effect.onExit((exit) =>
+        Effect.zipRight(
+          Deferred.done(written, exit),
+          Effect.promise(() => exit._tag === "Failure" ? writer.abort().catch(() => undefined) : Promise.resolve())
+        )
+      ),
+      Effect.forkScoped
+    )
+    const whyFailed = Effect.flatMap(
+      Deferred.poll(written),
+      Option.match({
+        onNone: () => Effect.fail(decompressionFailed(fileName, format)),
+        onSome: (outcome) => Effect.zipRight(outcome, Effect.fail(decompressionFailed(fileName, format)))
+      })
+    )
+    return Stream.repeatEffectOption(
+      Effect.tryPromise({ try: () => reader.read(), catch: () => undefined }).pipe(
+        Effect.matchEffect({
+          onFailure: () => Effect.mapError(whyFailed, Option.some),
+          onSuccess: (result) =>
+            result.done
+              ? Effect.zipRight(Effect.mapError(Deferred.await(written), Option.some), Effect.fail(Option.none()))
+              : Effect.succeed(result.value)
+        })
+      )
+    )
+  }))
+
+const platformDecompresses = (format: string): boolean => {
+  try {
+    new DecompressionStream(format as CompressionFormat)
+    return true
+  } catch {
+    return false
+  }
+}
+
+const supported = new Map<string, boolean>()
+
+const webImplementation: Implementation = {
+  prepareKey: webPrepareKey,
+  decompressor: (compression, fileName) => {
+    let available = supported.get(compression)
+    if (available === undefined) {
+      available = typeof DecompressionStream === "function" && platformDecompresses(compression)
+      supported.set(compression, available)
+    }
+    return available
+      ? Either.right(webDecompress(compression, fileName))
+      : Either.left(
+        fileError(
+          fileName,
+          "UnsupportedCompression",
+          `this platform's DecompressionStream has no ${compression}: ` +
+            "decrypt with NodeFileCipher from @digime-effect/node"
+        )
+      )
+  }
+}
+
+/**
+ * The file cipher on Web Crypto (`globalThis.crypto.subtle`) and `DecompressionStream`.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeWebCrypto: Effect.Effect<Service> = make(webImplementation)
+
+/**
+ * The file cipher on Web Crypto (`globalThis.crypto.subtle`) and `DecompressionStream`: runs on
+ * Node, Deno, Bun, workers and browsers. gzip everywhere; brotli only where `DecompressionStream`
+ * supports it (not Node 20), otherwise `UnsupportedCompression`. On Node, `NodeFileCipher.layer`
+ * from `@digime-effect/node` decompresses brotli and is faster.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerWebCrypto: Layer.Layer<FileCipher> = Layer.effect(FileCipher, makeWebCrypto)
