@@ -18,12 +18,13 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { agentOf, type Credentials, type PullOptions, Session } from "./DataProtocol.js"
 import type { SdkAgent } from "./DigimeConfig.js"
-import type { AccessTokenRejected, ApiError, InvalidOptions, ResponseError } from "./DigimeError.js"
-import { VerificationError } from "./DigimeError.js"
+import type { AccessTokenRejected, ApiError, InvalidOptions, ResponseError, VerificationError } from "./DigimeError.js"
 import type { Request } from "./DigimeRequest.js"
 import * as Calls from "./internal/calls.js"
 import * as Protocol from "./internal/protocol.js"
-import { KeySet } from "./KeySet.js"
+import { verified } from "./internal/verified.js"
+import type { KeySet } from "./KeySet.js"
+import type { AuthorizeUrlOptions } from "./TokenProtocol.js"
 
 // ---------------------------------------------------------------------------------------------
 // Machinery
@@ -147,26 +148,16 @@ export const processOnboardResponse = (
 ): Effect.Effect<ReferenceCode, ApiError | AccessTokenRejected | ResponseError | VerificationError, KeySet> =>
   Calls.decodeSuccess(request, response, ReferenceAnswer, true).pipe(
     Effect.flatMap((answer) =>
-      Effect.map(verifiedCode(request.operation, answer.token), (code) =>
-        new ReferenceCode({
-          code,
-          session: answer.session === undefined ? undefined : new Session(answer.session)
-        }))
+      Effect.map(
+        Effect.map(verified(request.operation, answer.token, Protocol.ReferencePayload), (payload) =>
+          payload.reference_code),
+        (code) =>
+          new ReferenceCode({
+            code,
+            session: answer.session === undefined ? undefined : new Session(answer.session)
+          })
+      )
     )
-  )
-
-const verifiedCode = (operation: string, token: string): Effect.Effect<string, VerificationError, KeySet> =>
-  KeySet.pipe(
-    Effect.flatMap((keySet) => keySet.verify(operation, token)),
-    Effect.flatMap((payload) =>
-      Effect.mapError(Schema.decodeUnknown(Protocol.ReferencePayload)(payload), (error) =>
-        new VerificationError({
-          operation,
-          reason: "InvalidClaims",
-          description: Protocol.describeParseError(error)
-        }))
-    ),
-    Effect.map((payload) => payload.reference_code)
   )
 
 /**
@@ -175,18 +166,7 @@ const verifiedCode = (operation: string, token: string): Effect.Effect<string, V
  * @since 0.2.0
  * @category models
  */
-export interface OnboardUrlOptions {
-  /** `"pull"` (the default) to read data, `"push"` to write it. */
-  readonly sourceType?: "pull" | "push" | undefined
-  /** Opens the onboarding on this service; 0 is left out, as digi.me's SDK does. */
-  readonly serviceId?: number | undefined
-  /** A dataset id of `DiscoveryProtocol.processSampleDataSetsResponse`. */
-  readonly sampleDataSetId?: string | undefined
-  /** Onboards the sample dataset without asking the user (sent only when `true`). */
-  readonly sampleDataAutoOnboard?: boolean | undefined
-  readonly locale?: string | undefined
-  readonly includeSampleDataOnlySources?: boolean | undefined
-  readonly triggerQuery?: boolean | undefined
+export interface OnboardUrlOptions extends Omit<AuthorizeUrlOptions, "storageRef"> {
   /** JSON text of the sources scope (`{dataType?, organizationType?}`): which sources the user may pick. */
   readonly sourcesScope?: string | undefined
 }

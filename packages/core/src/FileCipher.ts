@@ -21,14 +21,13 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import type { Contract } from "./Contract.js"
-import { FileDecryptionError, InvalidContractKey } from "./DigimeError.js"
-import { parsePem, pkcs1PrivateToPkcs8 } from "./internal/der.js"
+import type { InvalidContractKey } from "./DigimeError.js"
+import { FileDecryptionError } from "./DigimeError.js"
+import { importWebKey, preparedPerContract } from "./internal/contractKey.js"
 import * as Envelope from "./internal/envelope.js"
 
 /**
@@ -257,24 +256,7 @@ const decryptChannel = <E>(
  */
 export const make = (implementation: Implementation): Effect.Effect<Service> =>
   Effect.sync(() => {
-    const prepared = new Map<string, {
-      readonly privateKey: Redacted.Redacted<string>
-      readonly key: Effect.Effect<PreparedKey, InvalidContractKey>
-    }>()
-    const keyFor = (contract: Contract): Effect.Effect<PreparedKey, InvalidContractKey> => {
-      const entry = prepared.get(contract.contractId)
-      if (entry !== undefined && entry.privateKey === contract.privateKey) return entry.key
-      // Concurrent first uses share one preparation; its outcome is then kept as it is.
-      const shared = Effect.runSync(Effect.cached(implementation.prepareKey(contract)))
-      let outcome: Exit.Exit<PreparedKey, InvalidContractKey> | undefined
-      const key = Effect.suspend(() =>
-        outcome ?? Effect.flatten(Effect.tap(Effect.exit(shared), (exit) => {
-          outcome = exit
-        }))
-      )
-      prepared.set(contract.contractId, { privateKey: contract.privateKey, key })
-      return key
-    }
+    const keyFor = preparedPerContract(implementation.prepareKey)
 
     const decrypt = (options: DecryptOptions) =>
     <E, R>(
@@ -365,23 +347,8 @@ const webDecipher = (fileName: string, key: CryptoKey, iv: Uint8Array<ArrayBuffe
 
 const webPrepareKey = (contract: Contract): Effect.Effect<PreparedKey, InvalidContractKey> =>
   Effect.gen(function*() {
-    const fail = (reason: InvalidContractKey["reason"]) =>
-      new InvalidContractKey({ contractId: contract.contractId, reason })
-    const pem = parsePem(Redacted.value(contract.privateKey))
-    if (pem === undefined) return yield* fail("Unreadable")
-    const pkcs8 = pem.label === "RSA PRIVATE KEY"
-      ? pkcs1PrivateToPkcs8(pem.der)
-      : pem.label === "PRIVATE KEY"
-      ? pem.der
-      : undefined
-    if (pkcs8 === undefined) return yield* fail(pem.label.includes("PRIVATE") ? "NotRsa" : "Unreadable")
-    const privateKey = yield* Effect.tryPromise({
-      try: () =>
-        globalThis.crypto.subtle.importKey("pkcs8", pkcs8, { name: "RSA-OAEP", hash: "SHA-1" }, false, ["decrypt"]),
-      catch: () => fail("NotRsa")
-    })
+    const privateKey = yield* importWebKey(contract, { name: "RSA-OAEP", hash: "SHA-1" }, ["decrypt"])
     const bits = (privateKey.algorithm as RsaHashedKeyAlgorithm).modulusLength
-    if (bits < 2048) return yield* fail("TooShort")
     return {
       open: (fileName, keySlot, iv) =>
         Effect.gen(function*() {

@@ -24,12 +24,21 @@ import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { withAutoRefresh } from "./AutoRefresh.js"
-import type { AccountSync, FileHeaders, FileInfo, PullOptions, SyncState } from "./DataProtocol.js"
+import type { AccountSync, FileHeaders, FileInfo, FileList, PullOptions, SyncState } from "./DataProtocol.js"
 import { isFinal } from "./DataProtocol.js"
 import type { DataCallError, File, FileOptions } from "./DigimeClient.js"
 import { DigimeClient } from "./DigimeClient.js"
-import type { FileDecryptionError, InvalidContractKey } from "./DigimeError.js"
+import type {
+  AccessTokenRejected,
+  FileDecryptionError,
+  InvalidAccessToken,
+  InvalidContractKey,
+  ReauthRequired,
+  RefreshTokenExpired,
+  TokenStoreError
+} from "./DigimeError.js"
 import { RequestError, ResponseError } from "./DigimeError.js"
+import { collectCapped } from "./internal/transport.js"
 import type { TokenKey } from "./TokenKey.js"
 import type { AutoRefreshError, TokenManager } from "./TokenManager.js"
 
@@ -94,7 +103,10 @@ export interface FileRead extends FileHeaders {
  * @since 0.2.0
  * @category models
  */
-export type FileError = Exclude<DataCallError, never> | FileDecryptionError | InvalidContractKey
+export type FileError = Exclude<
+  DataCallError | AutoRefreshError | FileDecryptionError | InvalidContractKey,
+  TokenStateError | AccessTokenRejected
+>
 
 /**
  * A file whose download failed after every attempt. The stream goes on; the file is tried again
@@ -124,12 +136,17 @@ export type Event = Progress | FileRead | FileFailed
  */
 export type ReadAllError = AutoRefreshError | DataCallError
 
+// What ends the whole stream rather than one file: the token's state, or a store that fails.
+type TokenStateError = InvalidAccessToken | RefreshTokenExpired | ReauthRequired | TokenStoreError
+
 const tokenStateTags: ReadonlySet<string> = new Set([
   "InvalidAccessToken",
   "RefreshTokenExpired",
   "ReauthRequired",
   "TokenStoreError"
 ])
+
+const isTokenState = (error: { readonly _tag: string }): boolean => tokenStateTags.has(error._tag)
 
 // Failures of one download worth another attempt: the transport, a transient answer, a body
 // that did not decrypt (a corrupted or cut transfer decrypts wrong too).
@@ -152,41 +169,20 @@ const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential("
   Schedule.intersect(Schedule.recurs(3))
 )
 
-/** @internal */
-export const collect = (
+// The whole file in memory, up to `limit` bytes.
+const collect = (
   data: Stream.Stream<Uint8Array, RequestError | FileDecryptionError | InvalidContractKey>,
   fileName: string,
   limit: number
 ): Effect.Effect<Uint8Array, RequestError | FileDecryptionError | InvalidContractKey | ResponseError> =>
-  Effect.suspend(() => {
-    const chunks: Array<Uint8Array> = []
-    let size = 0
-    return data.pipe(
-      Stream.runForEach((chunk) => {
-        size += chunk.length
-        if (size > limit) {
-          return Effect.fail(
-            new ResponseError({
-              operation: "readFile",
-              status: 200,
-              description: `the file ${fileName} is longer than ${limit} bytes: read it as a stream`
-            })
-          )
-        }
-        chunks.push(chunk)
-        return Effect.void
-      }),
-      Effect.map(() => {
-        const out = new Uint8Array(size)
-        let offset = 0
-        for (const chunk of chunks) {
-          out.set(chunk, offset)
-          offset += chunk.length
-        }
-        return out
+  Effect.catchTag(collectCapped(data, limit), "BodyTooLarge", () =>
+    Effect.fail(
+      new ResponseError({
+        operation: "readFile",
+        status: 200,
+        description: `the file ${fileName} is longer than ${limit} bytes: read it as a stream (Files.read)`
       })
-    )
-  })
+    ))
 
 const accountsNeedingReauthorization = (accounts: Readonly<Record<string, AccountSync>>): ReadonlyArray<string> =>
   Object.entries(accounts).filter(([, account]) => account.error?.reauth === true).map(([id]) => id)
@@ -240,13 +236,7 @@ export const readAll = (
 
     type Item = Progress | { readonly _tag: "Download"; readonly file: FileInfo }
 
-    const itemsOf = (
-      list: {
-        readonly state: SyncState
-        readonly accounts: Readonly<Record<string, AccountSync>>
-        readonly files: ReadonlyArray<FileInfo>
-      }
-    ): Array<Item> => {
+    const itemsOf = (list: FileList): Array<Item> => {
       const items: Array<Item> = []
       for (const file of list.files) {
         if (file.updatedDate > (seen.get(file.name) ?? Number.NEGATIVE_INFINITY)) {
@@ -273,7 +263,7 @@ export const readAll = (
       return items
     }
 
-    const download = (file: FileInfo): Effect.Effect<FileRead | FileFailed, AutoRefreshError, TokenManager> =>
+    const download = (file: FileInfo): Effect.Effect<FileRead | FileFailed, TokenStateError, TokenManager> =>
       withAutoRefresh(key, (credentials) =>
         client.readFile({ ...credentials, sessionKey, fileName: file.name }).pipe(
           Effect.flatMap((read) =>
@@ -283,13 +273,13 @@ export const readAll = (
             })
           )
         )).pipe(
-          Effect.retry({ schedule: retry, while: (error) => !tokenStateTags.has(error._tag) && isRetryable(error) }),
+          Effect.retry({ schedule: retry, while: (error) => !isTokenState(error) && isRetryable(error) }),
           Effect.catchIf(
-            (error): error is Exclude<typeof error, AutoRefreshError> => !tokenStateTags.has(error._tag),
-            (error) => Effect.succeed<FileFailed>({ _tag: "FileFailed", file, error: error as FileError })
+            (error): error is FileError => !isTokenState(error),
+            (error) => Effect.succeed<FileFailed>({ _tag: "FileFailed", file, error })
           ),
           Effect.withSpan("Files.download", { attributes: { "digime.contract_id": key.contractId } })
-        ) as Effect.Effect<FileRead | FileFailed, AutoRefreshError, TokenManager>
+        )
 
     const events = Stream.repeatEffectWithSchedule(poll, Schedule.spaced(interval)).pipe(
       Stream.takeUntil((list) => isFinal(list.state)),

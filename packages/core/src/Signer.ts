@@ -10,12 +10,11 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import type { Contract } from "./Contract.js"
 import { InvalidContractKey } from "./DigimeError.js"
-import { parsePem, pkcs1PrivateToPkcs8 } from "./internal/der.js"
+import { importWebKey, preparedPerContract } from "./internal/contractKey.js"
 import { base64url, encodeUtf8, jsonSegment } from "./internal/encoding.js"
 
 /**
@@ -69,25 +68,7 @@ export const make = (
   prepare: (contract: Contract) => Effect.Effect<SignBytes, InvalidContractKey>
 ): Effect.Effect<Service> =>
   Effect.sync(() => {
-    const prepared = new Map<string, {
-      readonly privateKey: Redacted.Redacted<string>
-      readonly signBytes: Effect.Effect<SignBytes, InvalidContractKey>
-    }>()
-    const signBytesFor = (contract: Contract): Effect.Effect<SignBytes, InvalidContractKey> => {
-      const entry = prepared.get(contract.contractId)
-      if (entry !== undefined && entry.privateKey === contract.privateKey) return entry.signBytes
-      // The first uses share one preparation (`Effect.cached`); its outcome is then kept as it
-      // is, so that every later assertion skips the cache's own bookkeeping.
-      const shared = Effect.runSync(Effect.cached(prepare(contract)))
-      let outcome: Exit.Exit<SignBytes, InvalidContractKey> | undefined
-      const signBytes = Effect.suspend(() =>
-        outcome ?? Effect.flatten(Effect.tap(Effect.exit(shared), (exit) => {
-          outcome = exit
-        }))
-      )
-      prepared.set(contract.contractId, { privateKey: contract.privateKey, signBytes })
-      return signBytes
-    }
+    const signBytesFor = preparedPerContract(prepare)
     return {
       prepare: (contract) => Effect.asVoid(signBytesFor(contract)),
       sign: (contract, claims) =>
@@ -105,21 +86,7 @@ const webCryptoPrepare = (contract: Contract): Effect.Effect<SignBytes, InvalidC
   Effect.gen(function*() {
     const fail = (reason: InvalidContractKey["reason"]) =>
       new InvalidContractKey({ contractId: contract.contractId, reason })
-    const pem = parsePem(Redacted.value(contract.privateKey))
-    if (pem === undefined) return yield* fail("Unreadable")
-    const pkcs8 = pem.label === "RSA PRIVATE KEY"
-      ? pkcs1PrivateToPkcs8(pem.der)
-      : pem.label === "PRIVATE KEY"
-      ? pem.der
-      : undefined
-    if (pkcs8 === undefined) return yield* fail(pem.label.includes("PRIVATE") ? "NotRsa" : "Unreadable")
-    const key = yield* Effect.tryPromise({
-      try: () =>
-        globalThis.crypto.subtle.importKey("pkcs8", pkcs8, { name: "RSA-PSS", hash: "SHA-512" }, false, ["sign"]),
-      catch: () => fail("NotRsa")
-    })
-    const algorithm = key.algorithm as RsaHashedKeyAlgorithm
-    if (algorithm.modulusLength < 2048) return yield* fail("TooShort")
+    const key = yield* importWebKey(contract, { name: "RSA-PSS", hash: "SHA-512" }, ["sign"])
     return (input: Uint8Array<ArrayBuffer>) =>
       Effect.tryPromise({
         try: async () =>

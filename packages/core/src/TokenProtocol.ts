@@ -17,13 +17,14 @@ import * as Schema from "effect/Schema"
 import { agentOf, type PullOptions, Session } from "./DataProtocol.js"
 import type { SdkAgent } from "./DigimeConfig.js"
 import type { ApiError, InvalidOptions, ResponseError } from "./DigimeError.js"
-import { VerificationError } from "./DigimeError.js"
+import type { VerificationError } from "./DigimeError.js"
 import type { CallbackError } from "./DigimeError.js"
 import type { Request } from "./DigimeRequest.js"
 import * as Callback from "./internal/callback.js"
 import * as Calls from "./internal/calls.js"
 import * as Protocol from "./internal/protocol.js"
-import { KeySet } from "./KeySet.js"
+import { verified } from "./internal/verified.js"
+import type { KeySet } from "./KeySet.js"
 import type { UserAccessToken } from "./UserAccessToken.js"
 
 const actionsOf = (options: PullOptions | undefined) =>
@@ -372,19 +373,6 @@ export const reauthorizeUrl = (
     ["lng", options.locale],
     ["triggerQuery", optionalFlag(options.triggerQuery)]
   ])
-
-const verified = <A, I>(operation: string, token: string, schema: Schema.Schema<A, I>) =>
-  KeySet.pipe(
-    Effect.flatMap((keySet) => keySet.verify(operation, token)),
-    Effect.flatMap((payload) =>
-      Effect.mapError(Schema.decodeUnknown(schema)(payload), (error) =>
-        new VerificationError({
-          operation,
-          reason: "InvalidClaims",
-          description: Protocol.describeParseError(error)
-        }))
-    )
-  )
 
 /**
  * A callback as the application received it: the full URL, its query string, parsed parameters,

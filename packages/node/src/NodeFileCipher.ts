@@ -7,17 +7,18 @@
  * @since 0.2.0
  */
 import type { Contract } from "@digime-effect/core/Contract"
-import { FileDecryptionError, InvalidContractKey } from "@digime-effect/core/DigimeError"
+import type { InvalidContractKey } from "@digime-effect/core/DigimeError"
+import { FileDecryptionError } from "@digime-effect/core/DigimeError"
 import * as FileCipher from "@digime-effect/core/FileCipher"
 import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as Crypto from "node:crypto"
 import * as Zlib from "node:zlib"
+import { rsaPrivateKey } from "./internal/contractKey.js"
 
 const keySlotLength = 256
 
@@ -55,15 +56,7 @@ const decipherOf = (fileName: string, decipher: Crypto.Decipher): FileCipher.Dec
 
 const prepareKey = (contract: Contract): Effect.Effect<FileCipher.PreparedKey, InvalidContractKey> =>
   Effect.gen(function*() {
-    const fail = (reason: InvalidContractKey["reason"]) =>
-      new InvalidContractKey({ contractId: contract.contractId, reason })
-    const key = yield* Effect.try({
-      try: () => Crypto.createPrivateKey({ key: Redacted.value(contract.privateKey), format: "pem" }),
-      catch: () => fail("Unreadable")
-    })
-    if (key.asymmetricKeyType !== "rsa") return yield* fail("NotRsa")
-    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0
-    if (bits < 2048) return yield* fail("TooShort")
+    const { bits, key } = yield* rsaPrivateKey(contract)
     const oaep: Crypto.RsaPrivateKey = { key, padding: Crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha1" }
     return {
       open: (fileName, keySlot, iv) =>

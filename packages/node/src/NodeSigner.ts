@@ -9,19 +9,14 @@ import { InvalidContractKey } from "@digime-effect/core/DigimeError"
 import * as Signer from "@digime-effect/core/Signer"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
 import * as Crypto from "node:crypto"
+import { rsaPrivateKey } from "./internal/contractKey.js"
 
 const prepare = (contract: Contract): Effect.Effect<Signer.SignBytes, InvalidContractKey> =>
   Effect.gen(function*() {
     const fail = (reason: InvalidContractKey["reason"]) =>
       new InvalidContractKey({ contractId: contract.contractId, reason })
-    const key = yield* Effect.try({
-      try: () => Crypto.createPrivateKey({ key: Redacted.value(contract.privateKey), format: "pem" }),
-      catch: () => fail("Unreadable")
-    })
-    if (key.asymmetricKeyType !== "rsa") return yield* fail("NotRsa")
-    if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return yield* fail("TooShort")
+    const { key } = yield* rsaPrivateKey(contract)
     const options: Crypto.SignKeyObjectInput = {
       key,
       padding: Crypto.constants.RSA_PKCS1_PSS_PADDING,

@@ -123,16 +123,33 @@ export const readCapped = (
   Effect.suspend(() => {
     const declared = Number(response.headers["content-length"])
     if (Number.isFinite(declared) && declared > limit) return Effect.fail(new BodyTooLarge({ limit }))
+    return collectCapped(
+      response.stream.pipe(
+        // No body at all (a web Response without one) reads as an empty body.
+        Stream.catchAll((error) =>
+          error.reason === "EmptyBody"
+            ? Stream.empty
+            : Stream.fail(new BodyUnreadable({ description: `${error.reason} error` }))
+        )
+      ),
+      limit
+    )
+  })
+
+/**
+ * Every byte of `stream` in one array, failing with `BodyTooLarge` as soon as there are more than
+ * `limit`: never more than `limit` bytes are held.
+ */
+/** @internal */
+export const collectCapped = <E, R>(
+  stream: Stream.Stream<Uint8Array, E, R>,
+  limit: number
+): Effect.Effect<Uint8Array<ArrayBuffer>, E | BodyTooLarge, R> =>
+  Effect.suspend(() => {
     const chunks: Array<Uint8Array> = []
     let size = 0
-    return response.stream.pipe(
-      // No body at all (a web Response without one) reads as an empty body.
-      Stream.catchAll((error) =>
-        error.reason === "EmptyBody"
-          ? Stream.empty
-          : Stream.fail(new BodyUnreadable({ description: `${error.reason} error` }))
-      ),
-      Stream.runForEach((chunk) => {
+    return stream.pipe(
+      Stream.runForEach((chunk): Effect.Effect<void, BodyTooLarge> => {
         size += chunk.length
         if (size > limit) return Effect.fail(new BodyTooLarge({ limit }))
         chunks.push(chunk)
