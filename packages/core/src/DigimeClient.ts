@@ -11,23 +11,17 @@
  * @since 0.1.0
  */
 import * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Data from "effect/Data"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { flow } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as AccountsProtocol from "./AccountsProtocol.js"
-import type { Contract } from "./Contract.js"
 import * as DataProtocol from "./DataProtocol.js"
 import { DigimeConfig } from "./DigimeConfig.js"
-import { RequestError, ResponseError } from "./DigimeError.js"
+import type { RequestError, ResponseError } from "./DigimeError.js"
 import type {
   AccessTokenRejected,
   ApiError,
@@ -40,18 +34,12 @@ import type {
 import type { Request, StreamedResponse } from "./DigimeRequest.js"
 import * as DiscoveryProtocol from "./DiscoveryProtocol.js"
 import { FileCipher } from "./FileCipher.js"
+import * as FileProtocol from "./FileProtocol.js"
 import * as Calls from "./internal/calls.js"
-import { base64url, randomAlphanumeric, randomBytes, sha256 } from "./internal/encoding.js"
-import {
-  buffered,
-  fromHttpClientError,
-  harden,
-  isTransientRequestError,
-  retrySchedule,
-  timeout,
-  transientStatuses
-} from "./internal/transport.js"
+import { base64url, randomBytes, sha256 } from "./internal/encoding.js"
+import * as Exchange from "./internal/exchange.js"
 import * as KeySet from "./KeySet.js"
+import * as PushProtocol from "./PushProtocol.js"
 import { Signer } from "./Signer.js"
 import * as TokenProtocol from "./TokenProtocol.js"
 import type { UserAccessToken } from "./UserAccessToken.js"
@@ -88,7 +76,7 @@ export type DataCallError = RequestFailure | AccessTokenRejected | InvalidOption
  * @since 0.2.0
  * @category models
  */
-export interface File extends DataProtocol.FileHeaders {
+export interface File extends FileProtocol.FileHeaders {
   readonly data: Stream.Stream<Uint8Array, RequestError | FileDecryptionError | InvalidContractKey>
 }
 
@@ -233,14 +221,14 @@ export interface Service {
   /** The state of a read session's sync and its files so far (`GET permission-access/query/{sessionKey}`). */
   readonly readFileList: (
     options: DataProtocol.Credentials & { readonly sessionKey: string }
-  ) => Effect.Effect<DataProtocol.FileList, DataCallError>
+  ) => Effect.Effect<FileProtocol.FileList, DataCallError>
   /**
    * One file, decrypted with the contract's key as it streams: memory does not grow with its size.
    * The call succeeds once digi.me has answered with the file's headers; its `data` follows.
    */
   readonly readFile: (options: FileOptions) => Effect.Effect<File, DataCallError>
   /** A file's metadata without its content (`HEAD`). */
-  readonly readFileMetadata: (options: FileOptions) => Effect.Effect<DataProtocol.FileHeaders, DataCallError>
+  readonly readFileMetadata: (options: FileOptions) => Effect.Effect<FileProtocol.FileHeaders, DataCallError>
   /**
    * Pushes bytes, or a stream of them, into the user's library. A stream is run once per attempt
    * (a second attempt follows a refused access token inside `withAutoRefresh`): give one that can
@@ -248,7 +236,7 @@ export interface Service {
    */
   readonly pushData: <E = never>(
     options: DataProtocol.Credentials & {
-      readonly fileDescriptor: DataProtocol.FileDescriptor
+      readonly fileDescriptor: PushProtocol.FileDescriptor
       readonly data: Uint8Array | Stream.Stream<Uint8Array, E>
     }
   ) => Effect.Effect<void, DataCallError | E>
@@ -347,12 +335,6 @@ const makePkce = Effect.promise(async () => {
 
 const randomState = (): string => base64url(randomBytes(16))
 
-// On the idempotent path only: a transient status becomes a failure to repeat, and the last
-// answer is handed to the processor when the attempts run out.
-class TransientStatus extends Data.TaggedError("TransientStatus")<{
-  readonly answer: { readonly response: { readonly status: number } }
-}> {}
-
 /**
  * Builds the client, parsing every configured contract key (an unusable key fails with
  * `InvalidContractKey`, naming the contract).
@@ -370,143 +352,7 @@ export const make: Effect.Effect<
   const cipher = yield* FileCipher
   yield* Effect.forEach(config.contracts.values(), signer.prepare, { discard: true })
   const keySet = yield* KeySet.KeySet
-  const httpClient = harden(yield* HttpClient.HttpClient).pipe(
-    HttpClient.mapRequest(flow(
-      HttpClientRequest.prependUrl(config.baseUrl),
-      (request) => request.headers["accept"] === undefined ? HttpClientRequest.acceptJson(request) : request
-    ))
-  )
-  const serverAddress = new URL(config.baseUrl).host
-
-  // The answer's body read (within `maxResponseBytes`) and held, without the request's headers.
-  const readBody = (request: Request, response: HttpClientResponse.HttpClientResponse) =>
-    buffered(response, config.maxResponseBytes).pipe(
-      Effect.catchTags({
-        BodyTooLarge: ({ limit }) =>
-          Effect.fail(
-            new ResponseError({
-              operation: request.operation,
-              status: response.status,
-              description: `the answer is longer than ${limit} bytes`
-            })
-          ),
-        BodyUnreadable: ({ description }) =>
-          Effect.fail(
-            new RequestError({
-              operation: request.operation,
-              reason: "Transport",
-              description: `the answer could not be read (${description})`
-            })
-          )
-      })
-    )
-
-  // A success answer whose body is handed over unread: parts of it must keep arriving within
-  // the request timeout, and a cut is a `RequestError`.
-  const streamedOf = (request: Request, response: HttpClientResponse.HttpClientResponse): StreamedResponse => ({
-    status: response.status,
-    headers: response.headers,
-    body: response.stream.pipe(
-      Stream.catchAll((error) =>
-        error.reason === "EmptyBody" ? Stream.empty : Stream.fail(
-          new RequestError({
-            operation: request.operation,
-            reason: "Transport",
-            description: "the answer's body was cut before its end"
-          })
-        )
-      ),
-      Stream.timeoutFail(
-        () =>
-          new RequestError({
-            operation: request.operation,
-            reason: "Timeout",
-            description: `no part of the answer's body within ${Duration.format(config.requestTimeout)}`
-          }),
-        config.requestTimeout
-      )
-    )
-  })
-
-  type Answer =
-    | { readonly _tag: "Buffered"; readonly response: HttpClientResponse.HttpClientResponse }
-    | { readonly _tag: "Streamed"; readonly response: StreamedResponse }
-
-  // The exchange in a span of ours: the platform's would hold the request's headers, and so the
-  // client assertion with every secret it carries.
-  const send = (request: Request, assertion: Redacted.Redacted<string>, streamed: boolean) =>
-    httpClient.execute(HttpClientRequest.bearerToken(request.request, assertion)).pipe(
-      Effect.mapError((error) => fromHttpClientError(request.operation, error)),
-      Effect.flatMap((response): Effect.Effect<Answer, RequestError | ResponseError> =>
-        streamed && response.status >= 200 && response.status < 300
-          ? Effect.succeed({ _tag: "Streamed", response: streamedOf(request, response) })
-          : Effect.map(readBody(request, response), (body) => ({ _tag: "Buffered", response: body }))
-      ),
-      Effect.tap((answer) => Effect.annotateCurrentSpan("http.response.status_code", answer.response.status)),
-      Effect.withSpan("DigimeClient.send", {
-        kind: "client",
-        attributes: {
-          "digime.operation": request.operation,
-          "digime.contract_id": request.contractId,
-          "http.request.method": request.request.method,
-          "server.address": serverAddress
-        }
-      })
-    )
-
-  // One signed attempt, within the time limit (up to the answer's headers when streamed): a new
-  // nonce and timestamp each time.
-  const attempt = (request: Request, contract: Contract, streamed: boolean) =>
-    Clock.currentTimeMillis.pipe(
-      Effect.flatMap((now) =>
-        signer.sign(contract, {
-          client_id: `${config.applicationId}_${contract.contractId}`,
-          nonce: randomAlphanumeric(32),
-          // Whole milliseconds: a TestClock moved by a jittered sleep can stand between two.
-          timestamp: Math.floor(now),
-          ...request.claims
-        })
-      ),
-      Effect.flatMap((assertion) => send(request, assertion, streamed)),
-      timeout(request.operation, config.requestTimeout)
-    )
-
-  // The request with its signed headers (signed once: they carry no nonce of their own).
-  const signHeaders = (request: Request, contract: Contract) =>
-    request.signedHeaders === undefined
-      ? Effect.succeed(request)
-      : Effect.map(
-        Effect.reduce(
-          Object.entries(request.signedHeaders),
-          request.request,
-          (built, [name, payload]) =>
-            Effect.map(signer.sign(contract, payload), (jwt) =>
-              HttpClientRequest.setHeader(built, name, Redacted.value(jwt)))
-        ),
-        (built): Request => ({ ...request, request: built })
-      )
-
-  // Every attempt of a call: repeated on transient failures when the call is idempotent, the
-  // last answer kept when the attempts run out.
-  const exchange = (request: Request, streamed: boolean) =>
-    Effect.flatMap(
-      config.contract(request.contractId),
-      (contract) =>
-        Effect.flatMap(signHeaders(request, contract), (signed) =>
-          signed.idempotent
-            ? attempt(signed, contract, streamed).pipe(
-              Effect.filterOrFail(
-                (answer) => !transientStatuses.has(answer.response.status),
-                (answer) => new TransientStatus({ answer })
-              ),
-              Effect.retry({
-                schedule: retrySchedule,
-                while: (error) => error._tag === "TransientStatus" || isTransientRequestError(error)
-              }),
-              Effect.catchTag("TransientStatus", (error) => Effect.succeed(error.answer as Answer))
-            )
-            : attempt(signed, contract, streamed))
-    )
+  const exchange = Exchange.make(config, signer, yield* HttpClient.HttpClient)
 
   const execute = <A, E, R>(
     request: Request,
@@ -529,11 +375,11 @@ export const make: Effect.Effect<
 
   const readFile = (options: FileOptions): Effect.Effect<File, DataCallError> =>
     Effect.gen(function*() {
-      const request = yield* DataProtocol.fileRequest(options)
+      const request = yield* FileProtocol.fileRequest(options)
       const contract = yield* config.contract(options.contractId)
       const file = yield* executeStreamed(
         request,
-        (response, request) => DataProtocol.processFileResponse(response, request, options.fileName)
+        (response, request) => FileProtocol.processFileResponse(response, request, options.fileName)
       )
       const { body, ...headers } = file
       return {
@@ -546,7 +392,7 @@ export const make: Effect.Effect<
   // body that could not be sent).
   const pushData = <E>(
     options: DataProtocol.Credentials & {
-      readonly fileDescriptor: DataProtocol.FileDescriptor
+      readonly fileDescriptor: PushProtocol.FileDescriptor
       readonly data: Uint8Array | Stream.Stream<Uint8Array, E>
     }
   ): Effect.Effect<void, DataCallError | E> =>
@@ -559,8 +405,8 @@ export const make: Effect.Effect<
           })
         )
       )
-      return DataProtocol.pushRequest({ ...options, data }).pipe(
-        Effect.flatMap((request) => execute(request, DataProtocol.processPushResponse)),
+      return PushProtocol.pushRequest({ ...options, data }).pipe(
+        Effect.flatMap((request) => execute(request, PushProtocol.processPushResponse)),
         Effect.catchAll((error): Effect.Effect<never, DataCallError | E> =>
           Option.match(failed, { onNone: () => Effect.fail(error), onSome: Effect.fail })
         ),
@@ -633,16 +479,16 @@ export const make: Effect.Effect<
     ),
     readAccounts: call("readAccounts", DataProtocol.accountsRequest, DataProtocol.processAccountsResponse),
     deleteUser: call("deleteUser", DataProtocol.deleteUserRequest, DataProtocol.processDeleteUserResponse),
-    readFileList: call("readFileList", DataProtocol.fileListRequest, DataProtocol.processFileListResponse),
+    readFileList: call("readFileList", FileProtocol.fileListRequest, FileProtocol.processFileListResponse),
     readFile,
     readFileMetadata: (options: FileOptions) =>
       call(
         "readFileMetadata",
-        DataProtocol.fileMetadataRequest,
-        (response, request) => DataProtocol.processFileMetadataResponse(response, request, options.fileName)
+        FileProtocol.fileMetadataRequest,
+        (response, request) => FileProtocol.processFileMetadataResponse(response, request, options.fileName)
       )(options),
     pushData,
-    pushToProvider: call("pushToProvider", DataProtocol.pushProviderRequest, DataProtocol.processPushResponse),
+    pushToProvider: call("pushToProvider", PushProtocol.pushProviderRequest, PushProtocol.processPushResponse),
     getPortabilityReport: call(
       "getPortabilityReport",
       DataProtocol.portabilityReportRequest,

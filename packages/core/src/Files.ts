@@ -24,8 +24,7 @@ import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { withAutoRefresh } from "./AutoRefresh.js"
-import type { AccountSync, FileHeaders, FileInfo, FileList, PullOptions, SyncState } from "./DataProtocol.js"
-import { isFinal } from "./DataProtocol.js"
+import type { PullOptions } from "./DataProtocol.js"
 import type { DataCallError, File, FileOptions } from "./DigimeClient.js"
 import { DigimeClient } from "./DigimeClient.js"
 import type {
@@ -38,6 +37,8 @@ import type {
   TokenStoreError
 } from "./DigimeError.js"
 import { RequestError, ResponseError } from "./DigimeError.js"
+import type { AccountSync, FileHeaders, FileInfo, FileList, SyncState } from "./FileProtocol.js"
+import { isFinal } from "./FileProtocol.js"
 import { collectCapped } from "./internal/transport.js"
 import type { TokenKey } from "./TokenKey.js"
 import type { AutoRefreshError, TokenManager } from "./TokenManager.js"

@@ -97,6 +97,13 @@ export * as KeySet from "./KeySet.js"
 export * as FileCipher from "./FileCipher.js"
 
 /**
+ * A read session's file list, files and file metadata, as request builders and response processors.
+ *
+ * @since 0.2.0
+ */
+export * as FileProtocol from "./FileProtocol.js"
+
+/**
  * The user's files as a Stream: polled, downloaded, decrypted, under withAutoRefresh.
  *
  * @since 0.2.0
@@ -116,6 +123,13 @@ export * as PendingAuthorizations from "./PendingAuthorizations.js"
  * @since 0.1.0
  */
 export * as Signer from "./Signer.js"
+
+/**
+ * Pushes into the user's library and to a provider, as request builders and response processors.
+ *
+ * @since 0.2.0
+ */
+export * as PushProtocol from "./PushProtocol.js"
 
 /**
  * Identifies a stored token: user id and contract id.

@@ -3,7 +3,7 @@
  * metadata, pushes, portability report), without HTTP: builders on what they would send,
  * processors on answers built in memory. Every refusal is a typed error naming the field.
  */
-import { DataProtocol, type DigimeRequest } from "@digime-effect/core"
+import { DataProtocol, type DigimeRequest, FileProtocol, PushProtocol } from "@digime-effect/core"
 import { Headers, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Effect, Encoding, Redacted, Stream } from "effect"
@@ -19,10 +19,10 @@ const answer = (status: number, body: unknown, headers: Record<string, string> =
     })
   )
 
-const listRequest = DataProtocol.fileListRequest({ ...credentials, sessionKey: "session-1" })
+const listRequest = FileProtocol.fileListRequest({ ...credentials, sessionKey: "session-1" })
 
 const processList = (status: number, body: unknown) =>
-  Effect.flatMap(listRequest, (request) => DataProtocol.processFileListResponse(answer(status, body), request))
+  Effect.flatMap(listRequest, (request) => FileProtocol.processFileListResponse(answer(status, body), request))
 
 const xMetadata = (value: unknown, encode: (text: string) => string = Encoding.encodeBase64Url) =>
   encode(JSON.stringify(value))
@@ -41,18 +41,18 @@ const streamed = (headers: Record<string, string>, body: Uint8Array = new Uint8A
   body: Stream.make(body)
 })
 
-const fileRequest = DataProtocol.fileRequest({ ...credentials, sessionKey: "session-1", fileName: "file1.json" })
+const fileRequest = FileProtocol.fileRequest({ ...credentials, sessionKey: "session-1", fileName: "file1.json" })
 
 const processFile = (headers: Record<string, string>) =>
   Effect.flatMap(
     fileRequest,
-    (request) => DataProtocol.processFileResponse(streamed(headers), request, "file1.json")
+    (request) => FileProtocol.processFileResponse(streamed(headers), request, "file1.json")
   )
 
 describe("file list", () => {
   it.effect("fileListRequest: GET with claims A, the session key encoded in the path, repeatable", () =>
     Effect.gen(function*() {
-      const request = yield* DataProtocol.fileListRequest({ ...credentials, sessionKey: "a b/c" })
+      const request = yield* FileProtocol.fileListRequest({ ...credentials, sessionKey: "a b/c" })
       assert.strictEqual(request.request.method, "GET")
       assert.strictEqual(request.request.url, "permission-access/query/a%20b%2Fc")
       assert.deepStrictEqual(request.claims, { access_token: "access-value" })
@@ -63,7 +63,7 @@ describe("file list", () => {
   it.effect("fileListRequest: a session key that is empty, `..` or holds a control character is InvalidOptions", () =>
     Effect.gen(function*() {
       for (const sessionKey of ["", ".", "..", "a\r\nb"]) {
-        const error = yield* Effect.flip(DataProtocol.fileListRequest({ ...credentials, sessionKey }))
+        const error = yield* Effect.flip(FileProtocol.fileListRequest({ ...credentials, sessionKey }))
         assert.strictEqual(error._tag, "InvalidOptions")
         assert.strictEqual(error.field, "sessionKey")
       }
@@ -165,13 +165,13 @@ describe("file list", () => {
 describe("files", () => {
   it.effect("fileRequest: GET with claims A, accept octet-stream, both names encoded, repeatable", () =>
     Effect.gen(function*() {
-      const request = yield* DataProtocol.fileRequest({ ...credentials, sessionKey: "s", fileName: "a?b#c.json" })
+      const request = yield* FileProtocol.fileRequest({ ...credentials, sessionKey: "s", fileName: "a?b#c.json" })
       assert.strictEqual(request.request.method, "GET")
       assert.strictEqual(request.request.url, "permission-access/query/s/a%3Fb%23c.json")
       assert.strictEqual(request.request.headers["accept"], "application/octet-stream")
       assert.deepStrictEqual(request.claims, { access_token: "access-value" })
       assert.isTrue(request.idempotent)
-      const error = yield* Effect.flip(DataProtocol.fileRequest({ ...credentials, sessionKey: "s", fileName: ".." }))
+      const error = yield* Effect.flip(FileProtocol.fileRequest({ ...credentials, sessionKey: "s", fileName: ".." }))
       assert.strictEqual(error.field, "fileName")
     }))
 
@@ -220,23 +220,23 @@ describe("files", () => {
 
   it.effect("fileMetadataRequest: HEAD; a 401 is AccessTokenRejected only when www-authenticate says invalid_token", () =>
     Effect.gen(function*() {
-      const request = yield* DataProtocol.fileMetadataRequest({ ...credentials, sessionKey: "s", fileName: "f" })
+      const request = yield* FileProtocol.fileMetadataRequest({ ...credentials, sessionKey: "s", fileName: "f" })
       assert.strictEqual(request.request.method, "HEAD")
-      const ok = yield* DataProtocol.processFileMetadataResponse(
+      const ok = yield* FileProtocol.processFileMetadataResponse(
         answer(200, "", { "x-metadata": xMetadata({ metadata: mapped }) }),
         request,
         "f"
       )
       assert.deepStrictEqual(ok.metadata, mapped)
       const rejected = yield* Effect.flip(
-        DataProtocol.processFileMetadataResponse(
+        FileProtocol.processFileMetadataResponse(
           answer(401, "", { "www-authenticate": "Bearer error=\"invalid_token\"" }),
           request,
           "f"
         )
       )
       assert.strictEqual(rejected._tag, "AccessTokenRejected")
-      const bare = yield* Effect.flip(DataProtocol.processFileMetadataResponse(answer(401, ""), request, "f"))
+      const bare = yield* Effect.flip(FileProtocol.processFileMetadataResponse(answer(401, ""), request, "f"))
       assert.strictEqual(bare._tag, "ApiError")
       assert.strictEqual(bare._tag === "ApiError" ? bare.code : undefined, "Unknown")
     }))
@@ -250,7 +250,7 @@ describe("pushes", () => {
   it.effect("pushRequest: the FileDescriptor to sign, the bytes as they are, never repeated", () =>
     Effect.gen(function*() {
       const data = new TextEncoder().encode("{\"a\":1}")
-      const request = yield* DataProtocol.pushRequest({ ...credentials, fileDescriptor, data })
+      const request = yield* PushProtocol.pushRequest({ ...credentials, fileDescriptor, data })
       assert.deepStrictEqual(signedPayload(request), {
         metadata: { mimeType: "application/json", accounts: [{ accountId: "acc-1" }] }
       })
@@ -264,7 +264,7 @@ describe("pushes", () => {
 
   it.effect("pushRequest: a stream is sent as a stream; tags and references travel in the descriptor", () =>
     Effect.gen(function*() {
-      const request = yield* DataProtocol.pushRequest({
+      const request = yield* PushProtocol.pushRequest({
         ...credentials,
         fileDescriptor: { ...fileDescriptor, tags: ["t"], reference: ["r"] },
         data: Stream.make(new Uint8Array([1]))
@@ -277,7 +277,7 @@ describe("pushes", () => {
 
   it.effect("pushRequest: a descriptor without accounts or MIME type is InvalidOptions naming it", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(DataProtocol.pushRequest({
+      const error = yield* Effect.flip(PushProtocol.pushRequest({
         ...credentials,
         fileDescriptor: { mimeType: "", accounts: [] as never },
         data: new Uint8Array()
@@ -290,7 +290,7 @@ describe("pushes", () => {
 
   it.effect("pushProviderRequest: the account in its header, the version in the path, JSON body", () =>
     Effect.gen(function*() {
-      const request = yield* DataProtocol.pushProviderRequest({
+      const request = yield* PushProtocol.pushProviderRequest({
         ...credentials,
         accountId: "acc-1",
         version: "stu3",
@@ -312,22 +312,22 @@ describe("pushes", () => {
         [{ ...base, data: [] as never }, "data"]
       ] as const
       for (const [options, field] of cases) {
-        const error = yield* Effect.flip(DataProtocol.pushProviderRequest(options))
+        const error = yield* Effect.flip(PushProtocol.pushProviderRequest(options))
         assert.strictEqual(error.field, field)
       }
     }))
 
   it.effect("processPushResponse: any 2xx; 401 InvalidToken is AccessTokenRejected, others ApiError", () =>
     Effect.gen(function*() {
-      const request = yield* DataProtocol.pushRequest({ ...credentials, fileDescriptor, data: new Uint8Array() })
-      yield* DataProtocol.processPushResponse(answer(201, ""), request)
-      yield* DataProtocol.processPushResponse(answer(200, { status: "delivered" }), request)
+      const request = yield* PushProtocol.pushRequest({ ...credentials, fileDescriptor, data: new Uint8Array() })
+      yield* PushProtocol.processPushResponse(answer(201, ""), request)
+      yield* PushProtocol.processPushResponse(answer(200, { status: "delivered" }), request)
       const rejected = yield* Effect.flip(
-        DataProtocol.processPushResponse(answer(401, { error: { code: "InvalidToken" } }), request)
+        PushProtocol.processPushResponse(answer(401, { error: { code: "InvalidToken" } }), request)
       )
       assert.strictEqual(rejected._tag, "AccessTokenRejected")
       const refused = yield* Effect.flip(
-        DataProtocol.processPushResponse(answer(403, { error: { code: "ReadOnlyContract" } }), request)
+        PushProtocol.processPushResponse(answer(403, { error: { code: "ReadOnlyContract" } }), request)
       )
       assert.strictEqual(refused._tag, "ApiError")
     }))

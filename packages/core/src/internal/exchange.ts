@@ -1,0 +1,199 @@
+/**
+ * How `DigimeClient` sends a request: through one `HttpClient` configured once (base URL, JSON
+ * accept unless the call asks otherwise), hardened (no platform span, no redirect); each attempt
+ * signed anew (a fresh nonce and timestamp) within the request timeout; repeated on transient
+ * failures only when the call is idempotent; the answer's body read within `maxResponseBytes`
+ * and kept without the request's headers, or, for a streamed call's success, handed over unread.
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import { flow } from "effect/Function"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import type { Contract } from "../Contract.js"
+import type * as DigimeConfig from "../DigimeConfig.js"
+import { RequestError, ResponseError } from "../DigimeError.js"
+import type { InvalidContractKey, UnknownContract } from "../DigimeError.js"
+import type { Request, StreamedResponse } from "../DigimeRequest.js"
+import type * as Signer from "../Signer.js"
+import { randomAlphanumeric } from "./encoding.js"
+import {
+  buffered,
+  fromHttpClientError,
+  harden,
+  isTransientRequestError,
+  retrySchedule,
+  timeout,
+  transientStatuses
+} from "./transport.js"
+
+// On the idempotent path only: a transient status becomes a failure to repeat, and the last
+// answer is handed to the processor when the attempts run out.
+class TransientStatus extends Data.TaggedError("TransientStatus")<{
+  readonly answer: { readonly response: { readonly status: number } }
+}> {}
+
+/**
+ * What an exchange ends with: an answer read whole, or (streamed calls only) a success whose
+ * body is still to come.
+ *
+ * @internal
+ */
+export type Answer =
+  | { readonly _tag: "Buffered"; readonly response: HttpClientResponse.HttpClientResponse }
+  | { readonly _tag: "Streamed"; readonly response: StreamedResponse }
+
+/** @internal */
+export const make = (
+  config: DigimeConfig.Service,
+  signer: Signer.Service,
+  client: HttpClient.HttpClient
+): (
+  request: Request,
+  streamed: boolean
+) => Effect.Effect<Answer, RequestError | ResponseError | InvalidContractKey | UnknownContract> => {
+  const httpClient = harden(client).pipe(
+    HttpClient.mapRequest(flow(
+      HttpClientRequest.prependUrl(config.baseUrl),
+      (request) => request.headers["accept"] === undefined ? HttpClientRequest.acceptJson(request) : request
+    ))
+  )
+  const serverAddress = new URL(config.baseUrl).host
+
+  // The answer's body read (within `maxResponseBytes`) and held, without the request's headers.
+  const readBody = (request: Request, response: HttpClientResponse.HttpClientResponse) =>
+    buffered(response, config.maxResponseBytes).pipe(
+      Effect.catchTags({
+        BodyTooLarge: ({ limit }) =>
+          Effect.fail(
+            new ResponseError({
+              operation: request.operation,
+              status: response.status,
+              description: `the answer is longer than ${limit} bytes`
+            })
+          ),
+        BodyUnreadable: ({ description }) =>
+          Effect.fail(
+            new RequestError({
+              operation: request.operation,
+              reason: "Transport",
+              description: `the answer could not be read (${description})`
+            })
+          )
+      })
+    )
+
+  // A success answer whose body is handed over unread: parts of it must keep arriving within
+  // the request timeout, and a cut is a `RequestError`.
+  const streamedOf = (request: Request, response: HttpClientResponse.HttpClientResponse): StreamedResponse => ({
+    status: response.status,
+    headers: response.headers,
+    body: response.stream.pipe(
+      Stream.catchAll((error) =>
+        error.reason === "EmptyBody" ? Stream.empty : Stream.fail(
+          new RequestError({
+            operation: request.operation,
+            reason: "Transport",
+            description: "the answer's body was cut before its end"
+          })
+        )
+      ),
+      Stream.timeoutFail(
+        () =>
+          new RequestError({
+            operation: request.operation,
+            reason: "Timeout",
+            description: `no part of the answer's body within ${Duration.format(config.requestTimeout)}`
+          }),
+        config.requestTimeout
+      )
+    )
+  })
+
+  type Answer =
+    | { readonly _tag: "Buffered"; readonly response: HttpClientResponse.HttpClientResponse }
+    | { readonly _tag: "Streamed"; readonly response: StreamedResponse }
+
+  // The exchange in a span of ours: the platform's would hold the request's headers, and so the
+  // client assertion with every secret it carries.
+  const send = (request: Request, assertion: Redacted.Redacted<string>, streamed: boolean) =>
+    httpClient.execute(HttpClientRequest.bearerToken(request.request, assertion)).pipe(
+      Effect.mapError((error) => fromHttpClientError(request.operation, error)),
+      Effect.flatMap((response): Effect.Effect<Answer, RequestError | ResponseError> =>
+        streamed && response.status >= 200 && response.status < 300
+          ? Effect.succeed({ _tag: "Streamed", response: streamedOf(request, response) })
+          : Effect.map(readBody(request, response), (body) => ({ _tag: "Buffered", response: body }))
+      ),
+      Effect.tap((answer) => Effect.annotateCurrentSpan("http.response.status_code", answer.response.status)),
+      Effect.withSpan("DigimeClient.send", {
+        kind: "client",
+        attributes: {
+          "digime.operation": request.operation,
+          "digime.contract_id": request.contractId,
+          "http.request.method": request.request.method,
+          "server.address": serverAddress
+        }
+      })
+    )
+
+  // One signed attempt, within the time limit (up to the answer's headers when streamed): a new
+  // nonce and timestamp each time.
+  const attempt = (request: Request, contract: Contract, streamed: boolean) =>
+    Clock.currentTimeMillis.pipe(
+      Effect.flatMap((now) =>
+        signer.sign(contract, {
+          client_id: `${config.applicationId}_${contract.contractId}`,
+          nonce: randomAlphanumeric(32),
+          // Whole milliseconds: a TestClock moved by a jittered sleep can stand between two.
+          timestamp: Math.floor(now),
+          ...request.claims
+        })
+      ),
+      Effect.flatMap((assertion) => send(request, assertion, streamed)),
+      timeout(request.operation, config.requestTimeout)
+    )
+
+  // The request with its signed headers (signed once: they carry no nonce of their own).
+  const signHeaders = (request: Request, contract: Contract) =>
+    request.signedHeaders === undefined
+      ? Effect.succeed(request)
+      : Effect.map(
+        Effect.reduce(
+          Object.entries(request.signedHeaders),
+          request.request,
+          (built, [name, payload]) =>
+            Effect.map(signer.sign(contract, payload), (jwt) =>
+              HttpClientRequest.setHeader(built, name, Redacted.value(jwt)))
+        ),
+        (built): Request => ({ ...request, request: built })
+      )
+
+  // Every attempt of a call: repeated on transient failures when the call is idempotent, the
+  // last answer kept when the attempts run out.
+  const exchange = (request: Request, streamed: boolean) =>
+    Effect.flatMap(
+      config.contract(request.contractId),
+      (contract) =>
+        Effect.flatMap(signHeaders(request, contract), (signed) =>
+          signed.idempotent
+            ? attempt(signed, contract, streamed).pipe(
+              Effect.filterOrFail(
+                (answer) => !transientStatuses.has(answer.response.status),
+                (answer) => new TransientStatus({ answer })
+              ),
+              Effect.retry({
+                schedule: retrySchedule,
+                while: (error) => error._tag === "TransientStatus" || isTransientRequestError(error)
+              }),
+              Effect.catchTag("TransientStatus", (error) => Effect.succeed(error.answer as Answer))
+            )
+            : attempt(signed, contract, streamed))
+    )
+
+  return exchange
+}
