@@ -80,7 +80,8 @@ export interface PullOptions {
   readonly limits?: unknown
   readonly scope?: unknown
   readonly sourceFetch?: boolean | undefined
-  readonly sourceFetchFilter?: unknown
+  /** Only these accounts are synced: `{account: {id: [accountId, ...]}}`. */
+  readonly sourceFetchFilter?: { readonly account: { readonly id: ReadonlyArray<string> } } | undefined
 }
 
 /**

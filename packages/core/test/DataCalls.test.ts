@@ -49,6 +49,24 @@ const processFile = (headers: Record<string, string>) =>
     (request) => FileProtocol.processFileResponse(streamed(headers), request, "file1.json")
   )
 
+describe("read session", () => {
+  it.effect("triggerRequest: a sourceFetchFilter that is not {account: {id: string[]}} is InvalidOptions", () =>
+    Effect.gen(function*() {
+      const agent = { name: "nodejs", version: "16.1.5" }
+      const ok = yield* DataProtocol.triggerRequest(
+        { ...credentials, sourceFetchFilter: { account: { id: ["acc-1"] } } },
+        agent
+      )
+      assert.strictEqual(ok.request.url, "permission-access/trigger")
+      const error = yield* Effect.flip(DataProtocol.triggerRequest(
+        { ...credentials, sourceFetchFilter: { account: { id: [1] } } as never },
+        agent
+      ))
+      assert.strictEqual(error._tag, "InvalidOptions")
+      assert.strictEqual(error.field, "options")
+    }))
+})
+
 describe("file list", () => {
   it.effect("fileListRequest: GET with claims A, the session key encoded in the path, repeatable", () =>
     Effect.gen(function*() {

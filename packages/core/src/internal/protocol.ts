@@ -143,13 +143,25 @@ export const Agent = Schema.Struct({
   })
 })
 
-/** The options of a read session (data protocol §2). Their inner shapes are digi.me's business. */
+/**
+ * `sourceFetchFilter` of the pull options (data protocol §2): only these accounts are synced.
+ * digi.me's SDK checks this shape.
+ */
+/** @internal */
+export const SourceFetchFilter = Schema.Struct({
+  account: Schema.Struct({ id: Schema.Array(Schema.String) })
+})
+
+/**
+ * The options of a read session (data protocol §2). The inner shapes of `limits` and `scope` are
+ * digi.me's business.
+ */
 /** @internal */
 export const PullOptions = Schema.Struct({
   limits: Schema.optional(Schema.Unknown),
   scope: Schema.optional(Schema.Unknown),
   sourceFetch: Schema.optional(Schema.Boolean),
-  sourceFetchFilter: Schema.optional(Schema.Unknown)
+  sourceFetchFilter: Schema.optional(SourceFetchFilter)
 })
 
 /** `POST oauth/authorize` and `POST oauth/token/reference`: `{agent, actions?}`. */

@@ -76,12 +76,12 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import type { FileMetadata } from "../FileProtocol.js"
 import type { UserAccessToken } from "../UserAccessToken.js"
 import * as Consent from "./internal/simulator/consent.js"
 import * as Handle from "./internal/simulator/handle.js"
 import * as SimHttpClient from "./internal/simulator/httpClient.js"
 import * as Library from "./internal/simulator/library.js"
-import * as Schemas from "./internal/simulator/schemas.js"
 import * as Signing from "./internal/simulator/signing.js"
 import * as State from "./internal/simulator/state.js"
 
@@ -388,34 +388,6 @@ export interface ConsentRequest {
   /** The account a `reauthorize` or `revoke` page is about. */
   readonly accountId?: string | undefined
 }
-
-/**
- * The metadata of a file synced from a service (data protocol §4.2).
- *
- * @since 0.1.0
- * @category schemas
- */
-export const MappedFileMetadata = Schemas.MappedFileMetadata
-
-/**
- * The metadata of pushed (raw) data, with digi.me's lower-case keys (data protocol §4.2).
- *
- * @since 0.1.0
- * @category schemas
- */
-export const RawFileMetadata = Schemas.RawFileMetadata
-
-/**
- * @since 0.1.0
- * @category schemas
- */
-export const FileMetadata = Schemas.FileMetadata
-
-/**
- * @since 0.1.0
- * @category models
- */
-export type FileMetadata = typeof FileMetadata.Type
 
 /**
  * A file to put into a user's library (`Service.addFiles`).

@@ -72,6 +72,7 @@
  *
  * @since 0.1.0
  */
+import * as FileProtocol from "@digime-effect/core/FileProtocol"
 import * as DigimeSimulator from "@digime-effect/core/testing/DigimeSimulator"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
@@ -175,7 +176,7 @@ const FileSchema = Schema.Struct({
   contentBase64: Schema.optional(Base64),
   compressedBase64: Schema.optional(Base64),
   compression: Schema.optional(Schema.Literal("gzip", "brotli", "none")),
-  metadata: Schema.optional(DigimeSimulator.FileMetadata),
+  metadata: Schema.optional(FileProtocol.FileMetadata),
   accountId: Schema.optional(Schema.String)
 })
 

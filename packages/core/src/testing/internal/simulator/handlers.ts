@@ -10,9 +10,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
-import * as Schema from "effect/Schema"
 import { Assertion, AuthorizeBody, type PullOptions, TriggerBody } from "../../../internal/protocol.js"
 import type { Endpoint, SimRequest, SimResponse } from "../../DigimeSimulator.js"
 import { clientCall } from "./catalogue.js"
@@ -29,7 +27,6 @@ import {
   refuse,
   validation
 } from "./responses.js"
-import { SourceFetchFilter } from "./schemas.js"
 import { sha256Base64url } from "./signing.js"
 import {
   type Account,
@@ -82,31 +79,17 @@ const decodeRefreshClaims = claimsDecoder(Assertion.refresh)
 const decodeDataClaims = claimsDecoder(Assertion.data)
 const decodeAuthorizeBody = bodyDecoder(AuthorizeBody)
 const decodeTriggerBody = bodyDecoder(TriggerBody)
-const decodeSourceFetchFilter = Schema.decodeUnknownEither(SourceFetchFilter, { onExcessProperty: "error" })
 
 interface SessionOptions {
   readonly sourceFetch: boolean | undefined
   readonly accountIds: ReadonlyArray<string> | undefined
 }
 
-/** What a session does with the pull options of its call; `sourceFetchFilter` must have the SDK's shape. */
-const sessionOptions = (
-  pull: typeof PullOptions.Type | undefined,
-  field: string
-): Either.Either<SessionOptions, Refusal> => {
-  if (pull?.sourceFetchFilter === undefined) {
-    return Either.right({ sourceFetch: pull?.sourceFetch, accountIds: undefined })
-  }
-  return Either.match(decodeSourceFetchFilter(pull.sourceFetchFilter), {
-    onLeft: (error) => {
-      const paths = ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) =>
-        [field, ...issue.path.map(String)].join(".")
-      )
-      return Either.left(validation(400, `body: invalid field ${[...new Set(paths)].join(", ")}`))
-    },
-    onRight: (filter) => Either.right({ sourceFetch: pull.sourceFetch, accountIds: filter.account.id })
-  })
-}
+/** What a session does with the pull options of its call (already checked with the body). */
+const sessionOptions = (pull: typeof PullOptions.Type | undefined): SessionOptions => ({
+  sourceFetch: pull?.sourceFetch,
+  accountIds: pull?.sourceFetchFilter?.account.id
+})
 
 /** RFC 7636: 43 to 128 characters of the unreserved set. */
 const isVerifier = (value: string): boolean => /^[A-Za-z0-9._~-]{43,128}$/.test(value)
@@ -141,7 +124,7 @@ export const processRequest = (
       case "authorize": {
         const checked = yield* decodeAuthorizeClaims(claims)
         const body = yield* decodeAuthorizeBody(request)
-        const options = yield* sessionOptions(body.actions?.pull, "actions.pull.sourceFetchFilter")
+        const options = sessionOptions(body.actions?.pull)
         return authorize(state, checked, options, clientId, now)
       }
       case "reference": {
@@ -149,12 +132,12 @@ export const processRequest = (
         if (!Object.hasOwn(claims, "code_challenge")) {
           const checked = yield* decodeOnboardClaims(claims)
           const body = yield* decodeAuthorizeBody(request)
-          const options = yield* sessionOptions(body.actions?.pull, "actions.pull.sourceFetchFilter")
+          const options = sessionOptions(body.actions?.pull)
           return yield* onboard(state, checked, options, clientId, now)
         }
         const checked = yield* decodeReferenceClaims(claims)
         const body = yield* decodeAuthorizeBody(request)
-        const options = yield* sessionOptions(body.actions?.pull, "actions.pull.sourceFetchFilter")
+        const options = sessionOptions(body.actions?.pull)
         return yield* reference(state, checked, options, clientId, now)
       }
       case "token": {
@@ -173,7 +156,7 @@ export const processRequest = (
       case "trigger": {
         const checked = yield* decodeDataClaims(claims)
         const body = yield* decodeTriggerBody(request)
-        const options = yield* sessionOptions(body, "sourceFetchFilter")
+        const options = sessionOptions(body)
         return yield* dataCall(state, endpoint, Redacted.value(checked.access_token), options, clientId, now)
       }
       case "accounts":

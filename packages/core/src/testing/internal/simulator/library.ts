@@ -6,11 +6,11 @@
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
+import { FileMetadata } from "../../../FileProtocol.js"
 import { encodeUtf8 } from "../../../internal/encoding.js"
 import type { AccountInfo, FileInput, PushedFile } from "../../DigimeSimulator.js"
 import { gzip } from "./envelope.js"
 import { type Json, randomId } from "./responses.js"
-import { FileMetadata } from "./schemas.js"
 import {
   type Account,
   accountOf,
