@@ -8,27 +8,13 @@ import * as AccountsProtocol from "@digime-effect/core/AccountsProtocol"
 import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Encoding, Layer, Redacted } from "effect"
+import { answerTo, jsonBodyOf, signingPair, signingPublicPem } from "./fixtures.js"
 
 const contractId = "contract-1"
 const agent = { name: "nodejs", version: "16.1.5" }
 const credentials = { contractId, accessToken: Redacted.make("access-value") }
 const callbackUrl = "https://app.example/digime/onboarded"
 const onboardBase = "https://api.digi.me/apps/saas/"
-
-/** digi.me's answer to `request`, a JSON body (or text as it is, or no body for ""). */
-const answer = (request: DigimeRequest.Request, status: number, body: unknown) =>
-  HttpClientResponse.fromWeb(
-    request.request,
-    new Response(body === "" ? null : typeof body === "string" ? body : JSON.stringify(body), {
-      status,
-      headers: { "content-type": "application/json" }
-    })
-  )
-
-const bodyOf = (request: DigimeRequest.Request): unknown =>
-  request.request.body._tag === "Uint8Array"
-    ? JSON.parse(new TextDecoder().decode(request.request.body.body))
-    : request.request.body._tag
 
 const invalidToken = {
   error: { code: "InvalidToken", message: "The token (access_token) is invalid", reference: "r-1" }
@@ -40,13 +26,8 @@ const invalidRedirect = { error: { code: "InvalidRedirectUri", message: "The red
 // ---------------------------------------------------------------------------------------------
 
 const jwksUrl = "https://api.digi.me/v1.7/jwks/oauth"
-const pair = await globalThis.crypto.subtle.generateKey(
-  { name: "RSA-PSS", hash: "SHA-512", modulusLength: 2048, publicExponent: Uint8Array.of(1, 0, 1) },
-  true,
-  ["sign", "verify"]
-)
-const spki = Encoding.encodeBase64(new Uint8Array(await globalThis.crypto.subtle.exportKey("spki", pair.publicKey)))
-const publicPem = `-----BEGIN PUBLIC KEY-----\n${spki.replace(/.{1,64}/g, "$&\n")}-----END PUBLIC KEY-----\n`
+const pair = signingPair
+const publicPem = signingPublicPem
 
 /** A PS512 token naming the key set above, its claims as given (the TestClock starts at 0). */
 const signed = (claims: Record<string, unknown>) =>
@@ -103,7 +84,7 @@ describe("AccountsProtocol.onboardRequest", () => {
         redirect_uri: callbackUrl,
         state: "state-1"
       })
-      assert.deepStrictEqual(bodyOf(request), { agent: { sdk: agent }, actions: { pull: { sourceFetch: true } } })
+      assert.deepStrictEqual(jsonBodyOf(request), { agent: { sdk: agent }, actions: { pull: { sourceFetch: true } } })
       assert.isTrue(request.idempotent)
     }))
 
@@ -111,7 +92,7 @@ describe("AccountsProtocol.onboardRequest", () => {
     Effect.gen(function*() {
       const request = yield* AccountsProtocol.onboardRequest({ ...credentials, callbackUrl }, agent)
       assert.deepStrictEqual(request.claims, { access_token: "access-value", redirect_uri: callbackUrl })
-      assert.deepStrictEqual(bodyOf(request), { agent: { sdk: agent } })
+      assert.deepStrictEqual(jsonBodyOf(request), { agent: { sdk: agent } })
     }))
 
   it.effect("bad options are InvalidOptions naming the field, before any request", () =>
@@ -141,14 +122,14 @@ describe("AccountsProtocol.processOnboardResponse", () => {
       const request = yield* AccountsProtocol.onboardRequest({ ...credentials, callbackUrl }, agent)
       const token = yield* signed({ reference_code: "ref-code-1" })
       const result = yield* AccountsProtocol.processOnboardResponse(
-        answer(request, 201, { token, session: { expiry: 1_700_000_000_000, key: "session-1" } }),
+        answerTo(request, 201, { token, session: { expiry: 1_700_000_000_000, key: "session-1" } }),
         request
       )
       assert.instanceOf(result, AccountsProtocol.ReferenceCode)
       assert.strictEqual(result.code, "ref-code-1")
       assert.deepStrictEqual(result.session, { expiry: 1_700_000_000_000, key: "session-1" })
       // digi.me's SDK does not require the session: neither does this processor.
-      const withoutSession = yield* AccountsProtocol.processOnboardResponse(answer(request, 200, { token }), request)
+      const withoutSession = yield* AccountsProtocol.processOnboardResponse(answerTo(request, 200, { token }), request)
       assert.strictEqual(withoutSession.code, "ref-code-1")
       assert.isUndefined(withoutSession.session)
     }).pipe(Effect.provide(Keys)))
@@ -157,7 +138,7 @@ describe("AccountsProtocol.processOnboardResponse", () => {
     Effect.gen(function*() {
       const request = yield* AccountsProtocol.onboardRequest({ ...credentials, callbackUrl }, agent)
       const noCode = yield* Effect.flip(AccountsProtocol.processOnboardResponse(
-        answer(request, 201, { token: yield* signed({ preauthorization_code: "p" }) }),
+        answerTo(request, 201, { token: yield* signed({ preauthorization_code: "p" }) }),
         request
       ))
       assert.strictEqual(noCode._tag, "VerificationError")
@@ -167,13 +148,13 @@ describe("AccountsProtocol.processOnboardResponse", () => {
       const [header, payload] = (yield* signed({ reference_code: "forged" })).split(".")
       const [, , signature] = (yield* signed({ reference_code: "genuine" })).split(".")
       const forged = yield* Effect.flip(AccountsProtocol.processOnboardResponse(
-        answer(request, 201, { token: `${header}.${payload}.${signature}` }),
+        answerTo(request, 201, { token: `${header}.${payload}.${signature}` }),
         request
       ))
       assert.strictEqual(forged._tag === "VerificationError" && forged.reason, "InvalidSignature")
       assert.strictEqual(forged._tag === "VerificationError" && forged.operation, "getOnboardServiceUrl")
       const garbage = yield* Effect.flip(
-        AccountsProtocol.processOnboardResponse(answer(request, 201, { token: "garbage" }), request)
+        AccountsProtocol.processOnboardResponse(answerTo(request, 201, { token: "garbage" }), request)
       )
       assert.strictEqual(garbage._tag === "VerificationError" && garbage.reason, "Malformed")
     }).pipe(Effect.provide(Keys)))
@@ -182,18 +163,18 @@ describe("AccountsProtocol.processOnboardResponse", () => {
     Effect.gen(function*() {
       const request = yield* AccountsProtocol.onboardRequest({ ...credentials, callbackUrl }, agent)
       const rejected = yield* Effect.flip(
-        AccountsProtocol.processOnboardResponse(answer(request, 401, invalidToken), request)
+        AccountsProtocol.processOnboardResponse(answerTo(request, 401, invalidToken), request)
       )
       assert.strictEqual(rejected._tag, "AccessTokenRejected")
       assert.strictEqual(rejected._tag === "AccessTokenRejected" && rejected.contractId, contractId)
       assert.strictEqual(rejected._tag === "AccessTokenRejected" && rejected.reference, "r-1")
       const redirect = yield* Effect.flip(
-        AccountsProtocol.processOnboardResponse(answer(request, 404, invalidRedirect), request)
+        AccountsProtocol.processOnboardResponse(answerTo(request, 404, invalidRedirect), request)
       )
       assert.strictEqual(redirect._tag, "ApiError")
       assert.strictEqual(redirect._tag === "ApiError" && redirect.code, "InvalidRedirectUri")
       const other401 = yield* Effect.flip(
-        AccountsProtocol.processOnboardResponse(answer(request, 401, invalidRedirect), request)
+        AccountsProtocol.processOnboardResponse(answerTo(request, 401, invalidRedirect), request)
       )
       assert.strictEqual(other401._tag === "ApiError" && other401.status, 401)
     }).pipe(Effect.provide(Keys)))
@@ -202,7 +183,7 @@ describe("AccountsProtocol.processOnboardResponse", () => {
     Effect.gen(function*() {
       const request = yield* AccountsProtocol.reauthorizeAccountRequest({ ...credentials, callbackUrl }, agent)
       const noToken = yield* Effect.flip(AccountsProtocol.processReauthorizeAccountResponse(
-        answer(request, 201, { session: { expiry: 1, key: "k" } }),
+        answerTo(request, 201, { session: { expiry: 1, key: "k" } }),
         request
       ))
       assert.strictEqual(noToken._tag, "ResponseError")
@@ -210,14 +191,14 @@ describe("AccountsProtocol.processOnboardResponse", () => {
       assert.strictEqual(noToken._tag === "ResponseError" && noToken.operation, "getReauthorizeAccountUrl")
       const token = yield* signed({ reference_code: "ref-code-1" })
       const badSession = yield* Effect.flip(AccountsProtocol.processReauthorizeAccountResponse(
-        answer(request, 201, { token, session: { expiry: 1, key: 42 } }),
+        answerTo(request, 201, { token, session: { expiry: 1, key: 42 } }),
         request
       ))
       assert.strictEqual(badSession._tag, "ResponseError")
       assert.include(badSession.message, "session.key")
       assert.notInclude(badSession.message, token)
       const notJson = yield* Effect.flip(
-        AccountsProtocol.processReauthorizeAccountResponse(answer(request, 201, "<html>"), request)
+        AccountsProtocol.processReauthorizeAccountResponse(answerTo(request, 201, "<html>"), request)
       )
       assert.strictEqual(notJson._tag === "ResponseError" && notJson.description, "the body is not JSON")
     }).pipe(Effect.provide(Layer.succeed(KeySet.KeySet, { verify: () => Effect.die("no token to verify") }))))
@@ -269,7 +250,7 @@ describe("AccountsProtocol: reauthorize one account", () => {
       assert.strictEqual(request.request.method, "POST")
       assert.strictEqual(request.request.url, "oauth/token/reference")
       assert.deepStrictEqual(request.claims, { access_token: "access-value", redirect_uri: callbackUrl })
-      assert.deepStrictEqual(bodyOf(request), { agent: { sdk: agent } })
+      assert.deepStrictEqual(jsonBodyOf(request), { agent: { sdk: agent } })
       assert.isTrue(request.idempotent)
       const error = yield* Effect.flip(
         AccountsProtocol.reauthorizeAccountRequest({ ...credentials, callbackUrl: "not a url" }, agent)
@@ -285,7 +266,7 @@ describe("AccountsProtocol: reauthorize one account", () => {
       assert.strictEqual(request.request.method, "POST")
       assert.strictEqual(request.request.url, "reference")
       assert.deepStrictEqual(request.claims, {})
-      assert.deepStrictEqual(bodyOf(request), { type: "accountId", value: "account-1" })
+      assert.deepStrictEqual(jsonBodyOf(request), { type: "accountId", value: "account-1" })
       assert.isTrue(request.idempotent)
       const errors = yield* Effect.all([
         Effect.flip(AccountsProtocol.accountReferenceRequest({ contractId, accountId: " " })),
@@ -301,19 +282,19 @@ describe("AccountsProtocol: reauthorize one account", () => {
     Effect.gen(function*() {
       const request = yield* AccountsProtocol.accountReferenceRequest({ contractId, accountId: "account-1" })
       assert.strictEqual(
-        yield* AccountsProtocol.processAccountReferenceResponse(answer(request, 201, { id: "ref-9" }), request),
+        yield* AccountsProtocol.processAccountReferenceResponse(answerTo(request, 201, { id: "ref-9" }), request),
         "ref-9"
       )
       for (const body of [{}, { id: {} }, { id: "" }]) {
         const error = yield* Effect.flip(
-          AccountsProtocol.processAccountReferenceResponse(answer(request, 201, body), request)
+          AccountsProtocol.processAccountReferenceResponse(answerTo(request, 201, body), request)
         )
         assert.strictEqual(error._tag, "ResponseError")
         assert.include(error.message, "id")
         assert.notInclude(error.message, "[object Object]")
       }
       const notJson = yield* Effect.flip(
-        AccountsProtocol.processAccountReferenceResponse(answer(request, 201, "ref-9"), request)
+        AccountsProtocol.processAccountReferenceResponse(answerTo(request, 201, "ref-9"), request)
       )
       assert.strictEqual(notJson._tag === "ResponseError" && notJson.description, "the body is not JSON")
     }))
@@ -322,11 +303,11 @@ describe("AccountsProtocol: reauthorize one account", () => {
     Effect.gen(function*() {
       const request = yield* AccountsProtocol.accountReferenceRequest({ contractId, accountId: "account-1" })
       const error = yield* Effect.flip(
-        AccountsProtocol.processAccountReferenceResponse(answer(request, 404, invalidRedirect), request)
+        AccountsProtocol.processAccountReferenceResponse(answerTo(request, 404, invalidRedirect), request)
       )
       assert.strictEqual(error._tag === "ApiError" && error.code, "InvalidRedirectUri")
       const unauthorized = yield* Effect.flip(
-        AccountsProtocol.processAccountReferenceResponse(answer(request, 401, invalidToken), request)
+        AccountsProtocol.processAccountReferenceResponse(answerTo(request, 401, invalidToken), request)
       )
       assert.strictEqual(unauthorized._tag, "ApiError")
       assert.strictEqual(unauthorized._tag === "ApiError" && unauthorized.code, "InvalidToken")
@@ -410,19 +391,19 @@ describe("AccountsProtocol.revokeAccountPermissionRequest", () => {
       })
       const location = "https://medmij.example/revoke?session=1"
       assert.strictEqual(
-        yield* AccountsProtocol.processRevokeAccountPermissionResponse(answer(request, 201, { location }), request),
+        yield* AccountsProtocol.processRevokeAccountPermissionResponse(answerTo(request, 201, { location }), request),
         location
       )
       for (const body of [{}, { location: "/relative" }, { location: "javascript:alert(1)" }, { location: 7 }]) {
         const error = yield* Effect.flip(
-          AccountsProtocol.processRevokeAccountPermissionResponse(answer(request, 201, body), request)
+          AccountsProtocol.processRevokeAccountPermissionResponse(answerTo(request, 201, body), request)
         )
         assert.strictEqual(error._tag, "ResponseError")
         assert.include(error.message, "location")
         assert.notInclude(error.message, "javascript")
       }
       const notJson = yield* Effect.flip(
-        AccountsProtocol.processRevokeAccountPermissionResponse(answer(request, 200, "<html>"), request)
+        AccountsProtocol.processRevokeAccountPermissionResponse(answerTo(request, 200, "<html>"), request)
       )
       assert.strictEqual(notJson._tag === "ResponseError" && notJson.description, "the body is not JSON")
     }))
@@ -435,18 +416,18 @@ describe("AccountsProtocol.revokeAccountPermissionRequest", () => {
         redirectUri
       })
       const rejected = yield* Effect.flip(
-        AccountsProtocol.processRevokeAccountPermissionResponse(answer(request, 401, invalidToken), request)
+        AccountsProtocol.processRevokeAccountPermissionResponse(answerTo(request, 401, invalidToken), request)
       )
       assert.strictEqual(rejected._tag, "AccessTokenRejected")
       assert.strictEqual(rejected._tag === "AccessTokenRejected" && rejected.operation, "getRevokeAccountPermissionUrl")
       const other401 = yield* Effect.flip(AccountsProtocol.processRevokeAccountPermissionResponse(
-        answer(request, 401, { error: { code: "InsufficientScope", message: "higher privileges" } }),
+        answerTo(request, 401, { error: { code: "InsufficientScope", message: "higher privileges" } }),
         request
       ))
       assert.strictEqual(other401._tag, "ApiError")
       assert.strictEqual(other401._tag === "ApiError" && other401.code, "InsufficientScope")
       const unknown = yield* Effect.flip(
-        AccountsProtocol.processRevokeAccountPermissionResponse(answer(request, 502, "Bad gateway"), request)
+        AccountsProtocol.processRevokeAccountPermissionResponse(answerTo(request, 502, "Bad gateway"), request)
       )
       assert.strictEqual(unknown._tag === "ApiError" && unknown.code, "Unknown")
     }))
@@ -491,28 +472,28 @@ describe("AccountsProtocol.deleteAccountRequest", () => {
     Effect.gen(function*() {
       const request = yield* AccountsProtocol.deleteAccountRequest({ ...credentials, accountId: "account-1" })
       yield* AccountsProtocol.processDeleteAccountResponse(
-        answer(request, 201, { deleted: true, response: {} }),
+        answerTo(request, 201, { deleted: true, response: {} }),
         request
       )
-      yield* AccountsProtocol.processDeleteAccountResponse(answer(request, 204, ""), request)
-      yield* AccountsProtocol.processDeleteAccountResponse(answer(request, 200, "not json"), request)
+      yield* AccountsProtocol.processDeleteAccountResponse(answerTo(request, 204, ""), request)
+      yield* AccountsProtocol.processDeleteAccountResponse(answerTo(request, 200, "not json"), request)
       const rejected = yield* Effect.flip(
-        AccountsProtocol.processDeleteAccountResponse(answer(request, 401, invalidToken), request)
+        AccountsProtocol.processDeleteAccountResponse(answerTo(request, 401, invalidToken), request)
       )
       assert.strictEqual(rejected._tag, "AccessTokenRejected")
       assert.strictEqual(rejected._tag === "AccessTokenRejected" && rejected.operation, "deleteAccount")
       const other401 = yield* Effect.flip(
-        AccountsProtocol.processDeleteAccountResponse(answer(request, 401, invalidRedirect), request)
+        AccountsProtocol.processDeleteAccountResponse(answerTo(request, 401, invalidRedirect), request)
       )
       assert.strictEqual(other401._tag, "ApiError")
       const notFound = yield* Effect.flip(AccountsProtocol.processDeleteAccountResponse(
-        answer(request, 404, { error: { code: "AccountNotFound", message: "no such account", reference: "r-2" } }),
+        answerTo(request, 404, { error: { code: "AccountNotFound", message: "no such account", reference: "r-2" } }),
         request
       ))
       assert.strictEqual(notFound._tag === "ApiError" && notFound.code, "AccountNotFound")
       assert.strictEqual(notFound._tag === "ApiError" && notFound.reference, "r-2")
       const unknown = yield* Effect.flip(
-        AccountsProtocol.processDeleteAccountResponse(answer(request, 500, ""), request)
+        AccountsProtocol.processDeleteAccountResponse(answerTo(request, 500, ""), request)
       )
       assert.strictEqual(unknown._tag === "ApiError" && unknown.code, "Unknown")
     }))

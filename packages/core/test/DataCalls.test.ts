@@ -4,25 +4,20 @@
  * processors on answers built in memory. Every refusal is a typed error naming the field.
  */
 import { DataProtocol, type DigimeRequest, FileProtocol, PushProtocol } from "@digime-effect/core"
-import { Headers, HttpClientRequest, HttpClientResponse } from "@effect/platform"
+import { Headers } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Effect, Encoding, Redacted, Stream } from "effect"
+import { answerTo } from "./fixtures.js"
 
 const credentials = { contractId: "contract-1", accessToken: Redacted.make("access-value") }
-
-const answer = (status: number, body: unknown, headers: Record<string, string> = {}) =>
-  HttpClientResponse.fromWeb(
-    HttpClientRequest.get("https://api.example/"),
-    new Response(body === "" ? null : typeof body === "string" ? body : JSON.stringify(body), {
-      status,
-      headers: { "content-type": "application/json", ...headers }
-    })
-  )
 
 const listRequest = FileProtocol.fileListRequest({ ...credentials, sessionKey: "session-1" })
 
 const processList = (status: number, body: unknown) =>
-  Effect.flatMap(listRequest, (request) => FileProtocol.processFileListResponse(answer(status, body), request))
+  Effect.flatMap(
+    listRequest,
+    (request) => FileProtocol.processFileListResponse(answerTo(undefined, status, body), request)
+  )
 
 const xMetadata = (value: unknown, encode: (text: string) => string = Encoding.encodeBase64Url) =>
   encode(JSON.stringify(value))
@@ -241,20 +236,22 @@ describe("files", () => {
       const request = yield* FileProtocol.fileMetadataRequest({ ...credentials, sessionKey: "s", fileName: "f" })
       assert.strictEqual(request.request.method, "HEAD")
       const ok = yield* FileProtocol.processFileMetadataResponse(
-        answer(200, "", { "x-metadata": xMetadata({ metadata: mapped }) }),
+        answerTo(undefined, 200, "", { "x-metadata": xMetadata({ metadata: mapped }) }),
         request,
         "f"
       )
       assert.deepStrictEqual(ok.metadata, mapped)
       const rejected = yield* Effect.flip(
         FileProtocol.processFileMetadataResponse(
-          answer(401, "", { "www-authenticate": "Bearer error=\"invalid_token\"" }),
+          answerTo(undefined, 401, "", { "www-authenticate": "Bearer error=\"invalid_token\"" }),
           request,
           "f"
         )
       )
       assert.strictEqual(rejected._tag, "AccessTokenRejected")
-      const bare = yield* Effect.flip(FileProtocol.processFileMetadataResponse(answer(401, ""), request, "f"))
+      const bare = yield* Effect.flip(
+        FileProtocol.processFileMetadataResponse(answerTo(undefined, 401, ""), request, "f")
+      )
       assert.strictEqual(bare._tag, "ApiError")
       assert.strictEqual(bare._tag === "ApiError" ? bare.code : undefined, "Unknown")
     }))
@@ -338,14 +335,14 @@ describe("pushes", () => {
   it.effect("processPushResponse: any 2xx; 401 InvalidToken is AccessTokenRejected, others ApiError", () =>
     Effect.gen(function*() {
       const request = yield* PushProtocol.pushRequest({ ...credentials, fileDescriptor, data: new Uint8Array() })
-      yield* PushProtocol.processPushResponse(answer(201, ""), request)
-      yield* PushProtocol.processPushResponse(answer(200, { status: "delivered" }), request)
+      yield* PushProtocol.processPushResponse(answerTo(undefined, 201, ""), request)
+      yield* PushProtocol.processPushResponse(answerTo(undefined, 200, { status: "delivered" }), request)
       const rejected = yield* Effect.flip(
-        PushProtocol.processPushResponse(answer(401, { error: { code: "InvalidToken" } }), request)
+        PushProtocol.processPushResponse(answerTo(undefined, 401, { error: { code: "InvalidToken" } }), request)
       )
       assert.strictEqual(rejected._tag, "AccessTokenRejected")
       const refused = yield* Effect.flip(
-        PushProtocol.processPushResponse(answer(403, { error: { code: "ReadOnlyContract" } }), request)
+        PushProtocol.processPushResponse(answerTo(undefined, 403, { error: { code: "ReadOnlyContract" } }), request)
       )
       assert.strictEqual(refused._tag, "ApiError")
     }))
@@ -373,10 +370,10 @@ describe("portability report", () => {
   it.effect("the answer is its body as text", () =>
     Effect.gen(function*() {
       const request = yield* DataProtocol.portabilityReportRequest(credentials)
-      const text = yield* DataProtocol.processPortabilityReportResponse(answer(201, "<report/>"), request)
+      const text = yield* DataProtocol.processPortabilityReportResponse(answerTo(undefined, 201, "<report/>"), request)
       assert.strictEqual(text, "<report/>")
       const error = yield* Effect.flip(
-        DataProtocol.processPortabilityReportResponse(answer(500, { error: { code: "Boom" } }), request)
+        DataProtocol.processPortabilityReportResponse(answerTo(undefined, 500, { error: { code: "Boom" } }), request)
       )
       assert.strictEqual(error._tag, "ApiError")
     }))

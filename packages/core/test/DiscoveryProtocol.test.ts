@@ -4,26 +4,11 @@
  */
 import type { DigimeRequest } from "@digime-effect/core"
 import * as DiscoveryProtocol from "@digime-effect/core/DiscoveryProtocol"
-import { HttpClientResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { answerTo, jsonBodyOf } from "./fixtures.js"
 
 const contractId = "contract-1"
-
-/** digi.me's answer to `request`, a JSON body (or text as it is, or no body for ""). */
-const answer = (request: DigimeRequest.Request, status: number, body: unknown) =>
-  HttpClientResponse.fromWeb(
-    request.request,
-    new Response(body === "" ? null : typeof body === "string" ? body : JSON.stringify(body), {
-      status,
-      headers: { "content-type": "application/json" }
-    })
-  )
-
-const bodyOf = (request: DigimeRequest.Request): unknown =>
-  request.request.body._tag === "Uint8Array"
-    ? JSON.parse(new TextDecoder().decode(request.request.body.body))
-    : request.request.body._tag
 
 const errorBody = { error: { code: "ValidationErrors", message: "Parameter validation errors", reference: "r-1" } }
 
@@ -43,7 +28,7 @@ describe("DiscoveryProtocol.sourcesRequest", () => {
       assert.strictEqual(request.request.method, "POST")
       assert.strictEqual(request.request.url, "discovery/sources")
       assert.strictEqual(request.request.headers["content-type"], "application/json")
-      assert.deepStrictEqual(bodyOf(request), {
+      assert.deepStrictEqual(jsonBodyOf(request), {
         query: { filter: { type: { id: [1] }, publishedStatus: ["approved"] } }
       })
     }))
@@ -61,7 +46,7 @@ describe("DiscoveryProtocol.sourcesRequest", () => {
           filter: { type: { id: [2] }, country: { id: [7] } }
         }
       })
-      assert.deepStrictEqual(bodyOf(request), {
+      assert.deepStrictEqual(jsonBodyOf(request), {
         limit: 10,
         offset: 20,
         sort: { name: "desc" },
@@ -76,7 +61,7 @@ describe("DiscoveryProtocol.sourcesRequest", () => {
         contractId,
         query: { filter: { publishedStatus: [], type: { id: [1, 2] } } }
       })
-      assert.deepStrictEqual(bodyOf(all), { query: { filter: { publishedStatus: [], type: { id: [1, 2] } } } })
+      assert.deepStrictEqual(jsonBodyOf(all), { query: { filter: { publishedStatus: [], type: { id: [1, 2] } } } })
     }))
 
   it.effect("withDefaultFilter leaves the rest of the query as it is", () =>
@@ -126,7 +111,7 @@ describe("DiscoveryProtocol.processSourcesResponse", () => {
         json: { authorisation: { type: "saas" } }
       }
       const page = yield* DiscoveryProtocol.processSourcesResponse(
-        answer(request, 200, { data: [source, { id: 18 }], limit: 10, offset: 0, total: 2 }),
+        answerTo(request, 200, { data: [source, { id: 18 }], limit: 10, offset: 0, total: 2 }),
         request
       )
       assert.deepStrictEqual(page, { data: [source, { id: 18 }], limit: 10, offset: 0, total: 2 })
@@ -136,19 +121,19 @@ describe("DiscoveryProtocol.processSourcesResponse", () => {
     Effect.gen(function*() {
       const request = yield* DiscoveryProtocol.sourcesRequest({ contractId })
       const noTotal = yield* Effect.flip(
-        DiscoveryProtocol.processSourcesResponse(answer(request, 200, { data: [], limit: 1, offset: 0 }), request)
+        DiscoveryProtocol.processSourcesResponse(answerTo(request, 200, { data: [], limit: 1, offset: 0 }), request)
       )
       assert.strictEqual(noTotal._tag, "ResponseError")
       assert.include(noTotal.message, "total")
       const badId = yield* Effect.flip(DiscoveryProtocol.processSourcesResponse(
-        answer(request, 200, { data: [{ id: "source-secret-17" }], limit: 1, offset: 0, total: 1 }),
+        answerTo(request, 200, { data: [{ id: "source-secret-17" }], limit: 1, offset: 0, total: 1 }),
         request
       ))
       assert.strictEqual(badId._tag, "ResponseError")
       assert.include(badId.message, "data.0.id")
       assert.notInclude(badId.message, "source-secret-17")
       const notJson = yield* Effect.flip(
-        DiscoveryProtocol.processSourcesResponse(answer(request, 200, "<html>"), request)
+        DiscoveryProtocol.processSourcesResponse(answerTo(request, 200, "<html>"), request)
       )
       assert.strictEqual(notJson._tag === "ResponseError" && notJson.description, "the body is not JSON")
       assert.strictEqual(notJson._tag === "ResponseError" && notJson.operation, "querySources")
@@ -158,14 +143,14 @@ describe("DiscoveryProtocol.processSourcesResponse", () => {
     Effect.gen(function*() {
       const request = yield* DiscoveryProtocol.sourcesRequest({ contractId })
       const error = yield* Effect.flip(
-        DiscoveryProtocol.processSourcesResponse(answer(request, 400, errorBody), request)
+        DiscoveryProtocol.processSourcesResponse(answerTo(request, 400, errorBody), request)
       )
       assert.strictEqual(error._tag, "ApiError")
       assert.strictEqual(error._tag === "ApiError" && error.code, "ValidationErrors")
       assert.strictEqual(error._tag === "ApiError" && error.status, 400)
       assert.strictEqual(error._tag === "ApiError" && error.reference, "r-1")
       const unauthorized = yield* Effect.flip(DiscoveryProtocol.processSourcesResponse(
-        answer(request, 401, { error: { code: "InvalidToken", message: "The token is invalid" } }),
+        answerTo(request, 401, { error: { code: "InvalidToken", message: "The token is invalid" } }),
         request
       ))
       assert.strictEqual(unauthorized._tag, "ApiError")
@@ -191,7 +176,7 @@ describe("DiscoveryProtocol: countries, platforms, categories", () => {
         assert.strictEqual(bare.request.headers["content-type"], "application/json")
         const queried = yield* build({ contractId, query: { include: ["resource"], filter: { id: [1, 2] } } })
         assertClientCall(queried, operation)
-        assert.deepStrictEqual(bodyOf(queried), { query: { include: ["resource"], filter: { id: [1, 2] } } })
+        assert.deepStrictEqual(jsonBodyOf(queried), { query: { include: ["resource"], filter: { id: [1, 2] } } })
       }))
   }
 
@@ -220,7 +205,7 @@ describe("DiscoveryProtocol: countries, platforms, categories", () => {
       const countries = yield* DiscoveryProtocol.countriesRequest({ contractId })
       assert.deepStrictEqual(
         yield* DiscoveryProtocol.processCountriesResponse(
-          answer(countries, 200, { data: [{ id: 1, code: "NL", name: "Netherlands", resource: { url: "u" } }] }),
+          answerTo(countries, 200, { data: [{ id: 1, code: "NL", name: "Netherlands", resource: { url: "u" } }] }),
           countries
         ),
         [{ id: 1, code: "NL", name: "Netherlands", resource: { url: "u" } }]
@@ -228,7 +213,7 @@ describe("DiscoveryProtocol: countries, platforms, categories", () => {
       const platforms = yield* DiscoveryProtocol.platformsRequest({ contractId })
       assert.deepStrictEqual(
         yield* DiscoveryProtocol.processPlatformsResponse(
-          answer(platforms, 200, { data: [{ id: 2, name: "Web", reference: "web" }] }),
+          answerTo(platforms, 200, { data: [{ id: 2, name: "Web", reference: "web" }] }),
           platforms
         ),
         [{ id: 2, name: "Web", reference: "web" }]
@@ -236,7 +221,7 @@ describe("DiscoveryProtocol: countries, platforms, categories", () => {
       const categories = yield* DiscoveryProtocol.categoriesRequest({ contractId })
       assert.deepStrictEqual(
         yield* DiscoveryProtocol.processCategoriesResponse(
-          answer(categories, 200, { data: [{ id: 3, categoryTypeId: 1, title: "Health", subTitle: "s" }] }),
+          answerTo(categories, 200, { data: [{ id: 3, categoryTypeId: 1, title: "Health", subTitle: "s" }] }),
           categories
         ),
         [{ id: 3, categoryTypeId: 1, title: "Health", subTitle: "s" }]
@@ -246,23 +231,23 @@ describe("DiscoveryProtocol: countries, platforms, categories", () => {
   it.effect("a malformed answer is ResponseError naming the field; an error body is ApiError", () =>
     Effect.gen(function*() {
       const request = yield* DiscoveryProtocol.countriesRequest({ contractId })
-      const noData = yield* Effect.flip(DiscoveryProtocol.processCountriesResponse(answer(request, 200, {}), request))
+      const noData = yield* Effect.flip(DiscoveryProtocol.processCountriesResponse(answerTo(request, 200, {}), request))
       assert.strictEqual(noData._tag, "ResponseError")
       assert.include(noData.message, "data")
       const platforms = yield* DiscoveryProtocol.platformsRequest({ contractId })
       const badName = yield* Effect.flip(DiscoveryProtocol.processPlatformsResponse(
-        answer(platforms, 200, { data: [{ id: 1, name: 404 }] }),
+        answerTo(platforms, 200, { data: [{ id: 1, name: 404 }] }),
         platforms
       ))
       assert.strictEqual(badName._tag, "ResponseError")
       assert.include(badName.message, "data.0.name")
       const categories = yield* DiscoveryProtocol.categoriesRequest({ contractId })
       const notJson = yield* Effect.flip(
-        DiscoveryProtocol.processCategoriesResponse(answer(categories, 200, "not json"), categories)
+        DiscoveryProtocol.processCategoriesResponse(answerTo(categories, 200, "not json"), categories)
       )
       assert.strictEqual(notJson._tag === "ResponseError" && notJson.description, "the body is not JSON")
       const error = yield* Effect.flip(
-        DiscoveryProtocol.processCategoriesResponse(answer(categories, 500, errorBody), categories)
+        DiscoveryProtocol.processCategoriesResponse(answerTo(categories, 500, errorBody), categories)
       )
       assert.strictEqual(error._tag === "ApiError" && error.code, "ValidationErrors")
     }))
@@ -302,22 +287,22 @@ describe("DiscoveryProtocol: sample datasets", () => {
         test: { description: "Test data", name: "test" }
       }
       assert.deepStrictEqual(
-        yield* DiscoveryProtocol.processSampleDataSetsResponse(answer(request, 200, sets), request),
+        yield* DiscoveryProtocol.processSampleDataSetsResponse(answerTo(request, 200, sets), request),
         sets
       )
       const malformed = yield* Effect.flip(DiscoveryProtocol.processSampleDataSetsResponse(
-        answer(request, 200, { default: { name: "default" } }),
+        answerTo(request, 200, { default: { name: "default" } }),
         request
       ))
       assert.strictEqual(malformed._tag, "ResponseError")
       assert.include(malformed.message, "default.description")
       const notFound = yield* Effect.flip(DiscoveryProtocol.processSampleDataSetsResponse(
-        answer(request, 404, { error: { code: "NotFound", message: "no such source" } }),
+        answerTo(request, 404, { error: { code: "NotFound", message: "no such source" } }),
         request
       ))
       assert.strictEqual(notFound._tag === "ApiError" && notFound.code, "NotFound")
       const notJson = yield* Effect.flip(
-        DiscoveryProtocol.processSampleDataSetsResponse(answer(request, 200, "{"), request)
+        DiscoveryProtocol.processSampleDataSetsResponse(answerTo(request, 200, "{"), request)
       )
       assert.strictEqual(notJson._tag === "ResponseError" && notJson.description, "the body is not JSON")
     }))
@@ -351,28 +336,28 @@ describe("DiscoveryProtocol: contract details", () => {
     Effect.gen(function*() {
       const request = yield* DiscoveryProtocol.contractDetailsRequest({ contractId })
       assert.deepStrictEqual(
-        yield* DiscoveryProtocol.processContractDetailsResponse(answer(request, 200, details), request),
+        yield* DiscoveryProtocol.processContractDetailsResponse(answerTo(request, 200, details), request),
         details
       )
       const { partnerId: _, ...withoutPartner } = details
       const missing = yield* Effect.flip(
-        DiscoveryProtocol.processContractDetailsResponse(answer(request, 200, withoutPartner), request)
+        DiscoveryProtocol.processContractDetailsResponse(answerTo(request, 200, withoutPartner), request)
       )
       assert.strictEqual(missing._tag, "ResponseError")
       assert.include(missing.message, "partnerId")
       const badAccess = yield* Effect.flip(DiscoveryProtocol.processContractDetailsResponse(
-        answer(request, 200, { ...details, accessType: "rw-secret" }),
+        answerTo(request, 200, { ...details, accessType: "rw-secret" }),
         request
       ))
       assert.include(badAccess.message, "accessType")
       assert.notInclude(badAccess.message, "rw-secret")
       const badStatus = yield* Effect.flip(DiscoveryProtocol.processContractDetailsResponse(
-        answer(request, 200, { ...details, application: { ...details.application, status: "on" } }),
+        answerTo(request, 200, { ...details, application: { ...details.application, status: "on" } }),
         request
       ))
       assert.include(badStatus.message, "application.status")
       const error = yield* Effect.flip(
-        DiscoveryProtocol.processContractDetailsResponse(answer(request, 403, errorBody), request)
+        DiscoveryProtocol.processContractDetailsResponse(answerTo(request, 403, errorBody), request)
       )
       assert.strictEqual(error._tag === "ApiError" && error.status, 403)
     }))

@@ -6,7 +6,7 @@ import { DigimeConfig, KeySet } from "@digime-effect/core"
 import { FetchHttpClient, HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Encoding, Layer, TestClock } from "effect"
-import { joinAdvancing, testContract } from "./fixtures.js"
+import { joinAdvancing, signingPair, signingPublicPem, testContract } from "./fixtures.js"
 
 const jwksUrl = "https://api.digi.me/v1.7/jwks/oauth"
 
@@ -14,13 +14,8 @@ const answer = (status: number, body: BodyInit | null, headers: Record<string, s
   HttpClientResponse.fromWeb(HttpClientRequest.get(jwksUrl), new Response(body, { status, headers }))
 
 // A 2048-bit RSA public key in both forms a key set may use.
-const pair = await globalThis.crypto.subtle.generateKey(
-  { name: "RSA-PSS", hash: "SHA-512", modulusLength: 2048, publicExponent: Uint8Array.of(1, 0, 1) },
-  true,
-  ["sign", "verify"]
-)
-const spki = Encoding.encodeBase64(new Uint8Array(await globalThis.crypto.subtle.exportKey("spki", pair.publicKey)))
-const publicPem = `-----BEGIN PUBLIC KEY-----\n${spki.replace(/.{1,64}/g, "$&\n")}-----END PUBLIC KEY-----\n`
+const pair = signingPair
+const publicPem = signingPublicPem
 const jwk = await globalThis.crypto.subtle.exportKey("jwk", pair.publicKey)
 
 describe("KeySet.processJwksResponse", () => {

@@ -2,27 +2,14 @@
  * The request builders and response processors of `TokenProtocol` and `DataProtocol`, without
  * HTTP: builders are checked on what they would send, processors on answers built in memory.
  */
-import { DataProtocol, DigimeConfig, type DigimeRequest, KeySet, TokenProtocol } from "@digime-effect/core"
-import { HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
+import { DataProtocol, DigimeConfig, KeySet, TokenProtocol } from "@digime-effect/core"
+import { HttpClient } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
+import { answerTo, jsonBodyOf } from "./fixtures.js"
 
 const agent = { name: "nodejs", version: "16.1.5" }
 const credentials = { contractId: "contract-1", accessToken: Redacted.make("access-value") }
-
-const answer = (status: number, body: unknown) =>
-  HttpClientResponse.fromWeb(
-    HttpClientRequest.get("https://api.example/"),
-    new Response(body === "" ? null : typeof body === "string" ? body : JSON.stringify(body), {
-      status,
-      headers: { "content-type": "application/json" }
-    })
-  )
-
-const bodyOf = (request: DigimeRequest.Request): unknown =>
-  request.request.body._tag === "Uint8Array"
-    ? JSON.parse(new TextDecoder().decode(request.request.body.body))
-    : undefined
 
 /** A key set that must never be asked: the processors below fail before verification. */
 const NoKeys = Layer.succeed(KeySet.KeySet, { verify: () => Effect.die("no token to verify") })
@@ -61,7 +48,7 @@ describe("request builders", () => {
         response_mode: "query",
         response_type: "code"
       })
-      assert.deepStrictEqual(bodyOf(request), { agent: { sdk: agent }, actions: { pull: { sourceFetch: false } } })
+      assert.deepStrictEqual(jsonBodyOf(request), { agent: { sdk: agent }, actions: { pull: { sourceFetch: false } } })
       assert.isTrue(request.idempotent)
     }))
 
@@ -69,7 +56,7 @@ describe("request builders", () => {
     Effect.gen(function*() {
       const request = yield* DataProtocol.triggerRequest({ ...credentials, limits: { duration: 1 } }, agent)
       assert.deepStrictEqual(request.claims, { access_token: "access-value" })
-      assert.deepStrictEqual(bodyOf(request), { limits: { duration: 1 }, agent: { sdk: agent } })
+      assert.deepStrictEqual(jsonBodyOf(request), { limits: { duration: 1 }, agent: { sdk: agent } })
       assert.isFalse(request.idempotent)
     }))
 
@@ -100,7 +87,7 @@ describe("response processors", () => {
   it.effect("processAccountsResponse: a 2xx array of accounts, decoded", () =>
     Effect.gen(function*() {
       const request = yield* DataProtocol.accountsRequest(credentials)
-      const accounts = yield* DataProtocol.processAccountsResponse(answer(202, []), request)
+      const accounts = yield* DataProtocol.processAccountsResponse(answerTo(undefined, 202, []), request)
       assert.deepStrictEqual(accounts, [])
     }))
 
@@ -108,11 +95,11 @@ describe("response processors", () => {
     Effect.gen(function*() {
       const refused = { error: { code: "InvalidToken", message: "The token is invalid", reference: "r-1" } }
       const data = yield* DataProtocol.accountsRequest(credentials)
-      const rejected = yield* Effect.flip(DataProtocol.processAccountsResponse(answer(401, refused), data))
+      const rejected = yield* Effect.flip(DataProtocol.processAccountsResponse(answerTo(undefined, 401, refused), data))
       assert.strictEqual(rejected._tag, "AccessTokenRejected")
       assert.strictEqual(rejected._tag === "AccessTokenRejected" && rejected.contractId, "contract-1")
       const token = yield* TokenProtocol.refreshTokenRequest({ contractId: "c", refreshToken: Redacted.make("r") })
-      const error = yield* Effect.flip(TokenProtocol.processTokenResponse(answer(401, refused), token))
+      const error = yield* Effect.flip(TokenProtocol.processTokenResponse(answerTo(undefined, 401, refused), token))
       assert.strictEqual(error._tag, "ApiError")
       assert.strictEqual(error._tag === "ApiError" && error.reference, "r-1")
     }).pipe(Effect.provide(NoKeys)))
@@ -121,18 +108,22 @@ describe("response processors", () => {
     Effect.gen(function*() {
       const request = yield* DataProtocol.triggerRequest(credentials, agent)
       const error = yield* Effect.flip(
-        DataProtocol.processTriggerResponse(answer(202, { session: { expiry: 1, key: 42 } }), request)
+        DataProtocol.processTriggerResponse(answerTo(undefined, 202, { session: { expiry: 1, key: 42 } }), request)
       )
       assert.strictEqual(error._tag, "ResponseError")
       assert.include(error.message, "session.key")
-      const notJson = yield* Effect.flip(DataProtocol.processTriggerResponse(answer(202, "<html>"), request))
+      const notJson = yield* Effect.flip(
+        DataProtocol.processTriggerResponse(answerTo(undefined, 202, "<html>"), request)
+      )
       assert.strictEqual(notJson._tag === "ResponseError" && notJson.description, "the body is not JSON")
     }))
 
   it.effect("processTokenResponse: a token that is not a JWS never reaches the store: VerificationError", () =>
     Effect.gen(function*() {
       const request = yield* TokenProtocol.refreshTokenRequest({ contractId: "c", refreshToken: Redacted.make("r") })
-      const error = yield* Effect.flip(TokenProtocol.processTokenResponse(answer(201, { token: "garbage" }), request))
+      const error = yield* Effect.flip(
+        TokenProtocol.processTokenResponse(answerTo(undefined, 201, { token: "garbage" }), request)
+      )
       assert.strictEqual(error._tag, "VerificationError")
       assert.strictEqual(error._tag === "VerificationError" && error.reason, "Malformed")
     }).pipe(Effect.provide(KeySet.layer.pipe(
@@ -149,8 +140,8 @@ describe("response processors", () => {
   it.effect("processDeleteUserResponse: any 2xx, whatever the body", () =>
     Effect.gen(function*() {
       const request = yield* DataProtocol.deleteUserRequest(credentials)
-      yield* DataProtocol.processDeleteUserResponse(answer(204, ""), request)
-      const error = yield* Effect.flip(DataProtocol.processDeleteUserResponse(answer(500, ""), request))
+      yield* DataProtocol.processDeleteUserResponse(answerTo(undefined, 204, ""), request)
+      const error = yield* Effect.flip(DataProtocol.processDeleteUserResponse(answerTo(undefined, 500, ""), request))
       assert.strictEqual(error._tag === "ApiError" && error.code, "Unknown")
     }))
 })

@@ -3,10 +3,11 @@
  * per file), and the layer stack of a client talking to the simulated digi.me.
  */
 import { AutoRefresh, DigimeClient, type DigimeError, TokenKey, TokenManager, TokenStore } from "@digime-effect/core"
-import type { DataProtocol, DigimeConfig } from "@digime-effect/core"
+import type { DataProtocol, DigimeConfig, DigimeRequest } from "@digime-effect/core"
 import { DigimeSimulator, DigimeTest, type TestContract } from "@digime-effect/core/testing"
+import { HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { assert } from "@effect/vitest"
-import { Duration, Effect, Fiber, Layer, Option, TestClock } from "effect"
+import { Duration, Effect, Encoding, Fiber, Layer, Option, TestClock } from "effect"
 
 export const applicationId = DigimeTest.applicationId
 export const contractId = DigimeTest.contractId
@@ -106,3 +107,37 @@ export const countingStore = (counter: { gets: number }) =>
           })
       }) satisfies TokenStore.Service)
   )
+
+/** digi.me's answer to `request` (by default a GET), a JSON body (or text as it is, or no body for ""). */
+export const answerTo = (
+  request: DigimeRequest.Request | undefined,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {}
+) =>
+  HttpClientResponse.fromWeb(
+    request?.request ?? HttpClientRequest.get("https://api.example/"),
+    new Response(body === "" ? null : typeof body === "string" ? body : JSON.stringify(body), {
+      status,
+      headers: { "content-type": "application/json", ...headers }
+    })
+  )
+
+/** The JSON body a request builder made, or the tag of its body when it is not JSON bytes. */
+export const jsonBodyOf = (request: DigimeRequest.Request): unknown =>
+  request.request.body._tag === "Uint8Array"
+    ? JSON.parse(new TextDecoder().decode(request.request.body.body))
+    : request.request.body._tag
+
+/** A 2048-bit RSA-PSS (SHA-512) key pair, and its public key as a PEM, for tokens a key set verifies. */
+export const signingPair = await globalThis.crypto.subtle.generateKey(
+  { name: "RSA-PSS", hash: "SHA-512", modulusLength: 2048, publicExponent: Uint8Array.of(1, 0, 1) },
+  true,
+  ["sign", "verify"]
+)
+const signingSpki = Encoding.encodeBase64(
+  new Uint8Array(await globalThis.crypto.subtle.exportKey("spki", signingPair.publicKey))
+)
+export const signingPublicPem = `-----BEGIN PUBLIC KEY-----\n${
+  signingSpki.replace(/.{1,64}/g, "$&\n")
+}-----END PUBLIC KEY-----\n`
