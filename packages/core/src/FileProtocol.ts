@@ -7,7 +7,7 @@
  * @since 0.2.0
  */
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
@@ -388,8 +388,8 @@ export const fileMetadataRequest = (
 
 /**
  * Reads the answer to `fileMetadataRequest`. An answer to `HEAD` has no body, so a refusal cannot
- * say why: a 401 is `AccessTokenRejected` only when its `www-authenticate` header says
- * `invalid_token`, and `ApiError` otherwise (code `Unknown`).
+ * say why: a 401 is `AccessTokenRejected` only when its `WWW-Authenticate` header says
+ * `error="invalid_token"`, and `ApiError` otherwise (code `Unknown`).
  *
  * @since 0.2.0
  * @category constructors
@@ -401,13 +401,4 @@ export const processFileMetadataResponse = (
 ): Effect.Effect<FileHeaders, ApiError | AccessTokenRejected | ResponseError> =>
   response.status >= 200 && response.status < 300
     ? fileHeadersOf(request, response.status, response.headers, fileName)
-    : response.status === 401 && /invalid_token/i.test(response.headers["www-authenticate"] ?? "")
-    ? Calls.failure(
-      request,
-      HttpClientResponse.fromWeb(
-        response.request,
-        new Response(JSON.stringify({ error: { code: "InvalidToken" } }), { status: 401 })
-      ),
-      true
-    )
     : Calls.failure(request, response, true)

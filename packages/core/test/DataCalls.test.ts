@@ -166,6 +166,30 @@ describe("file list", () => {
       assert.strictEqual(text._tag, "ResponseError")
     }))
 
+  it.effect("a 401 without a body whose WWW-Authenticate says invalid_token is AccessTokenRejected; a body's code wins", () =>
+    Effect.gen(function*() {
+      const request = yield* listRequest
+      const header = { "www-authenticate": "Bearer error=\"invalid_token\"" }
+      const bare = yield* Effect.flip(
+        FileProtocol.processFileListResponse(answerTo(undefined, 401, "", header), request)
+      )
+      assert.strictEqual(bare._tag, "AccessTokenRejected")
+      const coded = yield* Effect.flip(
+        FileProtocol.processFileListResponse(
+          answerTo(undefined, 401, { error: { code: "InsufficientScope" } }, header),
+          request
+        )
+      )
+      assert.strictEqual(coded._tag, "ApiError")
+      const other = yield* Effect.flip(
+        FileProtocol.processFileListResponse(
+          answerTo(undefined, 401, "", { "www-authenticate": "Bearer error=\"insufficient_scope\"" }),
+          request
+        )
+      )
+      assert.strictEqual(other._tag, "ApiError")
+    }))
+
   it.effect("401 InvalidToken is AccessTokenRejected; a 401 with another code is ApiError", () =>
     Effect.gen(function*() {
       const rejected = yield* Effect.flip(processList(401, { error: { code: "InvalidToken", message: "m" } }))

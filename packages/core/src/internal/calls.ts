@@ -102,7 +102,8 @@ const bodyOf = (response: HttpClientResponse.HttpClientResponse): Effect.Effect<
 /**
  * An error answer: `ApiError` with digi.me's code, message and reference (or code `Unknown` when
  * the body is not a digi.me error body). With `rejectsToken`, a `401 InvalidToken` is
- * `AccessTokenRejected` instead: only that answer means the access token itself was refused.
+ * `AccessTokenRejected` instead: only that answer means the access token itself was refused (so
+ * does a 401 without a digi.me body whose `WWW-Authenticate` says `error="invalid_token"`).
  */
 /** @internal */
 export function failure(
@@ -135,7 +136,11 @@ export function failure(
           : { code: body.error.code, description: body.error.message ?? "", reference: body.error.reference }
     })
     const reference = detail.reference === undefined ? {} : { reference: detail.reference }
-    return rejectsToken && response.status === 401 && detail.code === "InvalidToken"
+    // Without a digi.me error body (a HEAD answer has none), RFC 6750's `WWW-Authenticate` error
+    // says the same: `invalid_token`.
+    const invalidToken = detail.code === "InvalidToken" ||
+      (detail.code === "Unknown" && /error="?invalid_token"?/i.test(response.headers["www-authenticate"] ?? ""))
+    return rejectsToken && response.status === 401 && invalidToken
       ? Effect.fail(
         new AccessTokenRejected({
           operation: request.operation,
