@@ -18,7 +18,6 @@
 import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -26,9 +25,11 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { Contract } from "./Contract.js"
 import type { InvalidContractKey } from "./DigimeError.js"
-import { FileDecryptionError } from "./DigimeError.js"
-import { importWebKey, preparedPerContract } from "./internal/contractKey.js"
+import type { FileDecryptionError } from "./DigimeError.js"
+import { preparedPerContract } from "./internal/contractKey.js"
 import * as Envelope from "./internal/envelope.js"
+import { fileError } from "./internal/envelope.js"
+import { webImplementation } from "./internal/webFileCipher.js"
 
 /**
  * How a file's content was compressed before it was encrypted.
@@ -169,12 +170,6 @@ export interface Implementation {
   ) => Either.Either<Decompress, FileDecryptionError>
 }
 
-const fileError = (
-  fileName: string,
-  reason: FileDecryptionError["reason"],
-  description: string
-): FileDecryptionError => new FileDecryptionError({ fileName, reason, description })
-
 // One channel from body to content: the key prepared first (so that an unusable key fails before
 // the body is read), then each chunk framed, its whole blocks decrypted and the content written,
 // the final block decrypted at the end. One channel rather than a chain of stream operators: a
@@ -296,168 +291,6 @@ export const make = (implementation: Implementation): Effect.Effect<Service> =>
       prepare: (contract) => Effect.asVoid(keyFor(contract))
     } satisfies Service
   })
-
-// ---------------------------------------------------------------------------------------------
-// Web Crypto
-// ---------------------------------------------------------------------------------------------
-
-const keyUnwrapFailed = "the contract's private key does not unwrap the file's data key " +
-  "(a file for another contract, or a corrupted key slot)"
-
-const wrongDataKeyLength = (length: number): string => `the unwrapped data key is ${length} bytes, not 32`
-
-const wrongKeySize = (bits: number): string =>
-  `the contract's key is ${bits} bits, and the ${Envelope.keySlotLength}-byte key slot is unwrapped by 2048-bit keys only`
-
-const invalidPadding = "the padding of the last block is wrong (a truncated or corrupted file)"
-
-const webDecipher = (fileName: string, key: CryptoKey, iv: Uint8Array<ArrayBuffer>): Decipher => {
-  let previous = iv
-  const noBytes = new Uint8Array(0)
-  return {
-    // Web Crypto checks the padding on every call: after the blocks comes one more, the encryption
-    // of an empty content chained on their last block, which decrypts to a full padding block.
-    update: (blocks) =>
-      Effect.tryPromise({
-        try: async () => {
-          const length = blocks.reduce((n, b) => n + b.length, 0)
-          const input = new Uint8Array(length + Envelope.blockLength)
-          let offset = 0
-          for (const b of blocks) {
-            input.set(b, offset)
-            offset += b.length
-          }
-          const last = input.slice(length - Envelope.blockLength, length)
-          const padding = await globalThis.crypto.subtle.encrypt({ name: "AES-CBC", iv: last }, key, noBytes)
-          input.set(new Uint8Array(padding, 0, Envelope.blockLength), length)
-          const plain = await globalThis.crypto.subtle.decrypt({ name: "AES-CBC", iv: previous }, key, input)
-          previous = last
-          return [new Uint8Array(plain)]
-        },
-        catch: () => fileError(fileName, "InvalidPadding", invalidPadding)
-      }),
-    final: (block) =>
-      Effect.tryPromise({
-        try: async () =>
-          new Uint8Array(await globalThis.crypto.subtle.decrypt({ name: "AES-CBC", iv: previous }, key, block)),
-        catch: () => fileError(fileName, "InvalidPadding", invalidPadding)
-      })
-  }
-}
-
-const webPrepareKey = (contract: Contract): Effect.Effect<PreparedKey, InvalidContractKey> =>
-  Effect.gen(function*() {
-    const privateKey = yield* importWebKey(contract, { name: "RSA-OAEP", hash: "SHA-1" }, ["decrypt"])
-    const bits = (privateKey.algorithm as RsaHashedKeyAlgorithm).modulusLength
-    return {
-      open: (fileName, keySlot, iv) =>
-        Effect.gen(function*() {
-          if (bits !== 2048) return yield* Effect.fail(fileError(fileName, "KeyUnwrap", wrongKeySize(bits)))
-          const dataKey = yield* Effect.tryPromise({
-            try: () => globalThis.crypto.subtle.decrypt({ name: "RSA-OAEP" }, privateKey, keySlot),
-            catch: () => fileError(fileName, "KeyUnwrap", keyUnwrapFailed)
-          })
-          if (dataKey.byteLength !== 32) {
-            return yield* Effect.fail(fileError(fileName, "KeyUnwrap", wrongDataKeyLength(dataKey.byteLength)))
-          }
-          const key = yield* Effect.tryPromise({
-            try: () =>
-              globalThis.crypto.subtle.importKey("raw", dataKey, { name: "AES-CBC" }, false, ["encrypt", "decrypt"]),
-            catch: () => fileError(fileName, "KeyUnwrap", keyUnwrapFailed)
-          }).pipe(Effect.ensuring(Effect.sync(() => new Uint8Array(dataKey).fill(0))))
-          return webDecipher(fileName, key, iv)
-        })
-    }
-  })
-
-const decompressionFailed = (fileName: string, format: string) =>
-  fileError(fileName, "Decompression", `the decrypted content is not valid ${format} data`)
-
-const webDecompress = (format: "gzip" | "brotli", fileName: string): Decompress =>
-<E, R>(
-  plain: Stream.Stream<Uint8Array, E, R>
-): Stream.Stream<Uint8Array, E | FileDecryptionError, R> =>
-  Stream.unwrapScoped(Effect.gen(function*() {
-    const transform = new DecompressionStream(format as CompressionFormat)
-    const writer = transform.writable.getWriter()
-    const reader = transform.readable.getReader()
-    yield* Effect.addFinalizer(() =>
-      Effect.promise(() => Promise.allSettled([reader.cancel(), writer.abort()]).then(() => undefined))
-    )
-    // Writing runs beside reading, one chunk at a time, each write awaited: a full transform holds
-    // the writer back until the reader takes its output. How the writing ended is kept, so that a
-    // failure of the content stream surfaces as itself, not as the decompressor it aborts.
-    const written = yield* Deferred.make<void, E | FileDecryptionError>()
-    yield* plain.pipe(
-      Stream.runForEach((bytes) =>
-        Effect.tryPromise({
-          try: () =>
-            writer.write(bytes.buffer instanceof ArrayBuffer ? bytes as Uint8Array<ArrayBuffer> : bytes.slice()),
-          catch: () => decompressionFailed(fileName, format)
-        })
-      ),
-      Effect.zipRight(
-        Effect.tryPromise({ try: () => writer.close(), catch: () => decompressionFailed(fileName, format) })
-      ),
-      Effect.onExit((exit) =>
-        Effect.zipRight(
-          Deferred.done(written, exit),
-          Effect.promise(() => exit._tag === "Failure" ? writer.abort().catch(() => undefined) : Promise.resolve())
-        )
-      ),
-      Effect.forkScoped
-    )
-    const whyFailed = Effect.flatMap(
-      Deferred.poll(written),
-      Option.match({
-        onNone: () => Effect.fail(decompressionFailed(fileName, format)),
-        onSome: (outcome) => Effect.zipRight(outcome, Effect.fail(decompressionFailed(fileName, format)))
-      })
-    )
-    return Stream.repeatEffectOption(
-      Effect.tryPromise({ try: () => reader.read(), catch: () => undefined }).pipe(
-        Effect.matchEffect({
-          onFailure: () => Effect.mapError(whyFailed, Option.some),
-          onSuccess: (result) =>
-            result.done
-              ? Effect.zipRight(Effect.mapError(Deferred.await(written), Option.some), Effect.fail(Option.none()))
-              : Effect.succeed(result.value)
-        })
-      )
-    )
-  }))
-
-const platformDecompresses = (format: string): boolean => {
-  try {
-    new DecompressionStream(format as CompressionFormat)
-    return true
-  } catch {
-    return false
-  }
-}
-
-const supported = new Map<string, boolean>()
-
-const webImplementation: Implementation = {
-  prepareKey: webPrepareKey,
-  decompressor: (compression, fileName) => {
-    let available = supported.get(compression)
-    if (available === undefined) {
-      available = typeof DecompressionStream === "function" && platformDecompresses(compression)
-      supported.set(compression, available)
-    }
-    return available
-      ? Either.right(webDecompress(compression, fileName))
-      : Either.left(
-        fileError(
-          fileName,
-          "UnsupportedCompression",
-          `this platform's DecompressionStream has no ${compression}: ` +
-            "decrypt with NodeFileCipher from @digime-effect/node"
-        )
-      )
-  }
-}
 
 /**
  * The file cipher on Web Crypto (`globalThis.crypto.subtle`) and `DecompressionStream`.

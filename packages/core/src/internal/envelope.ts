@@ -8,6 +8,7 @@
  * most 272 bytes of its own; ciphertext it hands out is a view of the caller's chunk.
  */
 import * as Either from "effect/Either"
+import { FileDecryptionError } from "../DigimeError.js"
 
 /** @internal */
 export const keySlotLength = 256
@@ -143,3 +144,11 @@ export const make = (declaredLength?: number | undefined): Either.Either<Reader,
 
   return Either.right({ write, end })
 }
+
+/** A `FileDecryptionError` of the file. */
+/** @internal */
+export const fileError = (
+  fileName: string,
+  reason: FileDecryptionError["reason"],
+  description: string
+): FileDecryptionError => new FileDecryptionError({ fileName, reason, description })

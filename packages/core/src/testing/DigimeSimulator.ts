@@ -68,20 +68,19 @@
  * @since 0.1.0
  */
 import * as HttpClient from "@effect/platform/HttpClient"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type { FileMetadata } from "../FileProtocol.js"
 import type { UserAccessToken } from "../UserAccessToken.js"
 import * as Consent from "./internal/simulator/consent.js"
+import * as Faults from "./internal/simulator/faults.js"
 import * as Handle from "./internal/simulator/handle.js"
 import * as SimHttpClient from "./internal/simulator/httpClient.js"
 import * as Library from "./internal/simulator/library.js"
+import * as Setup from "./internal/simulator/setup.js"
 import * as Signing from "./internal/simulator/signing.js"
 import * as State from "./internal/simulator/state.js"
 
@@ -277,14 +276,6 @@ export interface RecordedRequest {
   readonly problem?: string | undefined
 }
 
-// A `Delay`'s duration: anything `Duration.decode` reads (over JSON: milliseconds or a string such as
-// "2 seconds"), except a negative number of milliseconds.
-const DelayInput = Schema.declare(
-  (input: unknown): input is Duration.DurationInput =>
-    (typeof input !== "number" || input >= 0) && Option.isSome(Duration.decodeUnknown(input)),
-  { identifier: "DurationInput", description: "milliseconds, or a duration such as \"2 seconds\"" }
-)
-
 /**
  * One-shot faults, each applied to the next request it matches.
  *
@@ -323,7 +314,7 @@ export const Fault = Schema.Union(
     endpoint: Endpoint,
     grant: Schema.optional(Schema.Literal("authorization_code", "refresh_token"))
   }),
-  Schema.TaggedStruct("Delay", { endpoint: Endpoint, delay: DelayInput }),
+  Schema.TaggedStruct("Delay", { endpoint: Endpoint, delay: Faults.DelayInput }),
   Schema.TaggedStruct("CorruptEnvelope", { fileName: Schema.optional(Schema.String) }),
   Schema.TaggedStruct("TruncateEnvelope", { fileName: Schema.optional(Schema.String) }),
   Schema.TaggedStruct("WrongKeyEnvelope", { fileName: Schema.optional(Schema.String) }),
@@ -556,7 +547,8 @@ export class DigimeSimulator extends Context.Tag("@digime-effect/core/testing/Di
   Service
 >() {}
 
-const misuse = (reason: string): SimulatorError => new SimulatorError({ reason })
+const misuse = <A>(effect: Effect.Effect<A, string>): Effect.Effect<A, SimulatorError> =>
+  Effect.mapError(effect, (reason) => new SimulatorError({ reason }))
 
 /**
  * Makes a simulator with its own signing key and empty state.
@@ -565,75 +557,31 @@ const misuse = (reason: string): SimulatorError => new SimulatorError({ reason }
  * @category constructors
  */
 export const make = (options: Options): Effect.Effect<Service> =>
-  Effect.gen(function*() {
-    const config = yield* State.makeConfig(options)
-    const start = yield* Clock.currentTimeMillis
-    const contracts = new Map<string, State.Contract>()
-    for (const contract of options.contracts) {
-      const keys = yield* Effect.promise(() => Signing.importContractKeys(contract.contractId, contract.publicKeyPem))
-      contracts.set(State.clientIdOf(config, contract.contractId), {
-        contractId: contract.contractId,
-        ...keys,
-        accessType: contract.accessType ?? "r",
-        registeredAt: start
-      })
-    }
-    const signing = yield* Effect.promise(Signing.generateSigningKey)
-    const state = State.makeState(config, { contracts, signing, endpoints: Endpoint.literals })
-    const atNow = <A>(f: (now: number) => Either.Either<A, string>): Effect.Effect<A, SimulatorError> =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => Either.mapLeft(f(now), misuse))
-
-    return {
-      baseUrl: config.baseUrl,
-      onboardUrl: config.onboardUrl,
-      jwksUrl: config.jwksUrl,
-      applicationId: config.applicationId,
-      handle: (request) => Handle.handle(state, request),
-      consent: (onboardingUrl, consentOptions) =>
-        atNow((now) => Consent.consent(state, onboardingUrl, consentOptions, now)),
-      describeConsent: (onboardingUrl) => atNow((now) => Consent.describeConsent(state, onboardingUrl, now)),
-      registerContract: (contractId, publicKeyPem, contractOptions) =>
-        Effect.flatMap(
-          Clock.currentTimeMillis,
-          (now) =>
-            Effect.mapError(
-              Consent.registerContract(state, contractId, publicKeyPem, contractOptions?.accessType ?? "r", now),
-              misuse
-            )
-        ),
-      stats: Effect.sync((): Stats => ({ requests: { ...state.requestCounts }, ...state.counters })),
-      requests: Effect.sync((): ReadonlyArray<RecordedRequest> => state.recorded.slice()),
-      revokeAccessToken: (accessToken) =>
-        Effect.sync(() => {
-          const token = state.accessTokens.get(accessToken)
-          if (token !== undefined) token.revoked = true
-        }),
-      revokeUser: (digimeUserId) =>
-        Effect.sync(() => {
-          for (const family of state.users.get(digimeUserId)?.families ?? []) State.revokeFamily(state, family)
-        }),
-      rotateSigningKey: Effect.promise(Signing.generateSigningKey).pipe(
-        Effect.map((key) => {
-          state.signing = key
-        })
-      ),
-      injectFault: (fault) =>
-        Effect.sync(() => {
-          state.faults.push(fault)
-        }),
-      grant: ({ contractId, digimeUserId }) => atNow((now) => Consent.grant(state, contractId, digimeUserId, now)),
-      addFiles: (digimeUserId, files) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.mapError(Library.addFiles(state, digimeUserId, files, now), misuse)),
-      addAccount: (digimeUserId) =>
-        atNow((now) => Library.addAccountOf(state, digimeUserId, now)),
-      accountsOf: (digimeUserId) => atNow(() => Library.accountsOf(state, digimeUserId)),
-      requireReauth: (digimeUserId, accountId, required) =>
-        atNow(() => Library.requireReauth(state, digimeUserId, accountId, required ?? true)),
-      pushed: Effect.sync((): ReadonlyArray<PushedFile> => state.pushed.slice()),
-      providerPushes: Effect.sync((): ReadonlyArray<ProviderPush> => state.providerPushes.slice())
-    } satisfies Service
-  })
+  Effect.map(Setup.make(options, Endpoint.literals), (state): Service => ({
+    baseUrl: state.config.baseUrl,
+    onboardUrl: state.config.onboardUrl,
+    jwksUrl: state.config.jwksUrl,
+    applicationId: state.config.applicationId,
+    handle: (request) => Handle.handle(state, request),
+    consent: (onboardingUrl, consentOptions) => misuse(Consent.consent(state, onboardingUrl, consentOptions)),
+    describeConsent: (onboardingUrl) => misuse(Consent.describeConsent(state, onboardingUrl)),
+    registerContract: (contractId, publicKeyPem, contractOptions) =>
+      misuse(Consent.registerContract(state, contractId, publicKeyPem, contractOptions?.accessType ?? "r")),
+    stats: Handle.stats(state),
+    requests: Handle.requests(state),
+    revokeAccessToken: (accessToken) => State.revokeAccessToken(state, accessToken),
+    revokeUser: (digimeUserId) => State.revokeUser(state, digimeUserId),
+    rotateSigningKey: Signing.rotateSigningKey(state),
+    injectFault: (fault) => Faults.injectFault(state, fault),
+    grant: ({ contractId, digimeUserId }) => misuse(Consent.grant(state, contractId, digimeUserId)),
+    addFiles: (digimeUserId, files) => misuse(Library.addFiles(state, digimeUserId, files)),
+    addAccount: (digimeUserId) => misuse(Library.addAccountOf(state, digimeUserId)),
+    accountsOf: (digimeUserId) => misuse(Library.accountsOf(state, digimeUserId)),
+    requireReauth: (digimeUserId, accountId, required) =>
+      misuse(Library.requireReauth(state, digimeUserId, accountId, required ?? true)),
+    pushed: Library.pushed(state),
+    providerPushes: Library.providerPushes(state)
+  }))
 
 /**
  * Serves a simulator as an in-memory `HttpClient`: no sockets, the handler runs in the caller's

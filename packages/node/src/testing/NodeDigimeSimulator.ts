@@ -72,23 +72,19 @@
  *
  * @since 0.1.0
  */
-import * as FileProtocol from "@digime-effect/core/FileProtocol"
 import * as DigimeSimulator from "@digime-effect/core/testing/DigimeSimulator"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as UrlParams from "@effect/platform/UrlParams"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import * as Encoding from "effect/Encoding"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
+import { isConsentRequest, makeConsentPages, onboardPath } from "./internal/consentPages.js"
+import { controlError, controlHosts, controlPath, makeControl } from "./internal/control.js"
 
 /**
  * The simulator's options (without its URLs, which come from the address the server listens on)
@@ -155,179 +151,6 @@ export class NodeDigimeSimulator extends Context.Tag("@digime-effect/node/testin
 const encoder = new TextEncoder()
 
 const apiPath = "/v1.7/"
-const onboardPath = "/apps/saas/"
-const controlPath = "/_simulator/"
-
-const ContractSchema = Schema.Struct({
-  contractId: Schema.String,
-  publicKeyPem: Schema.String,
-  accessType: Schema.optional(Schema.Literal("r", "w"))
-})
-
-const Base64 = Schema.String.pipe(
-  Schema.filter((value) => /^[A-Za-z0-9+/]*={0,2}$/.test(value) && Either.isRight(Encoding.decodeBase64(value)), {
-    message: () => "base64"
-  })
-)
-
-const FileSchema = Schema.Struct({
-  name: Schema.String,
-  content: Schema.optional(Schema.String),
-  contentBase64: Schema.optional(Base64),
-  compressedBase64: Schema.optional(Base64),
-  compression: Schema.optional(Schema.Literal("gzip", "brotli", "none")),
-  metadata: Schema.optional(FileProtocol.FileMetadata),
-  accountId: Schema.optional(Schema.String)
-})
-
-const FilesSchema = Schema.Struct({ digimeUserId: Schema.String, files: Schema.Array(FileSchema) })
-
-const UserSchema = Schema.Struct({ digimeUserId: Schema.String })
-
-const ReauthSchema = Schema.Struct({
-  digimeUserId: Schema.String,
-  accountId: Schema.String,
-  required: Schema.optional(Schema.Boolean)
-})
-
-const bytesOf = (base64: string): Uint8Array => Either.getOrThrow(Encoding.decodeBase64(base64))
-
-/** A file of the control API as `addFiles` takes it, or why it cannot be one. */
-const toFileInput = (file: typeof FileSchema.Type): Either.Either<DigimeSimulator.FileInput, string> => {
-  const { accountId, compressedBase64, compression, content, contentBase64, metadata, name } = file
-  const given = [content, contentBase64, compressedBase64].filter((value) => value !== undefined).length
-  if (given !== 1) return Either.left(`${name}: give exactly one of content, contentBase64 and compressedBase64`)
-  const common = { name, metadata, accountId }
-  if (compressedBase64 !== undefined) {
-    return compression === "gzip" || compression === "brotli"
-      ? Either.right({ ...common, compressed: bytesOf(compressedBase64), compression })
-      : Either.left(`${name}: compressedBase64 needs compression "gzip" or "brotli"`)
-  }
-  if (compression === "brotli") return Either.left(`${name}: give brotli content as compressedBase64`)
-  return Either.right({ ...common, content: content ?? bytesOf(contentBase64!), compression })
-}
-
-const escapeHtml = (text: string): string =>
-  text.replace(
-    /[&<>"']/g,
-    (char) =>
-      char === "&" ? "&amp;" : char === "<" ? "&lt;" : char === ">" ? "&gt;" : char === "\"" ? "&quot;" : "&#39;"
-  )
-
-const pageHeaders = {
-  "cache-control": "no-store",
-  "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'",
-  "referrer-policy": "no-referrer",
-  "x-frame-options": "DENY"
-}
-
-const page = (status: number, title: string, body: string): HttpServerResponse.HttpServerResponse =>
-  HttpServerResponse.html(
-    `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(title)}</title>
-<style>
-body { font-family: system-ui, sans-serif; background: #f4f5f7; margin: 0; }
-main { max-width: 28rem; margin: 4rem auto; background: #fff; padding: 2rem; border-radius: 0.5rem; }
-.note { color: #555; font-size: 0.9rem; }
-button { font-size: 1rem; padding: 0.5rem 1.5rem; margin-right: 0.5rem; border-radius: 0.25rem; }
-button { border: 1px solid #999; }
-#allow { background: #1a7f37; color: #fff; border-color: #1a7f37; }
-</style>
-</head>
-<body>
-<main>
-${body}
-<p class="note">Simulated digi.me: for development and tests only.</p>
-</main>
-</body>
-</html>
-`
-  ).pipe(HttpServerResponse.setStatus(status), HttpServerResponse.setHeaders(pageHeaders))
-
-const errorPage = (message: string): HttpServerResponse.HttpServerResponse =>
-  page(
-    400,
-    "digi.me: this link cannot be used",
-    `<h1 id="error">This consent link cannot be used</h1>\n<p id="reason">${escapeHtml(message)}</p>`
-  )
-
-const asksFor: Record<DigimeSimulator.ConsentRequest["kind"], string> = {
-  authorize: "It asks for access to your digi.me library",
-  reauth: "It asks to renew its access to your digi.me library",
-  onboard: "It asks you to add a service to your digi.me library",
-  reauthorize: "It asks you to reconnect one of the services of your digi.me library",
-  revoke: "It asks to withdraw its permission for one of the services of your digi.me library"
-}
-
-const consentPages: ReadonlyArray<string> = ["authorize", "user-reauth", "onboard", "reauthorize", "revoke"]
-
-const consentPage = (
-  appName: string,
-  onboardingUrl: string,
-  request: DigimeSimulator.ConsentRequest
-): HttpServerResponse.HttpServerResponse => {
-  const callback = new URL(request.redirectUri)
-  const asks = asksFor[request.kind]
-  return page(
-    200,
-    `digi.me: ${appName} asks to read your data`,
-    `<h1 id="prompt">${escapeHtml(appName)} asks to read your data</h1>
-<p>${asks} (contract <code>${escapeHtml(request.contractId)}</code>).</p>
-<p class="note">Your answer is sent to ${escapeHtml(`${callback.origin}${callback.pathname}`)}.</p>
-<form method="post" action="${onboardPath}consent">
-<input type="hidden" name="url" value="${escapeHtml(onboardingUrl)}">
-<button id="allow" type="submit" name="choice" value="allow">Allow</button>
-<button id="deny" type="submit" name="choice" value="deny">Deny</button>
-</form>`
-  )
-}
-
-const controlError = (
-  status: number,
-  message: string,
-  code = "InvalidRequest"
-): HttpServerResponse.HttpServerResponse => HttpServerResponse.unsafeJson({ error: { code, message } }, { status })
-
-// `host[:port]` as a `Host` header carries it, normalised as in a URL (lower case, no `:80`); anything
-// else (user info, a path, stray characters) is not a host.
-const normaliseHost = (value: string): string | undefined => {
-  if (!/^(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i.test(value)) return undefined
-  try {
-    return new URL(`http://${value}`).host
-  } catch {
-    return undefined
-  }
-}
-
-const isLoopbackOrWildcard = (hostname: string): boolean =>
-  hostname === "0.0.0.0" || hostname === "::" || hostname === "::1" || /^127(?:\.\d{1,3}){3}$/.test(hostname)
-
-/** The normalised `Host` values the control endpoints answer to. */
-const controlHosts = (
-  bound: string,
-  port: number,
-  requested: string | undefined,
-  extra: ReadonlyArray<string>
-): ReadonlySet<string> => {
-  const names: Array<string> = []
-  for (const name of [requested, bound]) {
-    if (name !== undefined && name !== "0.0.0.0" && name !== "::") names.push(name)
-  }
-  if (isLoopbackOrWildcard(bound)) names.push("localhost", "127.0.0.1", "::1")
-  const hosts = new Set<string>()
-  for (const value of [...names.map((name) => `${name.includes(":") ? `[${name}]` : name}:${port}`), ...extra]) {
-    const host = normaliseHost(value)
-    if (host !== undefined) hosts.add(host)
-  }
-  return hosts
-}
-
-const isJson = (contentType: string | undefined): boolean =>
-  contentType !== undefined && contentType.split(";")[0]!.trim().toLowerCase() === "application/json"
 
 const headerRecord = (headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>) => {
   const out: Record<string, string> = {}
@@ -387,28 +210,6 @@ export const make = (options: Options): Effect.Effect<Server, HttpServerError.Se
       controlUrl: `${origin}${controlPath}`,
       simulator
     }
-    const name = appName ?? options.applicationId
-
-    // Checked before routing, so a refusal tells nothing about which control endpoints exist.
-    const refusal = (
-      request: HttpServerRequest.HttpServerRequest
-    ): HttpServerResponse.HttpServerResponse | undefined => {
-      const requestHost = normaliseHost(request.headers.host ?? "")
-      if (requestHost === undefined || !hosts.has(requestHost)) {
-        return controlError(403, "the control endpoints answer only under the simulator's own host", "HostNotAllowed")
-      }
-      const requestOrigin = request.headers.origin
-      if (requestOrigin !== undefined) {
-        const originHost = requestOrigin.startsWith("http://") ? normaliseHost(requestOrigin.slice(7)) : undefined
-        if (originHost === undefined || !hosts.has(originHost)) {
-          return controlError(403, "the control endpoints refuse requests from other origins", "OriginNotAllowed")
-        }
-      }
-      if (request.method === "POST" && !isJson(request.headers["content-type"])) {
-        return controlError(415, "a control request's body must be application/json", "UnsupportedMediaType")
-      }
-      return undefined
-    }
 
     const api = (request: HttpServerRequest.HttpServerRequest, url: URL) =>
       Effect.gen(function*() {
@@ -442,133 +243,14 @@ export const make = (options: Options): Effect.Effect<Server, HttpServerError.Se
           : HttpServerResponse.uint8Array(bytes, init)
       })
 
-    const onboarding = (request: HttpServerRequest.HttpServerRequest, url: URL) =>
-      Effect.gen(function*() {
-        if (request.method === "GET") {
-          const described = yield* Effect.either(simulator.describeConsent(url.href))
-          return Either.isLeft(described)
-            ? errorPage(described.left.reason)
-            : consentPage(name, url.href, described.right)
-        }
-        const params = yield* request.urlParamsBody
-        const onboardingUrl = Option.getOrUndefined(UrlParams.getFirst(params, "url"))
-        const choice = Option.getOrUndefined(UrlParams.getFirst(params, "choice"))
-        if (onboardingUrl === undefined || (choice !== "allow" && choice !== "deny")) {
-          return errorPage("the form needs the onboarding URL and a choice, allow or deny")
-        }
-        const errorCode = Option.getOrUndefined(UrlParams.getFirst(params, "errorCode"))
-        const callback = yield* Effect.either(
-          simulator.consent(onboardingUrl, { allow: choice === "allow", errorCode })
-        )
-        return Either.isLeft(callback)
-          ? errorPage(callback.left.reason)
-          : HttpServerResponse.redirect(callback.right, { status: 303, headers: { "cache-control": "no-store" } })
-      })
-
-    const control = (request: HttpServerRequest.HttpServerRequest, route: string, url: URL) =>
-      Effect.gen(function*() {
-        const refused = refusal(request)
-        if (refused !== undefined) return refused
-        switch (`${request.method} ${route}`) {
-          case "GET ":
-            return HttpServerResponse.unsafeJson({
-              baseUrl: server.baseUrl,
-              onboardUrl: server.onboardUrl,
-              jwksUrl: server.jwksUrl,
-              controlUrl: server.controlUrl
-            })
-          case "GET stats":
-            return HttpServerResponse.unsafeJson(yield* simulator.stats)
-          case "GET requests":
-            return HttpServerResponse.unsafeJson(yield* simulator.requests)
-          case "POST contracts": {
-            const input = yield* Effect.either(
-              Effect.flatMap(request.json, Schema.decodeUnknown(ContractSchema))
-            )
-            if (Either.isLeft(input)) {
-              return controlError(400, "expected {\"contractId\", \"publicKeyPem\", \"accessType\"?}")
-            }
-            const registered = yield* Effect.either(
-              simulator.registerContract(input.right.contractId, input.right.publicKeyPem, {
-                accessType: input.right.accessType
-              })
-            )
-            return Either.isLeft(registered)
-              ? controlError(400, registered.left.reason)
-              : HttpServerResponse.unsafeJson({ contractId: input.right.contractId }, { status: 201 })
-          }
-          case "POST faults": {
-            const fault = yield* Effect.either(
-              Effect.flatMap(request.json, Schema.decodeUnknown(DigimeSimulator.Fault))
-            )
-            if (Either.isLeft(fault)) return controlError(400, "expected a DigimeSimulator.Fault as JSON")
-            yield* simulator.injectFault(fault.right)
-            return HttpServerResponse.empty({ status: 204 })
-          }
-          case "POST files": {
-            const input = yield* Effect.either(Effect.flatMap(request.json, Schema.decodeUnknown(FilesSchema)))
-            if (Either.isLeft(input)) return controlError(400, "expected {\"digimeUserId\", \"files\": [...]}")
-            const files: Array<DigimeSimulator.FileInput> = []
-            for (const file of input.right.files) {
-              const converted = toFileInput(file)
-              if (Either.isLeft(converted)) return controlError(400, converted.left)
-              files.push(converted.right)
-            }
-            const added = yield* Effect.either(simulator.addFiles(input.right.digimeUserId, files))
-            return Either.isLeft(added)
-              ? controlError(400, added.left.reason)
-              : HttpServerResponse.empty({ status: 204 })
-          }
-          case "GET accounts": {
-            const digimeUserId = url.searchParams.get("digimeUserId")
-            if (digimeUserId === null) return controlError(400, "expected ?digimeUserId=…")
-            const accounts = yield* Effect.either(simulator.accountsOf(digimeUserId))
-            return Either.isLeft(accounts)
-              ? controlError(404, accounts.left.reason, "NotFound")
-              : HttpServerResponse.unsafeJson(accounts.right)
-          }
-          case "POST accounts": {
-            const input = yield* Effect.either(Effect.flatMap(request.json, Schema.decodeUnknown(UserSchema)))
-            if (Either.isLeft(input)) return controlError(400, "expected {\"digimeUserId\"}")
-            const account = yield* Effect.either(simulator.addAccount(input.right.digimeUserId))
-            return Either.isLeft(account)
-              ? controlError(400, account.left.reason)
-              : HttpServerResponse.unsafeJson(account.right, { status: 201 })
-          }
-          case "POST reauth": {
-            const input = yield* Effect.either(Effect.flatMap(request.json, Schema.decodeUnknown(ReauthSchema)))
-            if (Either.isLeft(input)) {
-              return controlError(400, "expected {\"digimeUserId\", \"accountId\", \"required\"?}")
-            }
-            const { accountId, digimeUserId, required } = input.right
-            const marked = yield* Effect.either(simulator.requireReauth(digimeUserId, accountId, required))
-            return Either.isLeft(marked)
-              ? controlError(400, marked.left.reason)
-              : HttpServerResponse.empty({ status: 204 })
-          }
-          case "GET pushed": {
-            const library = (yield* simulator.pushed).map(({ body, ...pushed }) => ({
-              ...pushed,
-              bodyBase64: Encoding.encodeBase64(body)
-            }))
-            return HttpServerResponse.unsafeJson({ library, provider: yield* simulator.providerPushes })
-          }
-          default:
-            return controlError(404, `no control endpoint ${request.method} ${controlPath}${route}`)
-        }
-      })
+    const consentPages = makeConsentPages(simulator, appName ?? options.applicationId)
+    const control = makeControl(server, hosts)
 
     const app = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       const url = new URL(request.url, origin)
-      const path = url.pathname
-      if (consentPages.some((name) => path === `${onboardPath}${name}`)) {
-        if (request.method === "GET") return yield* onboarding(request, url)
-      } else if (path === `${onboardPath}consent`) {
-        if (request.method === "POST") return yield* onboarding(request, url)
-      } else if (path.startsWith(controlPath)) {
-        return yield* control(request, path.slice(controlPath.length), url)
-      }
+      if (isConsentRequest(request.method, url.pathname)) return yield* consentPages(request, url)
+      if (url.pathname.startsWith(controlPath)) return yield* control(request, url)
       return yield* api(request, url)
     }).pipe(
       Effect.catchTag("RequestError", () => Effect.succeed(controlError(400, "the request could not be read")))

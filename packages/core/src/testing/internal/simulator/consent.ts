@@ -1,7 +1,8 @@
 /**
  * What the test does in the user's (or digi.me's back office's) place, without HTTP: consent on an
- * onboarding URL, read what one asks for, grant a token outright, make a contract known. Each fails
- * with the reason of the test's misuse; the public module turns it into a `SimulatorError`.
+ * onboarding URL, read what one asks for, grant a token outright, make a contract known: the
+ * `Service` members of the same names, timed by the `Clock`. Each fails with the reason of the
+ * test's misuse; the public module turns it into a `SimulatorError`.
  *
  * The pages and what Allow does:
  *
@@ -14,6 +15,7 @@
  *
  * Allow starts the session answered with the pre-authorization, if any.
  */
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
@@ -98,28 +100,26 @@ const pendingConsent = (state: State, onboardingUrl: string, now: number): Eithe
 }
 
 /** @internal */
-export const describeConsent = (
-  state: State,
-  onboardingUrl: string,
-  now: number
-): Either.Either<ConsentRequest, string> =>
-  Either.map(pendingConsent(state, onboardingUrl, now), ({ account, page, preAuthorization }) => ({
-    kind: page,
-    applicationId: state.config.applicationId,
-    contractId: contractIdOf(state, preAuthorization.clientId),
-    redirectUri: preAuthorization.redirectUri,
-    ...(account === undefined ? {} : { accountId: account.id })
-  }))
+export const describeConsent = (state: State, onboardingUrl: string): Effect.Effect<ConsentRequest, string> =>
+  Effect.flatMap(
+    Clock.currentTimeMillis,
+    (now) =>
+      Either.map(pendingConsent(state, onboardingUrl, now), ({ account, page, preAuthorization }) => ({
+        kind: page,
+        applicationId: state.config.applicationId,
+        contractId: contractIdOf(state, preAuthorization.clientId),
+        redirectUri: preAuthorization.redirectUri,
+        ...(account === undefined ? {} : { accountId: account.id })
+      }))
+  )
 
-/**
- * The user answers the consent page: the callback URL digi.me redirects to.
- *
- * @internal
- */
-export const consent = (
+type ConsentOptions = Parameters<Service["consent"]>[1]
+
+/** The user answers the consent page at `now`: the callback URL digi.me redirects to. */
+const answerConsent = (
   state: State,
   onboardingUrl: string,
-  options: Parameters<Service["consent"]>[1],
+  options: ConsentOptions,
   now: number
 ): Either.Either<string, string> =>
   Either.map(pendingConsent(state, onboardingUrl, now), ({ account, page, preAuthorization }) => {
@@ -173,6 +173,14 @@ export const consent = (
     return callback.toString()
   })
 
+/**
+ * The user answers the consent page: the callback URL digi.me redirects to.
+ *
+ * @internal
+ */
+export const consent = (state: State, onboardingUrl: string, options: ConsentOptions): Effect.Effect<string, string> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => answerConsent(state, onboardingUrl, options, now))
+
 const decodeTokenPayload = Schema.decodeUnknownSync(TokenPayload)
 
 /**
@@ -184,27 +192,27 @@ const decodeTokenPayload = Schema.decodeUnknownSync(TokenPayload)
 export const grant = (
   state: State,
   contractId: string,
-  userId: string | undefined,
-  now: number
-): Either.Either<UserAccessToken, string> => {
-  const clientId = clientIdOf(state.config, contractId)
-  if (!state.contracts.has(clientId)) return Either.left(`no contract ${contractId} is known`)
-  if (userId !== undefined && !state.users.has(userId)) return Either.left(`no user ${userId} is known`)
-  const user = userId ?? randomId()
-  if (userId === undefined) addAccount(state, user, now)
-  const family = newFamily(state, user, clientId, now)
-  return Either.right(toUserAccessToken(decodeTokenPayload(issueTokens(state, family, now))))
-}
+  userId: string | undefined
+): Effect.Effect<UserAccessToken, string> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    const clientId = clientIdOf(state.config, contractId)
+    if (!state.contracts.has(clientId)) return Either.left(`no contract ${contractId} is known`)
+    if (userId !== undefined && !state.users.has(userId)) return Either.left(`no user ${userId} is known`)
+    const user = userId ?? randomId()
+    if (userId === undefined) addAccount(state, user, now)
+    const family = newFamily(state, user, clientId, now)
+    return Either.right(toUserAccessToken(decodeTokenPayload(issueTokens(state, family, now))))
+  })
 
 /** @internal */
 export const registerContract = (
   state: State,
   contractId: string,
   publicKeyPem: string,
-  accessType: AccessType,
-  now: number
+  accessType: AccessType
 ): Effect.Effect<void, string> =>
   Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
     if (contractId.trim() === "" || contractId !== contractId.trim()) {
       return yield* Effect.fail("a contract id must not be empty or padded")
     }

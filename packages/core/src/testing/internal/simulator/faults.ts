@@ -3,9 +3,25 @@
  * the download faults `CorruptEnvelope`, `TruncateEnvelope`, `WrongKeyEnvelope`, `DropBody`), each
  * taken by the first request it matches, and the periodic `failEvery` answers.
  */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import type { Endpoint, Fault } from "../../DigimeSimulator.js"
 import { type Refusal, refuse } from "./responses.js"
 import type { State } from "./state.js"
+
+/**
+ * A `Delay`'s duration: anything `Duration.decode` reads (over JSON: milliseconds or a string such as
+ * "2 seconds"), except a negative number of milliseconds.
+ *
+ * @internal
+ */
+export const DelayInput: Schema.declare<Duration.DurationInput> = Schema.declare(
+  (input: unknown): input is Duration.DurationInput =>
+    (typeof input !== "number" || input >= 0) && Option.isSome(Duration.decodeUnknown(input)),
+  { identifier: "DurationInput", description: "milliseconds, or a duration such as \"2 seconds\"" }
+)
 
 type FaultOf<T extends Fault["_tag"]> = Extract<Fault, { readonly _tag: T }>
 
@@ -106,3 +122,13 @@ export const failEveryRefusal = (state: State): Refusal | undefined => {
     `failEvery: request ${state.apiRequests}`
   )
 }
+
+/**
+ * `Service.injectFault`: the fault waits for the first request it matches.
+ *
+ * @internal
+ */
+export const injectFault = (state: State, fault: Fault): Effect.Effect<void> =>
+  Effect.sync(() => {
+    state.faults.push(fault)
+  })

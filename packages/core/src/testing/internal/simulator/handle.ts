@@ -1,13 +1,14 @@
 /**
  * The request handler: routes a request to its endpoint (and its path parameters), applies the
  * faults, runs the checks and the endpoint's handler, signs the token answers, records the request
- * and waits the latency. `HEAD` answers keep their status and headers and lose their body.
+ * and waits the latency. `HEAD` answers keep their status and headers and lose their body. What it
+ * counted and recorded is read back by `stats` and `requests`.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import type { Endpoint, SimRequest, SimResponse } from "../../DigimeSimulator.js"
+import type { Endpoint, RecordedRequest, SimRequest, SimResponse, Stats } from "../../DigimeSimulator.js"
 import { noBody, redactClaims, verifyAssertion } from "./checks.js"
 import { failEveryRefusal, statusRefusal, takeGrantDrop, takeRequestFault, takeTamper } from "./faults.js"
 import { processRequest, type RouteParams } from "./handlers.js"
@@ -212,3 +213,19 @@ export const handle = (state: State, request: SimRequest): Effect.Effect<SimResp
     }
     return result.response
   })
+
+/**
+ * `Service.stats`: the counters, as they are when it runs.
+ *
+ * @internal
+ */
+export const stats = (state: State): Effect.Effect<Stats> =>
+  Effect.sync((): Stats => ({ requests: { ...state.requestCounts }, ...state.counters }))
+
+/**
+ * `Service.requests`: the requests recorded so far, oldest first.
+ *
+ * @internal
+ */
+export const requests = (state: State): Effect.Effect<ReadonlyArray<RecordedRequest>> =>
+  Effect.sync(() => state.recorded.slice())

@@ -1,14 +1,16 @@
 /**
  * The users' libraries: files put there by the test or by pushes, accounts needing
  * reauthorization, and the sync of a session as its file-list answers see it (see the module
- * header of `DigimeSimulator` for the rules). Synchronous, except the compression of added files.
+ * header of `DigimeSimulator` for the rules), and the `Service` members on them (files, accounts,
+ * pushes). Synchronous, except the compression of added files.
  */
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import { FileMetadata } from "../../../FileProtocol.js"
 import { encodeUtf8 } from "../../../internal/encoding.js"
-import type { AccountInfo, FileInput, PushedFile } from "../../DigimeSimulator.js"
+import type { AccountInfo, FileInput, ProviderPush, PushedFile } from "../../DigimeSimulator.js"
 import { gzip } from "./envelope.js"
 import { type Json, randomId } from "./responses.js"
 import {
@@ -35,10 +37,8 @@ const isFileMetadata = Schema.is(FileMetadata)
 /**
  * Whether a file name can be served: 1 to 200 characters, none of them `/`, `\`, `?`, `#`, `%` or a
  * control character (the name goes into the URL path without encoding).
- *
- * @internal
  */
-export const isFileName = (name: string): boolean =>
+const isFileName = (name: string): boolean =>
   name.length >= 1 && name.length <= 200 && !/[/\\?#%]/.test(name) &&
   ![...name].some((char) => char.charCodeAt(0) < 0x20 || char.charCodeAt(0) === 0x7f)
 
@@ -59,10 +59,8 @@ const nextUpdatedDate = (user: User, name: string, now: number): number => {
 
 /**
  * Stores a file, replacing one of the same name in place (its position in the library is kept).
- *
- * @internal
  */
-export const storeFile = (user: User, file: Omit<StoredFile, "updatedDate">, now: number): StoredFile => {
+const storeFile = (user: User, file: Omit<StoredFile, "updatedDate">, now: number): StoredFile => {
   const stored: StoredFile = { ...file, updatedDate: nextUpdatedDate(user, file.name, now) }
   user.files.set(file.name, stored)
   return stored
@@ -72,10 +70,10 @@ export const storeFile = (user: User, file: Omit<StoredFile, "updatedDate">, now
 export const addFiles = (
   state: State,
   userId: string,
-  files: ReadonlyArray<FileInput>,
-  now: number
+  files: ReadonlyArray<FileInput>
 ): Effect.Effect<void, string> =>
   Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
     const user = knownUser(state, userId)
     if (typeof user === "string") return yield* Effect.fail(user)
     const prepared: Array<Omit<StoredFile, "updatedDate">> = []
@@ -115,16 +113,18 @@ export const addFiles = (
   })
 
 /** @internal */
-export const addAccountOf = (state: State, userId: string, now: number): Either.Either<AccountInfo, string> => {
-  const user = knownUser(state, userId)
-  return typeof user === "string" ? Either.left(user) : Either.right(infoOf(addAccount(state, userId, now)))
-}
+export const addAccountOf = (state: State, userId: string): Effect.Effect<AccountInfo, string> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    const user = knownUser(state, userId)
+    return typeof user === "string" ? Either.left(user) : Either.right(infoOf(addAccount(state, userId, now)))
+  })
 
 /** @internal */
-export const accountsOf = (state: State, userId: string): Either.Either<ReadonlyArray<AccountInfo>, string> => {
-  const user = knownUser(state, userId)
-  return typeof user === "string" ? Either.left(user) : Either.right(user.accounts.map(infoOf))
-}
+export const accountsOf = (state: State, userId: string): Effect.Effect<ReadonlyArray<AccountInfo>, string> =>
+  Effect.suspend(() => {
+    const user = knownUser(state, userId)
+    return typeof user === "string" ? Either.left(user) : Either.right(user.accounts.map(infoOf))
+  })
 
 /** @internal */
 export const requireReauth = (
@@ -132,12 +132,13 @@ export const requireReauth = (
   userId: string,
   accountId: string,
   required: boolean
-): Either.Either<void, string> => {
-  const account = accountOf(state, userId, accountId)
-  if (account === undefined) return Either.left(`the user ${userId} has no account ${accountId}`)
-  account.reauthRequired = required
-  return Either.void
-}
+): Effect.Effect<void, string> =>
+  Effect.suspend(() => {
+    const account = accountOf(state, userId, accountId)
+    if (account === undefined) return Either.left(`the user ${userId} has no account ${accountId}`)
+    account.reauthRequired = required
+    return Either.void
+  })
 
 /**
  * Removes an account and the files it brought.
@@ -277,3 +278,19 @@ export const recordPush = (
   state.pushed.push(pushed)
   return pushed
 }
+
+/**
+ * Every library push received, oldest first.
+ *
+ * @internal
+ */
+export const pushed = (state: State): Effect.Effect<ReadonlyArray<PushedFile>> =>
+  Effect.sync(() => state.pushed.slice())
+
+/**
+ * Every provider push received, oldest first.
+ *
+ * @internal
+ */
+export const providerPushes = (state: State): Effect.Effect<ReadonlyArray<ProviderPush>> =>
+  Effect.sync(() => state.providerPushes.slice())

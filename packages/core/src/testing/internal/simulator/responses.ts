@@ -29,8 +29,7 @@ export const jsonResponse = (status: number, body: unknown): SimResponse => ({
 // Header values must be printable ASCII; claims quoted in messages may hold anything.
 const headerSafe = (value: string): string => value.replace(/[^\x20-\x7e]/g, "?")
 
-/** @internal */
-export const errorResponse = (status: number, code: string, message: string): SimResponse => {
+const errorResponse = (status: number, code: string, message: string): SimResponse => {
   const reference = randomId()
   return {
     status,

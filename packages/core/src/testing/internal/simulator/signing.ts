@@ -14,8 +14,7 @@ import { seconds, type SigningKey, type State } from "./state.js"
 /** @internal */
 export type Tamper = Extract<Fault, { readonly _tag: "TamperToken" }>["tamper"]
 
-/** @internal */
-export const importVerifyKey = (contractId: string, pem: string): Promise<CryptoKey> => {
+const importVerifyKey = (contractId: string, pem: string): Promise<CryptoKey> => {
   const spki = publicPemToSpki(pem)
   if (spki === undefined) {
     return Promise.reject(
@@ -74,6 +73,18 @@ export const generateSigningKey = async (): Promise<SigningKey> => {
   if (pkcs1 === undefined) throw new Error("DigimeSimulator: cannot read the exported signing key")
   return { kid: randomId(), privateKey: pair.privateKey, pem: toPem("RSA PUBLIC KEY", pkcs1) }
 }
+
+/**
+ * `Service.rotateSigningKey`: a new signing key with a new `kid`; the JWKS then lists only the new key.
+ *
+ * @internal
+ */
+export const rotateSigningKey = (state: State): Effect.Effect<void> =>
+  Effect.promise(generateSigningKey).pipe(
+    Effect.map((key) => {
+      state.signing = key
+    })
+  )
 
 /**
  * Whether `signature` is a PS512 signature of `input` with a 64-byte salt, as RFC 7518 requires.

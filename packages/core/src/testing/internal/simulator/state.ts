@@ -1,11 +1,11 @@
 /**
- * The simulated digi.me's memory: the options resolved once, the contracts (keys, access type),
+ * The simulated digi.me's memory: the options resolved once (by `setup.ts`), the contracts (keys, access type),
  * users with their accounts and library files, token families, access and refresh tokens,
  * pre-authorizations and codes, sessions, account references, pushed data, nonces seen, pending
  * faults, recorded requests and counters. The functions here change it synchronously and never
  * read the clock: the caller passes `now`, in milliseconds since the epoch.
  */
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type {
   AccessType,
@@ -216,52 +216,6 @@ export interface State {
   apiRequests: number
 }
 
-const withSlash = (url: string): string => url.endsWith("/") ? url : `${url}/`
-
-const millisOf = (input: Duration.DurationInput): number => Duration.toMillis(Duration.decode(input))
-
-/**
- * Resolves the options; dies on a `baseUrl` that is not a URL or a malformed `failEvery`.
- *
- * @internal
- */
-export const makeConfig = (options: Options): Effect.Effect<Config> =>
-  Effect.gen(function*() {
-    const baseUrl = withSlash(options.baseUrl ?? "https://api.digi.me/v1.7/")
-    const baseOrigin = yield* Effect.try({
-      try: () => new URL(baseUrl).origin,
-      catch: () => new Error(`DigimeSimulator: baseUrl ${baseUrl} is not a URL`)
-    }).pipe(Effect.orDie)
-    const failEvery = options.failEvery
-    const syncPolls = options.syncPolls ?? 2
-    if (!Number.isSafeInteger(syncPolls) || syncPolls < 0) {
-      return yield* Effect.dieMessage("DigimeSimulator: syncPolls must be a non-negative integer")
-    }
-    if (
-      failEvery !== undefined &&
-      (!Number.isSafeInteger(failEvery.nth) || failEvery.nth < 1 || !Number.isInteger(failEvery.status) ||
-        failEvery.status < 500 || failEvery.status > 599)
-    ) {
-      return yield* Effect.dieMessage("DigimeSimulator: failEvery needs a positive integer nth and a 5xx status")
-    }
-    return {
-      applicationId: options.applicationId,
-      baseUrl,
-      baseOrigin,
-      onboardUrl: withSlash(options.onboardUrl ?? "https://api.digi.me/apps/saas/"),
-      jwksUrl: `${baseUrl}jwks/oauth`,
-      accessLifetime: millisOf(options.accessTokenLifetime ?? "1 hour"),
-      refreshLifetime: millisOf(options.refreshTokenLifetime ?? "30 days"),
-      maxAge: millisOf(options.assertionMaxAge ?? "5 minutes"),
-      sessionLifetime: millisOf(options.sessionLifetime ?? "30 minutes"),
-      syncPolls,
-      latency: options.latency === undefined ? undefined : Duration.decode(options.latency),
-      slidingExpiry: (options.refreshTokenExpiry ?? "sliding") === "sliding",
-      strictRotation: options.strictRotation ?? true,
-      failEvery
-    }
-  })
-
 /** @internal */
 export const makeState = (config: Config, options: {
   readonly contracts: Map<string, Contract>
@@ -327,6 +281,27 @@ export const revokeFamily = (state: State, family: Family): void => {
   family.revoked = true
   state.counters.revocations++
 }
+
+/**
+ * `Service.revokeAccessToken`: that access token is refused from now on.
+ *
+ * @internal
+ */
+export const revokeAccessToken = (state: State, value: string): Effect.Effect<void> =>
+  Effect.sync(() => {
+    const token = state.accessTokens.get(value)
+    if (token !== undefined) token.revoked = true
+  })
+
+/**
+ * `Service.revokeUser`: every token family of the user is revoked.
+ *
+ * @internal
+ */
+export const revokeUser = (state: State, userId: string): Effect.Effect<void> =>
+  Effect.sync(() => {
+    for (const family of state.users.get(userId)?.families ?? []) revokeFamily(state, family)
+  })
 
 /** @internal */
 export const newFamily = (state: State, userId: string, clientId: string, now: number): Family => {
