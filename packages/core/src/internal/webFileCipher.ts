@@ -115,10 +115,15 @@ const webDecompress = (format: "gzip" | "brotli", fileName: string): Decompress 
       Effect.zipRight(
         Effect.tryPromise({ try: () => writer.close(), catch: () => decompressionFailed(fileName, format) })
       ),
+      // On a failure (or the consumer stopping), the transform is aborted without waiting: a write
+      // still pending waits for the reader, so awaiting the abort before the reader is cancelled
+      // (by the finalizer, after this fiber ends) would never end.
       Effect.onExit((exit) =>
         Effect.zipRight(
           Deferred.done(written, exit),
-          Effect.promise(() => exit._tag === "Failure" ? writer.abort().catch(() => undefined) : Promise.resolve())
+          Effect.sync(() => {
+            if (exit._tag === "Failure") writer.abort().catch(() => undefined)
+          })
         )
       ),
       Effect.forkScoped
