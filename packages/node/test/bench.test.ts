@@ -41,7 +41,11 @@ const expected: ReadonlyArray<{ readonly section: string; readonly name: RegExp;
   { section: "5 multi-process", name: /^calls per second, 4 processes/ },
   { section: "5 multi-process", name: /^refreshes per token generation$/ },
   { section: "6 memory", name: /^heap per stored key/ },
-  { section: "6 memory", name: /^heap per cached key/ }
+  { section: "6 memory", name: /^heap per cached key/ },
+  { section: "7 file decryption", name: /^decryption throughput, small file \(.*NodeFileCipher\)$/ },
+  { section: "7 file decryption", name: /^decryption throughput, large file \(.*NodeFileCipher\)$/ },
+  { section: "7 file decryption", name: /^decryption throughput, small gzip file \(.*NodeFileCipher\)$/ },
+  { section: "7 file decryption", name: /^decryption throughput, large gzip file \(.*NodeFileCipher\)$/ }
 ]
 
 describe("pnpm bench", () => {
