@@ -2,11 +2,13 @@
  * The whole token lifecycle against a simulated digi.me over real HTTP (started here, or one you
  * started with `pnpm simulator`), with short lifetimes: authorize → consent → exchange → read →
  * access token expires → auto refresh → a burst of concurrent reads on a stale token → one refresh
- * → refresh token expires → RefreshTokenExpired → reauthorize → read again.
+ * → refresh token expires → RefreshTokenExpired → reauthorize → read again; then the user's files,
+ * read and decrypted while the sync runs, and a push with a second (write) contract of the same
+ * user, read back with the first.
  *
  *   pnpm demo [--access-lifetime 3] [--refresh-lifetime 10] [--concurrency 200] [--simulator-url URL]
  */
-import { Authorization, AutoRefresh, DigimeClient, TokenKey, TokenStore } from "@digime-effect/core"
+import { Authorization, AutoRefresh, DigimeClient, Files, TokenKey, TokenStore } from "@digime-effect/core"
 import type { DigimeSimulator } from "@digime-effect/core/testing"
 import { TestContract } from "@digime-effect/core/testing"
 import { NodeDigime, SqlPendingAuthorizations, SqlTokenStore } from "@digime-effect/node"
@@ -14,7 +16,7 @@ import { NodeDigimeSimulator } from "@digime-effect/node/testing"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Console, DateTime, Duration, Effect, Layer, Option } from "effect"
+import { Console, DateTime, Duration, Effect, Layer, Option, Stream } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -89,18 +91,32 @@ const storeFile = Path.resolve(
 
 const applicationId = "demo-app"
 const contractId = "demo-contract"
+const writeContractId = "demo-write-contract"
 const callbackUrl = "https://app.example/digime/callback"
 const key = TokenKey.make("alice", contractId)
+const writeKey = TokenKey.make("alice", writeContractId)
+
+// What the user's library holds in this demo: as a service would sync it, one file compressed.
+const libraryFiles = [
+  { name: "posts.json", content: JSON.stringify([{ id: 1, text: "hello from a simulated social network" }]) },
+  { name: "steps.json", content: JSON.stringify({ steps: [4210, 8733, 10512] }), compression: "gzip" },
+  { name: "profile.json", content: JSON.stringify({ name: "Alice" }) }
+]
 
 const started = Date.now()
 const log = (what: string) => Console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s] ${what}`)
 
-/** What the demo needs of the simulator: its URLs, a user who clicks Allow, and its counters. */
+/**
+ * What the demo needs of the simulator: its URLs, a user who clicks Allow, its counters, files for a
+ * user's library and what was pushed.
+ */
 interface Simulated {
   readonly baseUrl: string
   readonly onboardUrl: string
   readonly consent: (onboardingUrl: string) => Effect.Effect<string, unknown>
   readonly stats: Effect.Effect<DigimeSimulator.Stats, unknown>
+  readonly addFiles: (digimeUserId: string, files: typeof libraryFiles) => Effect.Effect<void, unknown>
+  readonly pushedCount: Effect.Effect<number, unknown>
 }
 
 /** Talks to a simulator through HTTP only, as a browser and an operator would. */
@@ -126,7 +142,26 @@ const overHttp = (origin: string) =>
     const stats = Effect.flatMap(http.get(`${origin}/_simulator/stats`), (response) => response.json).pipe(
       Effect.map((json) => json as DigimeSimulator.Stats)
     )
-    return { baseUrl: `${origin}/v1.7/`, onboardUrl: `${origin}/apps/saas/`, consent, stats } satisfies Simulated
+    const addFiles = (digimeUserId: string, files: typeof libraryFiles) =>
+      Effect.flatMap(
+        http.execute(
+          HttpClientRequest.post(`${origin}/_simulator/files`).pipe(
+            HttpClientRequest.bodyUnsafeJson({ digimeUserId, files })
+          )
+        ),
+        (answer) => answer.status === 204 ? Effect.void : Effect.fail(new Error(`files answered ${answer.status}`))
+      )
+    const pushedCount = Effect.flatMap(http.get(`${origin}/_simulator/pushed`), (response) => response.json).pipe(
+      Effect.map((json) => (json as { readonly library: ReadonlyArray<unknown> }).library.length)
+    )
+    return {
+      baseUrl: `${origin}/v1.7/`,
+      onboardUrl: `${origin}/apps/saas/`,
+      consent,
+      stats,
+      addFiles,
+      pushedCount
+    } satisfies Simulated
   })
 
 const program = (simulator: Simulated) =>
@@ -137,7 +172,9 @@ const program = (simulator: Simulated) =>
 
     const counts = Effect.map(simulator.stats, (s) =>
       `requests ${
-        Object.entries(s.requests).map(([name, n]) => `${name}=${n}`).join(" ")
+        Object.entries(s.requests).filter(([, n]) => n > 0).map(([name, n]) =>
+          `${name}=${n}`
+        ).join(" ")
       }; ` +
       `refreshes=${s.refreshes} replays=${s.replays}`)
 
@@ -225,17 +262,69 @@ const program = (simulator: Simulated) =>
     yield* log(
       `9. reauthorized, stored (version ${(yield* token).version}), read ${again.length} account(s) — ${yield* counts}`
     )
+
+    // 7. The user's files, read while the sync runs
+    const digimeUserId = (yield* token).token.digimeUserId
+    if (digimeUserId === undefined) return yield* Effect.dieMessage("the token names no digi.me user")
+    yield* simulator.addFiles(digimeUserId, libraryFiles)
+    yield* log(`10. Files.readAll: a read session, its file list polled while the sync runs`)
+    let filesRead = 0
+    yield* Files.readAll(key, { pollInterval: "200 millis", timeout: "1 minute" }).pipe(
+      Stream.runForEach((event) => {
+        switch (event._tag) {
+          case "Progress":
+            return log(`    sync ${event.state}: ${event.filesListed} file(s) listed`)
+          case "File": {
+            filesRead++
+            const text = new TextDecoder().decode(event.data)
+            const compressed = event.compression === undefined ? "" : `, ${event.compression} inside`
+            return log(
+              `    ${event.file.name}: ${event.data.length} bytes decrypted${compressed}: ${text.slice(0, 50)}`
+            )
+          }
+          case "FileFailed":
+            return log(`    ${event.file.name} could not be read: ${event.error._tag}`)
+        }
+      })
+    )
+    yield* log(`11. sync over: ${filesRead} file(s) read and decrypted — ${yield* counts}`)
+
+    // 8. A second contract of the same user pushes; the first reads it back
+    const adding = yield* Authorization.startAddingContract({ key: writeKey, existing: key, callbackUrl })
+    yield* Authorization.completeAuthorization(yield* simulator.consent(adding.url), { expectedKey: writeKey })
+    yield* log("12. startAddingContract: the write contract consented, for the same digi.me library")
+    const [account] = yield* read
+    if (account === undefined) return yield* Effect.dieMessage("the user has no account")
+    yield* AutoRefresh.withAutoRefresh(writeKey, (credentials) =>
+      client.pushData({
+        ...credentials,
+        fileDescriptor: { mimeType: "application/json", accounts: [{ accountId: account.id }] },
+        data: new TextEncoder().encode(JSON.stringify({ note: "pushed by the demo" }))
+      }))
+    yield* log(`13. pushData with the write contract: digi.me holds ${yield* simulator.pushedCount} pushed file(s)`)
+    const readBack = yield* Files.readAll(key, { sessionOptions: { sourceFetch: false } }).pipe(
+      Stream.filter((event): event is Files.FileRead => event._tag === "File"),
+      Stream.filter((event) => "mimetype" in event.metadata),
+      Stream.runCollect
+    )
+    for (const file of readBack) {
+      yield* log(`14. read back with the read contract: ${file.file.name}: ${new TextDecoder().decode(file.data)}`)
+    }
     yield* log("done: every token decision above was made by withAutoRefresh")
   })
 
 const main = Effect.gen(function*() {
   const contract = yield* TestContract.make(contractId)
+  const writeContract = yield* TestContract.make(writeContractId)
   let origin: string
   if (simulatorOrigin === undefined) {
     const server = yield* NodeDigimeSimulator.make({
       applicationId,
       appName: "digime-effect demo",
-      contracts: [{ contractId, publicKeyPem: contract.publicKeyPem }],
+      contracts: [
+        { contractId, publicKeyPem: contract.publicKeyPem },
+        { contractId: writeContractId, publicKeyPem: writeContract.publicKeyPem, accessType: "w" }
+      ],
       accessTokenLifetime: Duration.seconds(accessLifetime),
       refreshTokenLifetime: Duration.seconds(refreshLifetime),
       refreshTokenExpiry: "fixed",
@@ -248,13 +337,18 @@ const main = Effect.gen(function*() {
   } else {
     origin = simulatorOrigin
     const http = yield* HttpClient.HttpClient
-    const registered = yield* http.execute(
-      HttpClientRequest.post(`${origin}/_simulator/contracts`).pipe(
-        HttpClientRequest.bodyUnsafeJson({ contractId, publicKeyPem: contract.publicKeyPem })
+    for (
+      const registration of [
+        { contractId, publicKeyPem: contract.publicKeyPem },
+        { contractId: writeContractId, publicKeyPem: writeContract.publicKeyPem, accessType: "w" }
+      ]
+    ) {
+      const registered = yield* http.execute(
+        HttpClientRequest.post(`${origin}/_simulator/contracts`).pipe(HttpClientRequest.bodyUnsafeJson(registration))
       )
-    )
-    if (registered.status !== 201) {
-      return yield* Effect.fail(new Error(`${origin} refused the demo's contract (HTTP ${registered.status})`))
+      if (registered.status !== 201) {
+        return yield* Effect.fail(new Error(`${origin} refused the demo's contracts (HTTP ${registered.status})`))
+      }
     }
     yield* log(`using the simulated digi.me at ${origin}/v1.7/ (its lifetimes apply)`)
   }
@@ -265,7 +359,7 @@ const main = Effect.gen(function*() {
   )
   const layer = NodeDigime.layer({
     applicationId,
-    contracts: [contract.contract],
+    contracts: [contract.contract, writeContract.contract],
     baseUrl: simulator.baseUrl,
     onboardUrl: simulator.onboardUrl,
     refreshLeadTime: Duration.millis(500)

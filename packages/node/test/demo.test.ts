@@ -23,7 +23,8 @@ const runDemo = (args: ReadonlyArray<string>): Promise<Run> =>
     )
   })
 
-// The demo is the project's main job: run it as a real process, with real time (short lifetimes).
+// The demo is the project's main job: run it as a real process, with real time (short lifetimes):
+// the token lifecycle, then the user's files and a push with a second contract of the same user.
 describe("demo (real process)", () => {
   const checkTimeline = (out: string) => {
     for (
@@ -34,7 +35,14 @@ describe("demo (real process)", () => {
         "6. 50 concurrent reads on a stale token: 1 refresh",
         "7. read after the refresh token expired: RefreshTokenExpired",
         "8. nextStep: reauthorize",
-        "9. reauthorized"
+        "9. reauthorized",
+        "10. Files.readAll",
+        "11. sync over: 3 file(s) read and decrypted",
+        "steps.json: 27 bytes decrypted, gzip inside",
+        "12. startAddingContract",
+        "13. pushData with the write contract: digi.me holds 1 pushed file(s)",
+        "14. read back with the read contract: push-",
+        "{\"note\":\"pushed by the demo\"}"
       ]
     ) assert.include(out, step)
     assert.include(out, "replays=0")
@@ -43,7 +51,8 @@ describe("demo (real process)", () => {
 
   it("walks the whole lifecycle and exits 0; a second run finds the token the first one stored", async () => {
     const dir = mkdtempSync(Path.join(tmpdir(), "digime-demo-"))
-    const args = ["--access-lifetime", "1", "--refresh-lifetime", "4", "--concurrency", "50"]
+    // A refresh token of 6 s: the files and the push after the reauthorization fit in its life.
+    const args = ["--access-lifetime", "1", "--refresh-lifetime", "6", "--concurrency", "50"]
     const store = ["--store", Path.join(dir, "tokens.db")]
     try {
       const first = await runDemo([...args, ...store])
