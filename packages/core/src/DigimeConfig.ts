@@ -6,10 +6,12 @@
  * @since 0.1.0
  */
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -317,8 +319,47 @@ export const layerConfig = (
   Layer.effect(DigimeConfig, Effect.flatMap(Config.unwrap(config), make))
 
 /**
- * Options read from the environment: `DIGIME_APPLICATION_ID`, one contract from
- * `DIGIME_CONTRACT_ID` and `DIGIME_PRIVATE_KEY`, and optionally `DIGIME_BASE_URL`,
+ * The contracts read from the environment: one from `DIGIME_CONTRACT_ID` and `DIGIME_PRIVATE_KEY`,
+ * and any number named by a label of your choice (letters and digits, no `_`):
+ * `DIGIME_CONTRACTS_<LABEL>_ID` and `DIGIME_CONTRACTS_<LABEL>_PRIVATE_KEY`, e.g. a read and a write
+ * contract as `DIGIME_CONTRACTS_READ_ID` … and `DIGIME_CONTRACTS_WRITE_ID` …. At least one
+ * contract is required.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const contractsFromEnv: Config.Config<ReadonlyArray<Contract>> = Config.all({
+  contractId: Config.string("DIGIME_CONTRACT_ID").pipe(Config.option),
+  privateKey: Config.redacted("DIGIME_PRIVATE_KEY").pipe(Config.option),
+  labelled: Config.hashMap(Config.all({ contractId: Config.string("ID"), privateKey: Config.redacted("PRIVATE_KEY") }))
+    .pipe(Config.nested("CONTRACTS"), Config.nested("DIGIME"))
+}).pipe(
+  Config.mapOrFail(({ contractId, labelled, privateKey }) => {
+    // One of the pair without the other is a mistake to report, not a contract to leave out.
+    if (Option.isSome(contractId) !== Option.isSome(privateKey)) {
+      const missing = Option.isSome(contractId) ? "DIGIME_PRIVATE_KEY" : "DIGIME_CONTRACT_ID"
+      return Either.left(ConfigError.MissingData([missing], `${missing} is missing (the other one of the pair is set)`))
+    }
+    const single = Option.all({ contractId, privateKey })
+    const contracts: Array<Contract> = [
+      ...Option.toArray(single),
+      ...Array.from(HashMap.entries(labelled)).sort(([a], [b]) => a.localeCompare(b)).map(([, contract]) => contract)
+    ]
+    return contracts.length > 0
+      ? Either.right(contracts)
+      : Either.left(
+        ConfigError.MissingData(
+          ["DIGIME_CONTRACT_ID"],
+          "No contract: set DIGIME_CONTRACT_ID and DIGIME_PRIVATE_KEY, " +
+            "or DIGIME_CONTRACTS_<LABEL>_ID and DIGIME_CONTRACTS_<LABEL>_PRIVATE_KEY"
+        )
+      )
+  })
+)
+
+/**
+ * Options read from the environment: `DIGIME_APPLICATION_ID`; the contracts (see
+ * `contractsFromEnv`); and optionally `DIGIME_BASE_URL`,
  * `DIGIME_ONBOARD_URL`, `DIGIME_REFRESH_LEAD_TIME`, `DIGIME_REQUEST_TIMEOUT`,
  * `DIGIME_TOKEN_CACHE_TTL` (durations such as `"60 seconds"`), `DIGIME_TOKEN_CACHE_CAPACITY`,
  * `DIGIME_JWKS_ORIGINS` (comma separated) and `DIGIME_KEY_TAG_SECRET`.
@@ -333,12 +374,7 @@ export const layerConfig = (
  */
 export const fromEnv: Config.Config<Options> = Config.all({
   applicationId: Config.string("DIGIME_APPLICATION_ID"),
-  contracts: Config.all([
-    Config.all({
-      contractId: Config.string("DIGIME_CONTRACT_ID"),
-      privateKey: Config.redacted("DIGIME_PRIVATE_KEY")
-    })
-  ]),
+  contracts: contractsFromEnv,
   baseUrl: Config.string("DIGIME_BASE_URL").pipe(Config.option, Config.map(Option.getOrUndefined)),
   onboardUrl: Config.string("DIGIME_ONBOARD_URL").pipe(Config.option, Config.map(Option.getOrUndefined)),
   refreshLeadTime: Config.duration("DIGIME_REFRESH_LEAD_TIME").pipe(Config.option, Config.map(Option.getOrUndefined)),

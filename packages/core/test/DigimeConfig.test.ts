@@ -1,6 +1,6 @@
 import { Contract, DigimeConfig } from "@digime-effect/core"
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Layer, Redacted } from "effect"
+import { ConfigError, ConfigProvider, Duration, Effect, Layer, Redacted } from "effect"
 
 const contract = Contract.make({ contractId: "contract-1", privateKey: Redacted.make("-----BEGIN PRIVATE KEY-----") })
 
@@ -127,4 +127,56 @@ describe("DigimeConfig", () => {
       )
       assert.strictEqual(error._tag, "InvalidConfig")
     }))
+  describe("contractsFromEnv", () => {
+    // As `ConfigProvider.fromEnv` reads the environment: path segments joined by "_".
+    const read = (entries: ReadonlyArray<readonly [string, string]>) =>
+      Effect.withConfigProvider(
+        DigimeConfig.contractsFromEnv,
+        ConfigProvider.fromMap(new Map(entries), { pathDelim: "_" })
+      )
+
+    it.effect("the single pair and labelled contracts (a read and a write one), keys redacted", () =>
+      Effect.gen(function*() {
+        const contracts = yield* read([
+          ["DIGIME_CONTRACT_ID", "main"],
+          ["DIGIME_PRIVATE_KEY", "pem-main"],
+          ["DIGIME_CONTRACTS_WRITE_ID", "write-contract"],
+          ["DIGIME_CONTRACTS_WRITE_PRIVATE_KEY", "pem-write"],
+          ["DIGIME_CONTRACTS_READ_ID", "read-contract"],
+          ["DIGIME_CONTRACTS_READ_PRIVATE_KEY", "pem-read"]
+        ])
+        assert.deepStrictEqual(contracts.map((contract) => contract.contractId), [
+          "main",
+          "read-contract",
+          "write-contract"
+        ])
+        assert.deepStrictEqual(contracts.map((contract) => Redacted.value(contract.privateKey)), [
+          "pem-main",
+          "pem-read",
+          "pem-write"
+        ])
+        for (const contract of contracts) assert.notInclude(String(contract.privateKey), "pem")
+      }))
+
+    it.effect("labelled contracts alone are enough", () =>
+      Effect.gen(function*() {
+        const contracts = yield* read([["DIGIME_CONTRACTS_READ_ID", "r"], ["DIGIME_CONTRACTS_READ_PRIVATE_KEY", "k"]])
+        assert.deepStrictEqual(contracts.map((contract) => contract.contractId), ["r"])
+      }))
+
+    it.effect("a half pair, a label without its key, or no contract at all: a ConfigError naming what is missing", () =>
+      Effect.gen(function*() {
+        const cases: ReadonlyArray<[ReadonlyArray<readonly [string, string]>, string]> = [
+          [[["DIGIME_CONTRACT_ID", "c"]], "DIGIME_PRIVATE_KEY"],
+          [[["DIGIME_PRIVATE_KEY", "k"]], "DIGIME_CONTRACT_ID"],
+          [[["DIGIME_CONTRACTS_READ_ID", "r"]], "PRIVATE_KEY"],
+          [[], "No contract"]
+        ]
+        for (const [entries, expected] of cases) {
+          const error = yield* Effect.flip(read(entries))
+          assert.isTrue(ConfigError.isConfigError(error))
+          assert.include(String(error), expected)
+        }
+      }))
+  })
 })
