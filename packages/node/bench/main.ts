@@ -11,6 +11,7 @@ import { Effect, Logger, LogLevel } from "effect"
 import { existsSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import { parseArgs } from "node:util"
+import * as AllFiles from "./allFiles.js"
 import * as Burst from "./burst.js"
 import * as Decrypt from "./decrypt.js"
 import * as HotPath from "./hotPath.js"
@@ -24,7 +25,7 @@ import { postgresUrl } from "./support.js"
 const usage = `Usage: pnpm bench [options]
 
 Options:
-  --only LIST       run only these sections (comma-separated numbers, 1 to 7)
+  --only LIST       run only these sections (comma-separated numbers, 1 to 8)
   --quick           small sizes and short runs: checks that every section works, figures are rough
   --out FILE        where to write the JSON results (default bench-results.json at the repository root)
   --markdown FILE   also write the table as Markdown
@@ -61,10 +62,10 @@ if (values.help) {
 }
 
 const sections = values.only === undefined
-  ? [1, 2, 3, 4, 5, 6, 7]
+  ? [1, 2, 3, 4, 5, 6, 7, 8]
   : values.only.split(",").map((part) => Number(part.trim()))
-if (sections.some((n) => !Number.isInteger(n) || n < 1 || n > 7)) {
-  process.stderr.write(`--only takes section numbers from 1 to 7\n\n${usage}\n`)
+if (sections.some((n) => !Number.isInteger(n) || n < 1 || n > 8)) {
+  process.stderr.write(`--only takes section numbers from 1 to 8\n\n${usage}\n`)
   process.exit(2)
 }
 if (typeof globalThis.gc !== "function") {
@@ -85,7 +86,8 @@ const titles: Record<number, string> = {
   4: "signing",
   5: "multi-process",
   6: "memory",
-  7: "file decryption"
+  7: "file decryption",
+  8: "all files"
 }
 
 const main = Effect.gen(function*() {
@@ -116,6 +118,9 @@ const main = Effect.gen(function*() {
         break
       case 7:
         yield* Effect.promise(() => Decrypt.run(options))
+        break
+      case 8:
+        yield* AllFiles.run(options)
         break
     }
   }
