@@ -108,13 +108,24 @@ describe("Files.readAll", () => {
 
   it.effect("a token that expires while the files stream is refreshed once, and the stream goes on", () =>
     Effect.gen(function*() {
-      yield* seedWithFiles(contents(20))
+      const { token: seeded } = yield* seedWithFiles(contents(20))
       // Small clock steps: the downloads after the last poll end long before the new token is due.
       const events = yield* runAll({ pollInterval: "20 seconds", concurrency: 2 }, "2 minutes", 2400)
       assert.strictEqual(filesOf(events).length, 20)
       const stats = yield* (yield* DigimeSimulator.DigimeSimulator).stats
       assert.strictEqual(stats.refreshes, 1)
       assert.strictEqual(stats.replays, 0)
+      // No event carries a token (the official SDK's readAllFiles could hand back a spent one): the
+      // store holds the refreshed token, and it is the one digi.me accepts now.
+      assert.isFalse(JSON.stringify(events).includes("access_token"))
+      const stored = yield* (yield* TokenManager.TokenManager).get(key)
+      assert.notStrictEqual(Redacted.value(stored.token.accessToken.value), Redacted.value(seeded.accessToken.value))
+      const client = yield* DigimeClient.DigimeClient
+      const accounts = yield* client.readAccounts({
+        contractId: key.contractId,
+        accessToken: stored.token.accessToken.value
+      })
+      assert.isAbove(accounts.length, 0)
     }).pipe(Effect.provide(
       DigimeTest.layer({
         // Polls at 0, 20 and 40 seconds; the access token is due at 25 seconds.
@@ -170,6 +181,18 @@ describe("Files.readAll", () => {
       const error = yield* Effect.flip(Stream.runCollect(Files.readAll(key)))
       assert.strictEqual(error._tag, "ReauthRequired")
       assert.strictEqual((yield* (yield* DigimeSimulator.DigimeSimulator).requests).length, 0)
+    }).pipe(Effect.provide(layer())))
+
+  it.effect("a file refused with a 401 that is not InvalidToken: FileFailed with ApiError, no refresh", () =>
+    Effect.gen(function*() {
+      const { simulator } = yield* seedWithFiles([{ name: "a.json", content: "{}" }, { name: "b.json", content: "{}" }])
+      yield* simulator.injectFault({ _tag: "Status", endpoint: "file", status: 401, code: "InsufficientScope" })
+      const events = yield* runAll()
+      const failed = events.filter((event): event is Files.FileFailed => event._tag === "FileFailed")
+      assert.strictEqual(failed.length, 1)
+      assert.strictEqual(failed[0]!.error._tag, "ApiError")
+      assert.strictEqual(filesOf(events).length, 1)
+      assert.strictEqual((yield* simulator.stats).refreshes, 0)
     }).pipe(Effect.provide(layer())))
 
   it.effect("a 401 that is not InvalidToken is an ApiError and refreshes nothing", () =>
