@@ -42,6 +42,10 @@ describe("Authorization.startAddingContract", () => {
       assert.strictEqual(completed.token.digimeUserId, existing.digimeUserId)
       const stored = yield* (yield* TokenManager.TokenManager).get(writeKey)
       assert.strictEqual(stored.token.digimeUserId, existing.digimeUserId)
+      // The same library: no new account, and the consent names the one the user has.
+      const accounts = yield* simulator.accountsOf(existing.digimeUserId!)
+      assert.strictEqual(accounts.length, 1)
+      assert.strictEqual(completed.accountReference, accounts[0]!.reference)
     }).pipe(Effect.provide(layer())))
 
   it.effect("a due existing token is refreshed first, through the token manager", () =>

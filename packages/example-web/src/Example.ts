@@ -1,8 +1,12 @@
 /**
  * Starts the example: a simulated digi.me over real HTTP and the example backend next to it, both
- * on 127.0.0.1, with token lifetimes short enough to watch a refresh and a reconnect happen.
+ * on 127.0.0.1, with token lifetimes short enough to watch a refresh and a reconnect happen. The
+ * simulated digi.me knows a read contract and a write contract of the same application; when a
+ * user first connects, a few files are put into their simulated library, as digi.me would have
+ * synced them from the user's services.
  */
 import { PendingAuthorizations, TokenStore } from "@digime-effect/core"
+import type { DigimeSimulator } from "@digime-effect/core/testing"
 import { TestContract } from "@digime-effect/core/testing"
 import { NodeDigime } from "@digime-effect/node"
 import { NodeDigimeSimulator } from "@digime-effect/node/testing"
@@ -22,7 +26,25 @@ export interface Options {
   readonly callbackUrl?: string | undefined
   readonly accessTokenLifetime?: Duration.DurationInput | undefined
   readonly refreshTokenLifetime?: Duration.DurationInput | undefined
+  /** What a user's library holds once they connect; default `libraryFiles`. */
+  readonly libraryFiles?: ReadonlyArray<DigimeSimulator.FileInput> | undefined
 }
+
+/**
+ * The files put into a user's simulated library when they first connect: a post, step counts
+ * (gzip-compressed, as digi.me serves some files) and a profile.
+ */
+export const libraryFiles: ReadonlyArray<DigimeSimulator.FileInput> = [
+  {
+    name: "posts.json",
+    content: JSON.stringify([
+      { id: 1, text: "Hello from a simulated social network" },
+      { id: 2, text: "Markup stays text: <em>not emphasised</em> & <script>alert(1)</script>" }
+    ])
+  },
+  { name: "steps.json", content: JSON.stringify({ steps: [4210, 8733, 10512] }), compression: "gzip" },
+  { name: "profile.json", content: JSON.stringify({ name: "Alice", city: "Ljubljana" }) }
+]
 
 /** `EXAMPLE_CALLBACK_URL`, when set: the `callbackUrl` option. */
 export const callbackUrlConfig: Config.Config<string | undefined> = Config.url("EXAMPLE_CALLBACK_URL").pipe(
@@ -43,7 +65,10 @@ export interface Running {
 }
 
 const applicationId = "example-app"
-const contractId = "example-contract"
+/** The read contract: Connect, the accounts and the files. */
+export const contractId = "example-contract"
+/** The write contract: "Push a note". */
+export const writeContractId = "example-write-contract"
 
 const parseCallbackUrl = (value: string) => {
   const url = URL.canParse(value) ? new URL(value) : undefined
@@ -57,10 +82,14 @@ export const start = (options: Options = {}): Effect.Effect<Running, unknown, Sc
   Effect.gen(function*() {
     const configured = options.callbackUrl === undefined ? undefined : yield* parseCallbackUrl(options.callbackUrl)
     const contract = yield* TestContract.make(contractId)
+    const writeContract = yield* TestContract.make(writeContractId)
     const digime = yield* NodeDigimeSimulator.make({
       applicationId,
       appName: "digime-effect example",
-      contracts: [{ contractId, publicKeyPem: contract.publicKeyPem }],
+      contracts: [
+        { contractId, publicKeyPem: contract.publicKeyPem },
+        { contractId: writeContractId, publicKeyPem: writeContract.publicKeyPem, accessType: "w" }
+      ],
       accessTokenLifetime: options.accessTokenLifetime ?? Duration.seconds(30),
       refreshTokenLifetime: options.refreshTokenLifetime ?? Duration.minutes(3),
       refreshTokenExpiry: "fixed"
@@ -68,7 +97,7 @@ export const start = (options: Options = {}): Effect.Effect<Running, unknown, Sc
     const services = yield* Layer.build(
       NodeDigime.layer({
         applicationId,
-        contracts: [contract.contract],
+        contracts: [contract.contract, writeContract.contract],
         baseUrl: digime.baseUrl,
         onboardUrl: digime.onboardUrl,
         refreshLeadTime: Duration.millis(500)
@@ -85,7 +114,22 @@ export const start = (options: Options = {}): Effect.Effect<Running, unknown, Sc
     const appUrl = `http://127.0.0.1:${address.port}`
     const callbackUrl = configured ?? new URL(`${appUrl}/callback`)
     const refreshes: App.RefreshCounter = { count: 0 }
-    const router = App.make({ contractId, callbackUrl, refreshes })
+    // Once per digi.me library: a reconnect that lands in the same library finds its files there.
+    const seeded = new Set<string>()
+    const files = options.libraryFiles ?? libraryFiles
+    const onConnected = (digimeUserId: string) =>
+      seeded.has(digimeUserId) ? Effect.void : digime.simulator.addFiles(digimeUserId, files).pipe(
+        Effect.tap(() => Effect.sync(() => seeded.add(digimeUserId))),
+        Effect.orDie
+      )
+    const router = App.make({
+      contractId,
+      writeContractId,
+      callbackUrl,
+      refreshes,
+      pollInterval: Duration.millis(200),
+      onConnected
+    })
     yield* server.serve(Effect.provide(router, services))
     return { appUrl, callbackUrl: callbackUrl.href, digime, refreshes }
   })

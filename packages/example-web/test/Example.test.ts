@@ -1,11 +1,13 @@
 /**
  * The example backend over real HTTP, without a browser: the callback URL comes from configuration
- * whatever the request's Host says, and the session cookie binds each authorization to the browser
- * that started it.
+ * whatever the request's Host says, the session cookie binds each authorization to the browser
+ * that started it, the push form needs its session's CSRF token, and what digi.me sends is
+ * rendered as text.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect } from "effect"
 import * as NodeHttp from "node:http"
+import * as App from "../src/App.js"
 import * as Example from "../src/Example.js"
 
 interface Answer {
@@ -16,9 +18,14 @@ interface Answer {
 }
 
 /** One request through node:http, which (unlike fetch) sends the `Host` header it is given. */
-const request = (url: string, headers: Record<string, string> = {}) =>
+const request = (url: string, headers: Record<string, string> = {}, form?: Record<string, string>) =>
   Effect.async<Answer, Error>((resume) => {
-    const outgoing = NodeHttp.request(url, { headers, timeout: 5_000 }, (response) => {
+    const body = form === undefined ? undefined : new URLSearchParams(form).toString()
+    const outgoing = NodeHttp.request(url, {
+      headers: body === undefined ? headers : { ...headers, "content-type": "application/x-www-form-urlencoded" },
+      method: body === undefined ? "GET" : "POST",
+      timeout: 5_000
+    }, (response) => {
       let text = ""
       response.setEncoding("utf8")
       response.on("data", (chunk) => (text += chunk))
@@ -32,7 +39,7 @@ const request = (url: string, headers: Record<string, string> = {}) =>
     })
     outgoing.on("error", (error) => resume(Effect.fail(error)))
     outgoing.on("timeout", () => outgoing.destroy(new Error("timed out")))
-    outgoing.end()
+    outgoing.end(body)
     return Effect.sync(() => outgoing.destroy())
   })
 
@@ -55,6 +62,15 @@ const connect = (running: Example.Running, headers: Record<string, string> = {})
     const answer = yield* request(`${running.appUrl}/connect`, headers)
     assert.strictEqual(answer.status, 303, answer.text)
     return { onboardingUrl: answer.location!, setCookie: answer.setCookie, cookie: answer.setCookie[0]?.split(";")[0] }
+  })
+
+/** A browser that connected: its session cookie. */
+const connected = (running: Example.Running) =>
+  Effect.gen(function*() {
+    const { cookie, onboardingUrl } = yield* connect(running)
+    const completed = yield* request(yield* allow(running, onboardingUrl), { cookie: cookie! })
+    assert.strictEqual(completed.status, 303, completed.text)
+    return cookie!
   })
 
 const redirectUriOf = (running: Example.Running, onboardingUrl: string) =>
@@ -157,5 +173,86 @@ describe("example-web over HTTP", () => {
       assert.strictEqual((yield* running.digime.simulator.stats).exchanges, 1)
       assert.include((yield* request(`${running.appUrl}/`, { cookie: alice.cookie! })).text, "Connected.")
       assert.include((yield* request(`${running.appUrl}/`, { cookie: bob.cookie! })).text, "Not connected")
+    }))
+
+  it.scopedLive("the push form needs the session's CSRF token and a note of 1 to 280 characters; nothing is pushed otherwise", () =>
+    Effect.gen(function*() {
+      const running = yield* Example.start()
+      const cookie = yield* connected(running)
+      const accounts = yield* request(`${running.appUrl}/accounts`, { cookie })
+      assert.strictEqual(accounts.status, 200)
+      const csrf = /name="csrf" value="([\w-]{43})"/.exec(accounts.text)?.[1]
+      assert.isDefined(csrf)
+      const push = (headers: Record<string, string>, form: Record<string, string>) =>
+        request(`${running.appUrl}/files/push`, headers, form)
+
+      // Without a session: back home. Without the token, or another one: refused.
+      const noSession = yield* push({}, { csrf: csrf!, note: "hi" })
+      assert.strictEqual(noSession.status, 303)
+      assert.strictEqual(noSession.location, "/")
+      for (const form of [{ note: "hi" }, { csrf: "x".repeat(43), note: "hi" }, { csrf: "", note: "hi" }]) {
+        const refused = yield* push({ cookie }, form)
+        assert.strictEqual(refused.status, 403, JSON.stringify(form))
+        assert.include(refused.text, `data-reason="InvalidForm"`)
+      }
+      // Another browser's token does not do either.
+      const other = yield* connected(running)
+      const otherCsrf = /name="csrf" value="([\w-]{43})"/.exec(
+        (yield* request(`${running.appUrl}/accounts`, { cookie: other })).text
+      )?.[1]
+      assert.notStrictEqual(otherCsrf, csrf)
+      assert.strictEqual((yield* push({ cookie }, { csrf: otherCsrf!, note: "hi" })).status, 403)
+      for (const note of ["", "   ", "x".repeat(App.maxNoteLength + 1)]) {
+        const invalid = yield* push({ cookie }, { csrf: csrf!, note })
+        assert.strictEqual(invalid.status, 400)
+        assert.include(invalid.text, `data-reason="InvalidNote"`)
+      }
+      const before = yield* running.digime.simulator.stats
+      assert.strictEqual(before.requests.push, 0)
+      assert.strictEqual(before.requests.authorize, 2) // the two Connects, no write consent started
+
+      // The right token: the write contract's consent first, then the push.
+      const started = yield* push({ cookie }, { csrf: csrf!, note: "  a note  " })
+      assert.strictEqual(started.status, 303)
+      assert.isTrue(started.location!.startsWith(running.digime.onboardUrl))
+      const pushedAfterConsent = yield* request(yield* allow(running, started.location!), { cookie })
+      assert.strictEqual(pushedAfterConsent.status, 303, pushedAfterConsent.text)
+      assert.strictEqual(pushedAfterConsent.location, "/accounts#files")
+      const [pushed] = yield* running.digime.simulator.pushed
+      assert.strictEqual(pushed?.contractId, Example.writeContractId)
+      assert.strictEqual(JSON.parse(new TextDecoder().decode(pushed!.body)).note, "a note")
+      // Shown once.
+      assert.include((yield* request(`${running.appUrl}/accounts`, { cookie })).text, `id="pushed"`)
+      assert.notInclude((yield* request(`${running.appUrl}/accounts`, { cookie })).text, `id="pushed"`)
+    }))
+
+  it.scopedLive("file names and contents from digi.me are escaped; an unknown file is a 404", () =>
+    Effect.gen(function*() {
+      const name = `<img src=x onerror=alert(1)>"'.json`
+      const running = yield* Example.start({
+        libraryFiles: [{ name, content: `{"text":"</pre><script>alert(2)</script>"}`, compression: "gzip" }]
+      })
+      const cookie = yield* connected(running)
+      const accounts = yield* request(`${running.appUrl}/accounts`, { cookie })
+      assert.strictEqual(accounts.status, 200)
+      assert.notInclude(accounts.text, "<img")
+      assert.include(accounts.text, "&#60;img src=x onerror=alert(1)&#62;&#34;&#39;.json")
+      assert.include(accounts.text, `href="/file?name=${encodeURIComponent(name).replace(/'/g, "&#39;")}"`)
+
+      const file = yield* request(`${running.appUrl}/file?name=${encodeURIComponent(name)}`, { cookie })
+      assert.strictEqual(file.status, 200, file.text)
+      assert.notInclude(file.text, "<img")
+      assert.notInclude(file.text, "<script>")
+      assert.include(file.text, "&#60;/pre&#62;&#60;script&#62;alert(2)&#60;/script&#62;")
+      assert.include(file.text, `<dd id="file-compression">gzip</dd>`)
+
+      const missing = yield* request(`${running.appUrl}/file?name=${encodeURIComponent("<b>none</b>")}`, { cookie })
+      assert.strictEqual(missing.status, 404)
+      assert.include(missing.text, `data-reason="FileNotFound"`)
+      assert.notInclude(missing.text, "<b>")
+      // Without a session, no file is read.
+      const anonymous = yield* request(`${running.appUrl}/file?name=${encodeURIComponent(name)}`)
+      assert.strictEqual(anonymous.status, 303)
+      assert.strictEqual(anonymous.location, "/")
     }))
 })

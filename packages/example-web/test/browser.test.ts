@@ -3,7 +3,9 @@
  * example backend and the simulated digi.me over real HTTP. Connect, approve on the consent page,
  * see the accounts; wait out the access token and see a silent refresh; wait out the refresh token
  * and see the reconnect path work. Then a consent link forwarded to other browsers (one without a
- * session, one with its own) completes nothing. A screenshot of each step goes to test-artifacts/.
+ * session, one with its own) completes nothing. Then the user's files: listed, one opened, and a
+ * note pushed through the write contract's consent, then listed too. A screenshot of each step goes
+ * to test-artifacts/.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Scope } from "effect"
@@ -41,6 +43,10 @@ const launch = () =>
       "--disable-sync"
     ]
   })
+
+/** The `data-name` of each file listed on the user's page. */
+const listedNames = (page: Page) =>
+  page.locator("#file-list .file").evaluateAll((items) => items.map((item) => item.getAttribute("data-name") ?? ""))
 
 /** Clicks Allow and returns the answer of the app's callback the browser is sent to. */
 const allowAndCallback = (page: Page, callbackUrl: string): Promise<Response> =>
@@ -176,6 +182,98 @@ suite("example-web in Chromium", () => {
       assert.strictEqual((await Effect.runPromise(running.digime.simulator.stats)).exchanges, 1)
       await bob.goto(`${running.appUrl}/`)
       assert.include(await bob.textContent("#status"), "Not connected")
+    } finally {
+      await browser?.close()
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+    }
+  }, 120_000)
+})
+
+suite("example-web in Chromium: files", () => {
+  it("lists the files, shows one, pushes a note through the write contract's consent", async () => {
+    mkdirSync(artifacts, { recursive: true })
+    const scope = Effect.runSync(Scope.make())
+    let browser: Browser | undefined
+    try {
+      const running = await Effect.runPromise(Scope.extend(Example.start(), scope))
+      const simulator = running.digime.simulator
+      browser = await launch()
+      const page = await browser.newPage()
+
+      // 1. Connect → Allow → the user's page lists the files seeded into their library
+      await page.goto(`${running.appUrl}/`)
+      await page.click("#connect")
+      await page.waitForSelector("#allow")
+      await page.click("#allow")
+      await page.waitForSelector("#file-list")
+      assert.isTrue(page.url().startsWith(`${running.appUrl}/accounts`))
+      assert.sameMembers(await listedNames(page), Example.libraryFiles.map((file) => file.name))
+      assert.strictEqual(await page.getAttribute("#sync-status", "data-state"), "completed")
+      assert.include(await page.textContent(`.file[data-name="steps.json"] .file-meta`), "gzip inside")
+      assert.include(await page.textContent("#write-status"), "asks your consent")
+      await shot(page, "10-files")
+
+      // 2. A file's page: its decrypted content, markup shown as text
+      await page.click(`.file[data-name="posts.json"] a`)
+      await page.waitForSelector("#file-content")
+      assert.strictEqual(new URL(page.url()).pathname, "/file")
+      const posts = await page.textContent("#file-content")
+      assert.include(posts, "Hello from a simulated social network")
+      assert.include(posts, "<em>not emphasised</em> & <script>alert(1)</script>")
+      assert.strictEqual(await page.locator("#file-content em, #file-content script").count(), 0)
+      assert.strictEqual(await page.textContent("#file-compression"), "none")
+      await shot(page, "11-file")
+      // The gzip-compressed one too
+      await page.click("#back")
+      await page.click(`.file[data-name="steps.json"] a`)
+      await page.waitForSelector("#file-content")
+      assert.include(await page.textContent("#file-content"), "10512")
+      assert.strictEqual(await page.textContent("#file-compression"), "gzip")
+
+      // 3. Push a note: no write token yet, so the write contract's consent comes first
+      await page.click("#back")
+      await page.waitForSelector("#push-form")
+      await page.fill("#note", "Remember the <b>milk</b>")
+      await page.click("#push")
+      await page.waitForSelector("#allow")
+      assert.isTrue(page.url().startsWith(running.digime.onboardUrl))
+      await shot(page, "12-write-consent")
+      await page.click("#allow")
+      await page.waitForSelector("#pushed")
+      assert.isTrue(page.url().startsWith(`${running.appUrl}/accounts`))
+      const pushed = await Effect.runPromise(simulator.pushed)
+      assert.strictEqual(pushed.length, 1)
+      assert.strictEqual(pushed[0]!.contractId, Example.writeContractId)
+      assert.strictEqual(pushed[0]!.metadata.mimeType, "application/json")
+      // The new read lists it, with its raw metadata
+      const first = pushed[0]!.fileName
+      assert.include(await listedNames(page), first)
+      assert.include(await page.textContent(`.file[data-name="${first}"] .file-meta`), "application/json")
+      assert.include(await page.textContent("#write-status"), "pushed at once")
+      await shot(page, "13-pushed")
+
+      // 4. Its page shows the note, markup as text
+      await page.click(`.file[data-name="${first}"] a`)
+      await page.waitForSelector("#file-content")
+      assert.include(await page.textContent("#file-content"), `"note": "Remember the <b>milk</b>"`)
+      assert.strictEqual(await page.locator("#file-content b").count(), 0)
+      assert.include(await page.textContent("#file-type"), "application/json")
+
+      // 5. A second note goes at once: the write token is kept
+      await page.click("#back")
+      await page.fill("#note", "A second note")
+      await page.click("#push")
+      await page.waitForSelector("#pushed")
+      const both = await Effect.runPromise(simulator.pushed)
+      assert.strictEqual(both.length, 2)
+      assert.includeMembers(await listedNames(page), both.map((file) => file.fileName))
+      await shot(page, "14-pushed-again")
+
+      // One consent per contract, no refresh needed, the same digi.me library for both.
+      const stats = await Effect.runPromise(simulator.stats)
+      assert.strictEqual(stats.exchanges, 2)
+      assert.strictEqual(stats.requests.push, 2)
+      assert.strictEqual(both[0]!.digimeUserId, both[1]!.digimeUserId)
     } finally {
       await browser?.close()
       await Effect.runPromise(Scope.close(scope, Exit.void))

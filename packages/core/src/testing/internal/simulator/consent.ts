@@ -6,7 +6,8 @@
  *
  * The pages and what Allow does:
  *
- * - `{onboard}authorize?code=…`: a code (and a new account for a new user) for the callback;
+ * - `{onboard}authorize?code=…`: a code for the callback, and the reference of an account: a new one
+ *   for a new user, the first one of a user who already has a library;
  * - `{onboard}user-reauth?code=…`: a code, whose exchange revokes the client's older token families;
  * - `{onboard}onboard?code=…`: one more account for the user, `success=true` (no code);
  * - `{onboard}reauthorize?code=…&accountRef=…`: the referenced account no longer needs reauthorization;
@@ -34,7 +35,8 @@ import {
   issueTokens,
   newFamily,
   type PreAuthorization,
-  type State
+  type State,
+  userOf
 } from "./state.js"
 
 type Page = ConsentRequest["kind"]
@@ -168,7 +170,10 @@ const answerConsent = (
     })
     params.append("code", authorizationCode)
     if (page === "authorize") {
-      params.append("accountReference", addAccount(state, preAuthorization.userId, now).reference)
+      // A new user brings a new account; a user who already has a library (another contract added
+      // with the user's access token) consents with the accounts it holds.
+      const existing = userOf(state, preAuthorization.userId).accounts[0]
+      params.append("accountReference", (existing ?? addAccount(state, preAuthorization.userId, now)).reference)
     }
     return callback.toString()
   })
