@@ -31,6 +31,7 @@ import { CallbackError, InvalidOptions } from "./DigimeError.js"
 import type { InvalidAccessToken, ReauthRequired, TokenStoreError } from "./DigimeError.js"
 import { missingState, toSearchParams } from "./internal/callback.js"
 import { base64url, randomBytes } from "./internal/encoding.js"
+import * as Tracing from "./internal/tracing.js"
 import { PendingAuthorizations } from "./PendingAuthorizations.js"
 import type { Pending } from "./PendingAuthorizations.js"
 import type { TokenKey } from "./TokenKey.js"
@@ -156,7 +157,7 @@ export const startAuthorization = (
       options,
       (state) => client.getAuthorizeUrl({ ...rest, contractId: key.contractId, callbackUrl, state })
     )
-  }).pipe(Effect.withSpan("Authorization.startAuthorization", {
+  }).pipe(Tracing.withSpan("Authorization.startAuthorization", {
     attributes: { "digime.contract_id": options.key.contractId }
   }))
 
@@ -212,7 +213,7 @@ export const startAddingContract = (
     const current = yield* manager.get(existing)
     const { existing: _existing, ...rest } = options
     return yield* startAuthorization({ ...rest, accessToken: current.token.accessToken.value })
-  }).pipe(Effect.withSpan("Authorization.startAddingContract", {
+  }).pipe(Tracing.withSpan("Authorization.startAddingContract", {
     attributes: { "digime.contract_id": options.key.contractId }
   }))
 
@@ -240,7 +241,7 @@ export const startReauthorization = (
         locale: options.locale,
         triggerQuery: options.triggerQuery,
         sessionOptions: options.sessionOptions
-      }))).pipe(Effect.withSpan("Authorization.startReauthorization", {
+      }))).pipe(Tracing.withSpan("Authorization.startReauthorization", {
         attributes: { "digime.contract_id": options.key.contractId }
       }))
 
@@ -316,4 +317,4 @@ export const completeAuthorization = (
       token,
       ...(result.accountReference === undefined ? {} : { accountReference: result.accountReference })
     } satisfies Completed
-  }).pipe(Effect.withSpan("Authorization.completeAuthorization"))
+  }).pipe(Tracing.withSpan("Authorization.completeAuthorization"))

@@ -27,6 +27,7 @@ import type { Credentials, PullOptions } from "./DataProtocol.js"
 import type { DigimeClient, TokenCallError } from "./DigimeClient.js"
 import { InvalidAccessToken, RequestError } from "./DigimeError.js"
 import type { AccessTokenRejected, ReauthRequired, RefreshTokenExpired, TokenStoreError } from "./DigimeError.js"
+import * as Tracing from "./internal/tracing.js"
 import type { PendingAuthorizations } from "./PendingAuthorizations.js"
 import * as TokenKey from "./TokenKey.js"
 import { TokenManager } from "./TokenManager.js"
@@ -251,7 +252,7 @@ export const nextStep = (
       sessionOptions: options.sessionOptions
     }).pipe(Effect.catchTags({ InvalidAccessToken: () => authorize, ReauthRequired: () => authorize }))
     : authorize).pipe(
-      Effect.withSpan("AutoRefresh.nextStep", {
+      Tracing.withSpan("AutoRefresh.nextStep", {
         attributes: { "digime.contract_id": key.contractId, "digime.error": error._tag }
       })
     )

@@ -158,6 +158,9 @@ export const processTriggerResponse = (
 export const accountsRequest = (credentials: Credentials): Effect.Effect<Request, InvalidOptions> =>
   Calls.userRequest("readAccounts", credentials, HttpClientRequest.get("permission-access/accounts"), true)
 
+// Built once: a schema made per call would have its decoder compiled anew every time.
+const Accounts = Schema.Array(Account)
+
 /**
  * Reads the answer to `accountsRequest`: a JSON array of accounts.
  *
@@ -168,7 +171,7 @@ export const processAccountsResponse = (
   response: HttpClientResponse.HttpClientResponse,
   request: Request
 ): Effect.Effect<ReadonlyArray<Account>, ApiError | AccessTokenRejected | ResponseError> =>
-  Calls.decodeSuccess(request, response, Schema.Array(Account), true)
+  Calls.decodeSuccess(request, response, Accounts, true)
 
 /**
  * `DELETE user`: deletes the user's library at digi.me (WP §4.8). Repeatable.

@@ -38,6 +38,7 @@ import * as FileProtocol from "./FileProtocol.js"
 import * as Calls from "./internal/calls.js"
 import { base64url, randomBytes, sha256 } from "./internal/encoding.js"
 import * as Exchange from "./internal/exchange.js"
+import * as Tracing from "./internal/tracing.js"
 import * as KeySet from "./KeySet.js"
 import * as PushProtocol from "./PushProtocol.js"
 import { Signer } from "./Signer.js"
@@ -386,7 +387,7 @@ export const make: Effect.Effect<
         ...headers,
         data: body.pipe(cipher.decrypt({ contract, fileName: options.fileName, compression: file.compression }))
       }
-    }).pipe(Effect.withSpan("DigimeClient.readFile", spanOf(options.contractId)))
+    }).pipe(Tracing.withSpan("DigimeClient.readFile", spanOf(options.contractId)))
 
   // A pushed stream's own failure is the push's failure, as it is (the platform would only see a
   // body that could not be sent).
@@ -410,7 +411,7 @@ export const make: Effect.Effect<
         Effect.catchAll((error): Effect.Effect<never, DataCallError | E> =>
           Option.match(failed, { onNone: () => Effect.fail(error), onSome: Effect.fail })
         ),
-        Effect.withSpan("DigimeClient.pushData", spanOf(options.contractId))
+        Tracing.withSpan("DigimeClient.pushData", spanOf(options.contractId))
       )
     })
 
@@ -431,7 +432,7 @@ export const make: Effect.Effect<
       const answer = yield* execute(request, TokenProtocol.processAuthorizeResponse)
       const url = TokenProtocol.authorizeUrl(config.onboardUrl, answer.code, { ...options, sourcesScope })
       return { url, codeVerifier: pkce.verifier, state, session: answer.session }
-    }).pipe(Effect.withSpan("DigimeClient.getAuthorizeUrl", spanOf(options.contractId)))
+    }).pipe(Tracing.withSpan("DigimeClient.getAuthorizeUrl", spanOf(options.contractId)))
 
   const getReauthorizeUrl = (options: ReauthorizeOptions) =>
     Effect.gen(function*() {
@@ -446,7 +447,7 @@ export const make: Effect.Effect<
       const answer = yield* execute(request, TokenProtocol.processReferenceResponse)
       const url = TokenProtocol.reauthorizeUrl(config.onboardUrl, answer.code, options)
       return { url, codeVerifier: pkce.verifier, state, session: answer.session }
-    }).pipe(Effect.withSpan("DigimeClient.getReauthorizeUrl", spanOf(options.contractId)))
+    }).pipe(Tracing.withSpan("DigimeClient.getReauthorizeUrl", spanOf(options.contractId)))
 
   const call = <O, A, E>(
     name: string,
@@ -456,7 +457,7 @@ export const make: Effect.Effect<
   (options: O & { readonly contractId: string }) =>
     build(options).pipe(
       Effect.flatMap((request) => execute(request, process)),
-      Effect.withSpan(`DigimeClient.${name}`, spanOf(options.contractId))
+      Tracing.withSpan(`DigimeClient.${name}`, spanOf(options.contractId))
     )
 
   return {
@@ -505,7 +506,7 @@ export const make: Effect.Effect<
           url: AccountsProtocol.onboardUrl(config.onboardUrl, answer.code, { ...options, sourcesScope }),
           session: answer.session
         }
-      }).pipe(Effect.withSpan("DigimeClient.getOnboardServiceUrl", spanOf(options.contractId))),
+      }).pipe(Tracing.withSpan("DigimeClient.getOnboardServiceUrl", spanOf(options.contractId))),
     getReauthorizeAccountUrl: (options) =>
       Effect.gen(function*() {
         const reference = yield* AccountsProtocol.accountReferenceRequest(options)
@@ -516,7 +517,7 @@ export const make: Effect.Effect<
           url: AccountsProtocol.reauthorizeAccountUrl(config.onboardUrl, answer.code, accountRef, options.locale),
           session: answer.session
         }
-      }).pipe(Effect.withSpan("DigimeClient.getReauthorizeAccountUrl", spanOf(options.contractId))),
+      }).pipe(Tracing.withSpan("DigimeClient.getReauthorizeAccountUrl", spanOf(options.contractId))),
     getRevokeAccountPermissionUrl: call(
       "getRevokeAccountPermissionUrl",
       AccountsProtocol.revokeAccountPermissionRequest,

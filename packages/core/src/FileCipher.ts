@@ -29,6 +29,7 @@ import type { FileDecryptionError } from "./DigimeError.js"
 import { preparedPerContract } from "./internal/contractKey.js"
 import * as Envelope from "./internal/envelope.js"
 import { fileError } from "./internal/envelope.js"
+import * as Tracing from "./internal/tracing.js"
 import { webImplementation } from "./internal/webFileCipher.js"
 
 /**
@@ -279,9 +280,8 @@ export const make = (implementation: Implementation): Effect.Effect<Service> =>
       return decompress.right(
         Stream.pipeThroughChannel(body, decryptChannel<E>(keyFor(contract), fileName, options.size))
       ).pipe(
-        Stream.withSpan("FileCipher.decrypt", {
-          attributes: { "digime.contract_id": contract.contractId, "digime.compression": compression.value },
-          captureStackTrace: false
+        Tracing.withStreamSpan("FileCipher.decrypt", {
+          attributes: { "digime.contract_id": contract.contractId, "digime.compression": compression.value }
         })
       )
     }

@@ -39,6 +39,7 @@ import type {
 import { RequestError, ResponseError } from "./DigimeError.js"
 import type { AccountSync, FileHeaders, FileInfo, FileList, SyncState } from "./FileProtocol.js"
 import { isFinal } from "./FileProtocol.js"
+import * as Tracing from "./internal/tracing.js"
 import { collectCapped } from "./internal/transport.js"
 import type { TokenKey } from "./TokenKey.js"
 import type { AutoRefreshError, TokenManager } from "./TokenManager.js"
@@ -279,7 +280,7 @@ export const readAll = (
             (error): error is FileError => !isTokenState(error),
             (error) => Effect.succeed<FileFailed>({ _tag: "FileFailed", file, error })
           ),
-          Effect.withSpan("Files.download", { attributes: { "digime.contract_id": key.contractId } })
+          Tracing.withSpan("Files.download", { attributes: { "digime.contract_id": key.contractId } })
         )
 
     const events = Stream.repeatEffectWithSchedule(poll, Schedule.spaced(interval)).pipe(

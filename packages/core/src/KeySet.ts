@@ -32,6 +32,7 @@ import { publicPemToSpki } from "./internal/der.js"
 import { decodeUtf8 } from "./internal/encoding.js"
 import { readHeader, verifySignature } from "./internal/jwt.js"
 import { Jwks, JwksKey } from "./internal/protocol.js"
+import * as Tracing from "./internal/tracing.js"
 import { harden, readCapped, retrySchedule, timeout, transientStatuses } from "./internal/transport.js"
 
 /**
@@ -218,7 +219,7 @@ export const make: Effect.Effect<Service, never, HttpClient.HttpClient | DigimeC
       Effect.catchTag("RequestError", (error) =>
         Effect.fail(new KeySetError({ url, reason: "Timeout", description: error.description }))),
       Effect.retry({ schedule: retrySchedule, while: isRetryable }),
-      Effect.withSpan("KeySet.download", { kind: "client", attributes: { "url.full": url } })
+      Tracing.withSpan("KeySet.download", { kind: "client", attributes: { "url.full": url } })
     )
 
   // Of concurrent verifications that miss the same kid, one downloads; the others find its keys.

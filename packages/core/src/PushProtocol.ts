@@ -22,6 +22,9 @@ import * as Protocol from "./internal/protocol.js"
 // Pushing data (data protocol §5)
 // ---------------------------------------------------------------------------------------------
 
+// The body of a provider push: any JSON object (built once, its encoder compiled once).
+const JsonObject = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+
 /**
  * What a library push says of its data: its MIME type and the account(s) of the user it belongs
  * to, with optional references and tags. Sent signed with the contract's key.
@@ -120,7 +123,7 @@ export const pushProviderRequest = (
       HttpClientRequest.post(`permission-access/import/h:accountId/fhir/${options.version}`).pipe(
         HttpClientRequest.setHeader("accountId", options.accountId)
       ),
-      Schema.Record({ key: Schema.String, value: Schema.Unknown }),
+      JsonObject,
       options.data
     )
     return yield* Calls.userRequest(operation, options, request, false)

@@ -1,5 +1,5 @@
 /**
- * Bundles the benchmark (and the worker process of section 5) into plain JavaScript in
+ * Bundles the benchmark (and its child processes: section 3's first call, section 5's worker) into plain JavaScript in
  * `bench/.build/`, so that the figures are those of the library as a user runs it: `tsx`, which the
  * tests and the demo run under, compiles with esbuild's `keepNames`, and the name it attaches to
  * every function created at run time costs microseconds on the hot path, a cost a compiled
@@ -15,7 +15,7 @@ const external = /^(node:|effect$|effect\/|@effect\/|tinybench$)/
 
 await esbuild.build({
   absWorkingDir: packageDir,
-  entryPoints: { main: "bench/main.ts", worker: "test/fixtures/worker.ts" },
+  entryPoints: { main: "bench/main.ts", firstCall: "bench/firstCall.ts", worker: "test/fixtures/worker.ts" },
   outdir: "bench/.build",
   outExtension: { ".js": ".mjs" },
   bundle: true,

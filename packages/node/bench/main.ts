@@ -17,7 +17,7 @@ import * as Decrypt from "./decrypt.js"
 import * as HotPath from "./hotPath.js"
 import * as Memory from "./memory.js"
 import * as MultiProcess from "./multiProcess.js"
-import * as RefreshCost from "./refreshCost.js"
+import * as PerRequest from "./perRequest.js"
 import { machine, makeReport, markdown, table } from "./report.js"
 import * as Signing from "./signing.js"
 import { postgresUrl } from "./support.js"
@@ -82,7 +82,7 @@ const report = makeReport()
 const titles: Record<number, string> = {
   1: "hot path",
   2: "burst on a stale token",
-  3: "refresh cost",
+  3: "per request",
   4: "signing",
   5: "multi-process",
   6: "memory",
@@ -105,7 +105,7 @@ const main = Effect.gen(function*() {
         yield* Burst.run(options)
         break
       case 3:
-        yield* RefreshCost.run(options)
+        yield* PerRequest.run(options)
         break
       case 4:
         yield* Effect.promise(() => Signing.run(options))

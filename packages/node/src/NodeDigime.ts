@@ -23,17 +23,21 @@ import type { InvalidConfig, InvalidContractKey } from "@digime-effect/core/Digi
 import type { FileCipher } from "@digime-effect/core/FileCipher"
 import type { Signer } from "@digime-effect/core/Signer"
 import type { TokenStore } from "@digime-effect/core/TokenStore"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import type * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Layer from "effect/Layer"
+import * as UndiciClient from "./internal/undiciClient.js"
 import * as NodeFileCipher from "./NodeFileCipher.js"
 import * as NodeSigner from "./NodeSigner.js"
 
 /**
  * The Node platform pieces alone: the `node:crypto` signer and file cipher (`node:zlib` for
- * decompression) and an undici `HttpClient`.
+ * decompression) and an `HttpClient` on an undici `Agent` of its own. That client is made for the
+ * library's requests: it makes no span and follows no redirect, and costs less per request than
+ * `NodeHttpClient.layerUndici` (see BENCHMARKS.md). To send digi.me's requests through another
+ * client (a proxy's dispatcher, say), provide `Digime.layer` with `NodeSigner.layer`,
+ * `NodeFileCipher.layer` and that client instead.
  *
  * @since 0.1.0
  * @category layers
@@ -41,7 +45,7 @@ import * as NodeSigner from "./NodeSigner.js"
 export const layerPlatform: Layer.Layer<Signer | FileCipher | HttpClient.HttpClient> = Layer.mergeAll(
   NodeSigner.layer,
   NodeFileCipher.layer,
-  NodeHttpClient.layerUndici
+  Layer.scoped(HttpClient.HttpClient, UndiciClient.scoped)
 )
 
 /**

@@ -1,10 +1,11 @@
 /**
  * A key set URL on the allow-list that redirects to a foreign key set, over real HTTP on loopback:
  * Fetch follows redirects by default, so under `FetchHttpClient` the foreign keys used to be
- * trusted. Both platform clients must refuse it without a request to the foreign origin.
+ * trusted. Both platform clients, and the Node adapter's own, must refuse it without a request to the foreign origin.
  */
 import { DigimeConfig, KeySet } from "@digime-effect/core"
 import { TestContract } from "@digime-effect/core/testing"
+import { NodeDigime } from "@digime-effect/node"
 import { FetchHttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
@@ -53,7 +54,8 @@ const tokenFor = (jku: string) => {
 
 const clients = [
   ["FetchHttpClient", FetchHttpClient.layer],
-  ["NodeHttpClient (undici)", NodeHttpClient.layerUndici]
+  ["NodeHttpClient (undici)", NodeHttpClient.layerUndici],
+  ["NodeDigime.layerPlatform (the adapter's own undici client)", NodeDigime.layerPlatform]
 ] as const
 
 describe("KeySet: a redirect to a foreign key set", () => {

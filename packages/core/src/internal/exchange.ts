@@ -8,7 +8,6 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -22,6 +21,7 @@ import type { InvalidContractKey, UnknownContract } from "../DigimeError.js"
 import type { Request, StreamedResponse } from "../DigimeRequest.js"
 import type * as Signer from "../Signer.js"
 import { randomAlphanumeric } from "./encoding.js"
+import * as Tracing from "./tracing.js"
 import {
   buffered,
   fromHttpClientError,
@@ -34,9 +34,7 @@ import {
 
 // On the idempotent path only: a transient status becomes a failure to repeat, and the last
 // answer is handed to the processor when the attempts run out.
-class TransientStatus extends Data.TaggedError("TransientStatus")<{
-  readonly answer: { readonly response: { readonly status: number } }
-}> {}
+class TransientStatus extends Data.TaggedError("TransientStatus")<{ readonly answer: Answer }> {}
 
 /**
  * What an exchange ends with: an answer read whole, or (streamed calls only) a success whose
@@ -115,45 +113,40 @@ export const make = (
     )
   })
 
-  type Answer =
-    | { readonly _tag: "Buffered"; readonly response: HttpClientResponse.HttpClientResponse }
-    | { readonly _tag: "Streamed"; readonly response: StreamedResponse }
-
   // The exchange in a span of ours: the platform's would hold the request's headers, and so the
   // client assertion with every secret it carries.
   const send = (request: Request, assertion: Redacted.Redacted<string>, streamed: boolean) =>
-    httpClient.execute(HttpClientRequest.bearerToken(request.request, assertion)).pipe(
-      Effect.mapError((error) => fromHttpClientError(request.operation, error)),
-      Effect.flatMap((response): Effect.Effect<Answer, RequestError | ResponseError> =>
-        streamed && response.status >= 200 && response.status < 300
-          ? Effect.succeed({ _tag: "Streamed", response: streamedOf(request, response) })
-          : Effect.map(readBody(request, response), (body) => ({ _tag: "Buffered", response: body }))
-      ),
-      Effect.tap((answer) => Effect.annotateCurrentSpan("http.response.status_code", answer.response.status)),
-      Effect.withSpan("DigimeClient.send", {
-        kind: "client",
-        attributes: {
-          "digime.operation": request.operation,
-          "digime.contract_id": request.contractId,
-          "http.request.method": request.request.method,
-          "server.address": serverAddress
-        }
-      })
-    )
+    Tracing.useSpan("DigimeClient.send", {
+      kind: "client",
+      attributes: {
+        "digime.operation": request.operation,
+        "digime.contract_id": request.contractId,
+        "http.request.method": request.request.method,
+        "server.address": serverAddress
+      }
+    }, (span) =>
+      httpClient.execute(HttpClientRequest.bearerToken(request.request, assertion)).pipe(
+        Effect.mapError((error) => fromHttpClientError(request.operation, error)),
+        Effect.flatMap((response): Effect.Effect<Answer, RequestError | ResponseError> => {
+          span?.attribute("http.response.status_code", response.status)
+          return streamed && response.status >= 200 && response.status < 300
+            ? Effect.succeed({ _tag: "Streamed", response: streamedOf(request, response) })
+            : Effect.map(readBody(request, response), (body) => ({ _tag: "Buffered", response: body }))
+        })
+      ))
 
   // One signed attempt, within the time limit (up to the answer's headers when streamed): a new
   // nonce and timestamp each time.
   const attempt = (request: Request, contract: Contract, streamed: boolean) =>
-    Clock.currentTimeMillis.pipe(
-      Effect.flatMap((now) =>
-        signer.sign(contract, {
-          client_id: `${config.applicationId}_${contract.contractId}`,
-          nonce: randomAlphanumeric(32),
-          // Whole milliseconds: a TestClock moved by a jittered sleep can stand between two.
-          timestamp: Math.floor(now),
-          ...request.claims
-        })
-      ),
+    Effect.clockWith((clock) =>
+      signer.sign(contract, {
+        client_id: `${config.applicationId}_${contract.contractId}`,
+        nonce: randomAlphanumeric(32),
+        // Whole milliseconds: a TestClock moved by a jittered sleep can stand between two.
+        timestamp: Math.floor(clock.unsafeCurrentTimeMillis()),
+        ...request.claims
+      })
+    ).pipe(
       Effect.flatMap((assertion) => send(request, assertion, streamed)),
       timeout(request.operation, config.requestTimeout)
     )
@@ -173,26 +166,51 @@ export const make = (
         (built): Request => ({ ...request, request: built })
       )
 
-  // Every attempt of a call: repeated on transient failures when the call is idempotent, the
-  // last answer kept when the attempts run out.
+  // The attempts after a first one that failed transiently (`first`): the retry schedule runs from
+  // that failure, as if it had driven the first attempt too, and the last answer is kept when the
+  // attempts run out. Only a call that failed pays for the schedule.
+  const retryAfter = (
+    first: TransientStatus | RequestError,
+    next: Effect.Effect<Answer, RequestError | ResponseError | InvalidContractKey>
+  ) => {
+    let replayed = false
+    return Effect.suspend(() => {
+      if (replayed) {
+        return Effect.filterOrFail(
+          next,
+          (answer) => !transientStatuses.has(answer.response.status),
+          (answer) => new TransientStatus({ answer })
+        )
+      }
+      replayed = true
+      return Effect.fail(first)
+    }).pipe(
+      Effect.retry({
+        schedule: retrySchedule,
+        while: (error) => error._tag === "TransientStatus" || isTransientRequestError(error)
+      }),
+      Effect.catchTag("TransientStatus", (error) => Effect.succeed(error.answer))
+    )
+  }
+
+  // Every attempt of a call: repeated on transient failures when the call is idempotent.
   const exchange = (request: Request, streamed: boolean) =>
     Effect.flatMap(
       config.contract(request.contractId),
       (contract) =>
-        Effect.flatMap(signHeaders(request, contract), (signed) =>
-          signed.idempotent
-            ? attempt(signed, contract, streamed).pipe(
-              Effect.filterOrFail(
-                (answer) => !transientStatuses.has(answer.response.status),
-                (answer) => new TransientStatus({ answer })
-              ),
-              Effect.retry({
-                schedule: retrySchedule,
-                while: (error) => error._tag === "TransientStatus" || isTransientRequestError(error)
-              }),
-              Effect.catchTag("TransientStatus", (error) => Effect.succeed(error.answer as Answer))
-            )
-            : attempt(signed, contract, streamed))
+        Effect.flatMap(signHeaders(request, contract), (signed) => {
+          const once = attempt(signed, contract, streamed)
+          return signed.idempotent
+            ? Effect.matchEffect(once, {
+              onSuccess: (answer) =>
+                transientStatuses.has(answer.response.status)
+                  ? retryAfter(new TransientStatus({ answer }), once)
+                  : Effect.succeed(answer),
+              onFailure: (error) =>
+                isTransientRequestError(error) ? retryAfter(error as RequestError, once) : Effect.fail(error)
+            })
+            : once
+        })
     )
 
   return exchange

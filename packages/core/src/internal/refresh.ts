@@ -26,6 +26,7 @@ import type { AutoRefreshError } from "../TokenManager.js"
 import type { Lease, LeaseEnd, TokenStore, Versioned } from "../TokenStore.js"
 import * as UserAccessToken from "../UserAccessToken.js"
 import type * as TokenCache from "./tokenCache.js"
+import * as Tracing from "./tracing.js"
 
 // ---------------------------------------------------------------------------------------------
 // Single flight by key: of the fibers that need the same work at once, one starts it and the others
@@ -134,7 +135,7 @@ export const withKey =
   (key: TokenKey.TokenKey, name: string) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     Effect.flatMap(TokenKey.tag(key), (tag) => {
       const attributes = { "digime.contract_id": key.contractId, "digime.key": tag }
-      return self.pipe(Effect.annotateLogs(attributes), Effect.withSpan(name, { attributes }))
+      return self.pipe(Effect.annotateLogs(attributes), Tracing.withSpan(name, { attributes }))
     })
 
 /** @internal */

@@ -6,17 +6,20 @@
  * platform span (its attributes and error would carry the request's headers).
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import type * as Headers from "@effect/platform/Headers"
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { constTrue } from "effect/Function"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { RequestError } from "../DigimeError.js"
+import * as BufferedResponse from "./bufferedResponse.js"
 
 /** Statuses that say "try again later" (as digi.me's own SDK retries them). */
 /** @internal */
@@ -88,20 +91,35 @@ const manualRedirects = (fetch: Option.Option<typeof globalThis.fetch>): typeof 
   Option.getOrElse(fetch, () => globalThis.fetch)(input, { ...init, redirect: "manual" })
 
 /**
+ * The property by which a client declares that it makes no span and follows no redirect, so that
+ * `harden` has nothing to add (the Node adapter's client, `@digime-effect/node`, carries it).
+ * Registered with `Symbol.for`: the adapter marks its client without importing this module.
+ *
+ * @internal
+ */
+export const hardenedMarker: unique symbol = Symbol.for("@digime-effect/core/HttpClient/hardened") as never
+
+/**
  * The platform's client hardened for digi.me: no platform span (ours are made by the callers,
- * with attributes that hold no header) and no redirect followed.
+ * with attributes that hold no header) and no redirect followed. One transformation does both:
+ * each costs Effect operations on every request.
  */
 /** @internal */
 export const harden = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
-  client.pipe(
-    HttpClient.withTracerDisabledWhen(() => true),
-    HttpClient.transformResponse((response) =>
-      Effect.flatMap(
-        Effect.serviceOption(FetchHttpClient.Fetch),
-        (fetch) => Effect.provideService(response, FetchHttpClient.Fetch, manualRedirects(fetch))
-      )
-    )
-  )
+  hardenedMarker in client ?
+    client :
+    HttpClient.transformResponse(client, (response) =>
+      Effect.contextWithEffect((context) =>
+        Effect.locally(
+          Effect.provideService(
+            response,
+            FetchHttpClient.Fetch,
+            manualRedirects(Context.getOption(context, FetchHttpClient.Fetch))
+          ),
+          HttpClient.currentTracerDisabledWhen,
+          constTrue
+        )
+      ))
 
 /** The body is longer than the limit: reading stopped there. */
 /** @internal */
@@ -113,16 +131,29 @@ export class BodyUnreadable extends Data.TaggedError("BodyUnreadable")<{ readonl
 
 /**
  * Reads the whole body, failing as soon as it (or its announced length) is over `limit` bytes:
- * never more than `limit` bytes are held.
+ * never more than `limit` bytes are held. An answer that announces its length, without a content
+ * coding that the platform could undo into more bytes, is read in one go by the platform (HTTP's
+ * framing stops it at that length); any other is read as a stream and counted on the way.
  */
 /** @internal */
 export const readCapped = (
   response: HttpClientResponse.HttpClientResponse,
-  limit: number
+  limit: number,
+  headers: Headers.Headers = response.headers
 ): Effect.Effect<Uint8Array<ArrayBuffer>, BodyTooLarge | BodyUnreadable> =>
   Effect.suspend(() => {
-    const declared = Number(response.headers["content-length"])
-    if (Number.isFinite(declared) && declared > limit) return Effect.fail(new BodyTooLarge({ limit }))
+    const length = headers["content-length"]
+    const declared = length === undefined ? Number.NaN : Number(length)
+    if (declared > limit) return Effect.fail(new BodyTooLarge({ limit }))
+    const coding = headers["content-encoding"]
+    if (Number.isSafeInteger(declared) && declared >= 0 && (coding === undefined || coding === "identity")) {
+      return response.arrayBuffer.pipe(
+        Effect.mapError((error) => new BodyUnreadable({ description: `${error.reason} error` })),
+        Effect.flatMap((body) =>
+          body.byteLength > limit ? Effect.fail(new BodyTooLarge({ limit })) : Effect.succeed(new Uint8Array(body))
+        )
+      )
+    }
     return collectCapped(
       response.stream.pipe(
         // No body at all (a web Response without one) reads as an empty body.
@@ -167,9 +198,6 @@ export const collectCapped = <E, R>(
     )
   })
 
-// Statuses whose answer cannot have a body (a web `Response` refuses one).
-const nullBodyStatuses: ReadonlySet<number> = new Set([101, 103, 204, 205, 304])
-
 /**
  * The answer with its body read (at most `limit` bytes) and held in memory, so that its
  * processor reads it as often as it likes and the connection is free again. Its request is the
@@ -180,16 +208,8 @@ const nullBodyStatuses: ReadonlySet<number> = new Set([101, 103, 204, 205, 304])
 export const buffered = (
   response: HttpClientResponse.HttpClientResponse,
   limit: number
-): Effect.Effect<HttpClientResponse.HttpClientResponse, BodyTooLarge | BodyUnreadable> =>
-  Effect.map(readCapped(response, limit), (body) =>
-    HttpClientResponse.fromWeb(
-      HttpClientRequest.make(response.request.method)(response.request.url, {
-        urlParams: response.request.urlParams,
-        acceptJson: true
-      }),
-      new Response(nullBodyStatuses.has(response.status) ? null : body, {
-        // A web Response takes statuses from 200 to 599 only; others are refused by the processors.
-        status: response.status >= 200 && response.status <= 599 ? response.status : 599,
-        headers: Object.entries(response.headers)
-      })
-    ))
+): Effect.Effect<HttpClientResponse.HttpClientResponse, BodyTooLarge | BodyUnreadable> => {
+  // Read once: a platform's response may build its headers anew on every read.
+  const headers = response.headers
+  return Effect.map(readCapped(response, limit, headers), (body) => BufferedResponse.make(response, headers, body))
+}

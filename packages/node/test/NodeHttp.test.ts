@@ -1,0 +1,164 @@
+/**
+ * The HTTP client of `NodeDigime.layerPlatform` (undici's `request`, without the platform client's
+ * span and per-request abort machinery), over real HTTP on loopback: what a request sends, what an
+ * answer gives, a stream both ways, an interrupted request aborted, a refused connection and a
+ * body that is cut, each a typed error holding what the library needs of it.
+ */
+import { NodeDigime } from "@digime-effect/node"
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { assert, describe, it } from "@effect/vitest"
+import { Chunk, Effect, Fiber, Option, type Scope, Stream } from "effect"
+import * as Http from "node:http"
+import type { AddressInfo } from "node:net"
+
+interface Seen {
+  readonly method: string
+  readonly url: string
+  readonly headers: Http.IncomingHttpHeaders
+  readonly body: string
+}
+
+/** A loopback server answering with `answer`; what it received, and how many answers were cut. */
+const serve = (answer: (request: Http.IncomingMessage, response: Http.ServerResponse, body: string) => void) =>
+  Effect.acquireRelease(
+    Effect.async<
+      {
+        readonly origin: string
+        readonly seen: Array<Seen>
+        readonly aborted: () => number
+        readonly server: Http.Server
+      }
+    >((resume) => {
+      const seen: Array<Seen> = []
+      let aborted = 0
+      const server = Http.createServer((request, response) => {
+        const chunks: Array<Buffer> = []
+        request.on("data", (chunk: Buffer) => chunks.push(chunk))
+        request.on("end", () => {
+          const body = Buffer.concat(chunks).toString("utf8")
+          seen.push({ method: request.method!, url: request.url!, headers: request.headers, body })
+          answer(request, response, body)
+        })
+        response.on("close", () => {
+          if (!response.writableFinished) aborted++
+        })
+      })
+      server.listen(0, "127.0.0.1", () =>
+        resume(Effect.succeed({
+          origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+          seen,
+          aborted: () => aborted,
+          server
+        })))
+    }),
+    ({ server }) =>
+      Effect.async<void>((resume) => {
+        server.closeAllConnections()
+        server.close(() => resume(Effect.void))
+      })
+  )
+
+// Each test on a layer of its own: its undici agent is destroyed when the test ends.
+const test = <A, E>(name: string, body: () => Effect.Effect<A, E, HttpClient.HttpClient | Scope.Scope>) =>
+  it.scopedLive(name, () => Effect.provide(body(), NodeDigime.layerPlatform))
+
+describe("NodeDigime.layerPlatform's HTTP client", () => {
+  test("sends the method, path, query and headers, and gives the status, headers and JSON body", () =>
+    Effect.gen(function*() {
+      const server = yield* serve((_request, response) => {
+        response.writeHead(201, { "content-type": "application/json", "x-answer": "yes" })
+        response.end(JSON.stringify({ ok: true }))
+      })
+      const http = yield* HttpClient.HttpClient
+      const response = yield* http.execute(
+        HttpClientRequest.get(`${server.origin}/v1.7/things`).pipe(
+          HttpClientRequest.setUrlParam("a", "1 2"),
+          HttpClientRequest.setHeader("x-asked", "please")
+        )
+      )
+      assert.strictEqual(response.status, 201)
+      assert.strictEqual(response.headers["x-answer"], "yes")
+      assert.deepStrictEqual(yield* response.json, { ok: true })
+      // Read again: the same outcome, not a spent body.
+      assert.deepStrictEqual(yield* response.json, { ok: true })
+      assert.strictEqual(server.seen[0]!.method, "GET")
+      assert.strictEqual(server.seen[0]!.url, "/v1.7/things?a=1+2")
+      assert.strictEqual(server.seen[0]!.headers["x-asked"], "please")
+    }))
+
+  test("does not follow a redirect: the 302 is the answer", () =>
+    Effect.gen(function*() {
+      const server = yield* serve((_request, response) => {
+        response.writeHead(302, { location: "/elsewhere" })
+        response.end()
+      })
+      const http = yield* HttpClient.HttpClient
+      const response = yield* http.execute(HttpClientRequest.get(`${server.origin}/start`))
+      assert.strictEqual(response.status, 302)
+      assert.strictEqual(response.headers["location"], "/elsewhere")
+      assert.deepStrictEqual(server.seen.map((seen) => seen.url), ["/start"])
+    }))
+
+  test("sends a streamed body whole, and streams an answer's body", () =>
+    Effect.gen(function*() {
+      const server = yield* serve((_request, response, body) => {
+        response.writeHead(200, { "content-type": "application/octet-stream" })
+        response.write(body.toUpperCase())
+        response.end("!")
+      })
+      const http = yield* HttpClient.HttpClient
+      const response = yield* http.execute(
+        HttpClientRequest.post(`${server.origin}/push`).pipe(
+          HttpClientRequest.bodyStream(Stream.make("abc", "def").pipe(Stream.encodeText))
+        )
+      )
+      const chunks = yield* Stream.runCollect(Stream.decodeText(response.stream))
+      assert.strictEqual(Chunk.join(chunks, ""), "ABCDEF!")
+      assert.strictEqual(server.seen[0]!.body, "abcdef")
+    }))
+
+  test("an interrupted request is aborted: the server sees its connection closed", () =>
+    Effect.gen(function*() {
+      const server = yield* serve(() => {
+        // never answers
+      })
+      const http = yield* HttpClient.HttpClient
+      const fiber = yield* Effect.fork(http.execute(HttpClientRequest.get(`${server.origin}/slow`)))
+      while (server.seen.length === 0) yield* Effect.sleep("5 millis")
+      yield* Fiber.interrupt(fiber)
+      while (server.aborted() === 0) yield* Effect.sleep("5 millis")
+      assert.strictEqual(server.aborted(), 1)
+    }))
+
+  test("a refused connection is a RequestError (Transport) holding undici's error and its code", () =>
+    Effect.gen(function*() {
+      // A port nobody listens on: a server's, once closed.
+      const closed = yield* Effect.async<string>((resume) => {
+        const other = Http.createServer()
+        other.listen(0, "127.0.0.1", () => {
+          const { port } = other.address() as AddressInfo
+          other.close(() => resume(Effect.succeed(`http://127.0.0.1:${port}`)))
+        })
+      })
+      const http = yield* HttpClient.HttpClient
+      const error = yield* Effect.flip(http.execute(HttpClientRequest.get(`${closed}/x`)))
+      assert.strictEqual(error._tag, "RequestError")
+      assert.strictEqual(error.reason, "Transport")
+      assert.strictEqual((error.cause as { readonly code?: string }).code, "ECONNREFUSED")
+    }))
+
+  test("a body cut before its end is a ResponseError (Decode)", () =>
+    Effect.gen(function*() {
+      const server = yield* serve((_request, response) => {
+        response.writeHead(200, { "content-type": "application/json", "content-length": "100" })
+        response.write("{\"partial\":")
+        setTimeout(() => response.destroy(), 10)
+      })
+      const http = yield* HttpClient.HttpClient
+      const response = yield* http.execute(HttpClientRequest.get(`${server.origin}/cut`))
+      const error = yield* Effect.flip(response.text)
+      assert.strictEqual(error._tag, "ResponseError")
+      assert.strictEqual(error.reason, "Decode")
+      assert.isTrue(Option.isNone(response.remoteAddress))
+    }))
+})
