@@ -34,6 +34,7 @@ import { readHeader, verifySignature } from "./internal/jwt.js"
 import { Jwks, JwksKey } from "./internal/protocol.js"
 import * as Tracing from "./internal/tracing.js"
 import { harden, readCapped, retrySchedule, timeout, transientStatuses } from "./internal/transport.js"
+import { Verifier } from "./Verifier.js"
 
 /**
  * The keys of one key set that could be imported, by `kid`.
@@ -194,6 +195,7 @@ const isRetryable = (error: KeySetError): boolean =>
  */
 export const make: Effect.Effect<Service, never, HttpClient.HttpClient | DigimeConfig> = Effect.gen(function*() {
   const config = yield* DigimeConfig
+  const verifier = yield* Verifier
   const httpClient = harden(yield* HttpClient.HttpClient)
   const maxAge = Duration.toMillis(config.keySetMaxAge)
   const tolerance = Duration.toSeconds(config.clockTolerance)
@@ -268,7 +270,7 @@ export const make: Effect.Effect<Service, never, HttpClient.HttpClient | DigimeC
           : Effect.flatMap(Clock.currentTimeMillis, (now) =>
             Effect.flatMap(
               keyFor(operation, jku.href, kid, now),
-              (key) => verifySignature(operation, token, key, now, tolerance)
+              (key) => verifySignature(operation, token, key, now, tolerance, verifier)
             ))
     }).pipe(
       Effect.tapError((error) =>

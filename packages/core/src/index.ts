@@ -165,3 +165,10 @@ export * as TokenProtocol from "./TokenProtocol.js"
  * @since 0.1.0
  */
 export * as UserAccessToken from "./UserAccessToken.js"
+
+/**
+ * Checks the signatures of digi.me's tokens (PS512) with a key of its key set.
+ *
+ * @since 0.2.0
+ */
+export * as Verifier from "./Verifier.js"

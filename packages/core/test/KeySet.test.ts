@@ -2,7 +2,7 @@
  * `KeySet`: the download of digi.me's key set (allow-listed, no redirects, size-capped, typed
  * errors) and its processor without HTTP.
  */
-import { DigimeConfig, KeySet } from "@digime-effect/core"
+import { DigimeConfig, KeySet, Verifier } from "@digime-effect/core"
 import { FetchHttpClient, HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Encoding, Layer, TestClock } from "effect"
@@ -240,6 +240,63 @@ describe("KeySet: time", () => {
       const error = yield* Effect.flip(keySet.verify("test", yield* signed({ exp: 1_000_000 - 1 })))
       assert.strictEqual(error.reason, "Expired")
     }).pipe(Effect.provide(layerServing({ current: jwksOf("k-1") }, seen, { clockTolerance: 0 })))
+  })
+  const signedWith = (header: Record<string, unknown>, claims: unknown, tamper = false) =>
+    Effect.promise(async () => {
+      const input = [
+        Encoding.encodeBase64Url(JSON.stringify({ alg: "PS512", typ: "JWT", jku: jwksUrl, kid: "k-1", ...header })),
+        Encoding.encodeBase64Url(JSON.stringify(claims))
+      ].join(".")
+      const signature = await globalThis.crypto.subtle.sign(
+        { name: "RSA-PSS", saltLength: 64 },
+        pair.privateKey,
+        new TextEncoder().encode(input)
+      )
+      const token = `${input}.${Encoding.encodeBase64Url(new Uint8Array(signature))}`
+      return tamper
+        ? token.replace(/^([^.]*)\.([^.]*)/, (_, h: string) => `${h}.${Encoding.encodeBase64Url("{}")}`)
+        : token
+    })
+
+  it.effect("signed but unusable: an extension asked for, a payload that is not an object, a time claim that is not a number", () => {
+    const seen: Array<string> = []
+    return Effect.gen(function*() {
+      const keySet = yield* KeySet.KeySet
+      yield* TestClock.setTime(1_000_000_000)
+      const reasonOf = (token: string) => Effect.map(Effect.flip(keySet.verify("test", token)), (error) => error.reason)
+      assert.strictEqual(yield* reasonOf(yield* signedWith({ crit: ["exp"] }, { exp: 1_000_100 })), "Malformed")
+      assert.strictEqual(yield* reasonOf(yield* signedWith({ b64: false }, { exp: 1_000_100 })), "Malformed")
+      assert.strictEqual(yield* reasonOf(yield* signedWith({}, [1, 2, 3])), "Malformed")
+      for (const claim of ["exp", "nbf", "iat"]) {
+        assert.strictEqual(yield* reasonOf(yield* signedWith({}, { [claim]: "1000100" })), "InvalidClaims")
+      }
+      // The same tokens, well formed, verify.
+      yield* keySet.verify("test", yield* signedWith({}, { exp: 1_000_100, nbf: 999_990, iat: 999_990 }))
+      // A payload changed after signing: the signature no longer holds.
+      assert.strictEqual(yield* reasonOf(yield* signedWith({}, { exp: 1_000_100 }, true)), "InvalidSignature")
+    }).pipe(Effect.provide(layerServing({ current: jwksOf("k-1") }, seen)))
+  })
+
+  it.effect("the signature is checked by the Verifier of the context (Web Crypto by default)", () => {
+    const seen: Array<string> = []
+    const asked: Array<number> = []
+    const refusing: Verifier.Service = {
+      verify: (_key, _input, signature) => Effect.sync(() => (asked.push(signature.length), false))
+    }
+    return Effect.gen(function*() {
+      const keySet = yield* KeySet.KeySet
+      yield* TestClock.setTime(1_000_000_000)
+      const error = yield* Effect.flip(keySet.verify("test", yield* signed({ exp: 1_000_100 })))
+      assert.strictEqual(error.reason, "InvalidSignature")
+      // One check, of a 2048-bit RSA signature.
+      assert.deepStrictEqual(asked, [256])
+    }).pipe(
+      Effect.provide(
+        layerServing({ current: jwksOf("k-1") }, seen).pipe(
+          Layer.provide(Layer.succeed(Verifier.Verifier, refusing))
+        )
+      )
+    )
   })
 })
 

@@ -40,6 +40,12 @@ describe("Tracing", () => {
       assert.deepStrictEqual(yield* spanName.pipe(Tracing.withSpan("Library.call")), Option.none())
       const given = yield* Tracing.useSpan("Library.send", {}, (span) => Effect.succeed(span))
       assert.isUndefined(given)
+      // No span to annotate, and none looked for: the application's span is left alone.
+      const annotated = yield* Effect.withSpan(
+        Effect.zipRight(Tracing.annotate("digime.outcome", "refreshed"), Effect.currentSpan),
+        "app"
+      )
+      assert.isFalse(annotated.attributes.has("digime.outcome"))
       // Inside a span of the application's: that one stays the current span.
       assert.deepStrictEqual(
         yield* spanName.pipe(Tracing.withSpan("Library.call"), Effect.withSpan("app")),
@@ -55,6 +61,7 @@ describe("Tracing", () => {
         yield* spanName.pipe(Tracing.withSpan("Library.call", { attributes: { "digime.contract_id": "c" } })),
         Option.some("Library.call")
       )
+      yield* Tracing.annotate("digime.outcome", "refreshed").pipe(Tracing.withSpan("Library.refresh"))
       const status = yield* Tracing.useSpan("Library.send", {}, (span) => {
         span?.attribute("http.response.status_code", 200)
         return Effect.succeed(span?.name)
@@ -66,8 +73,14 @@ describe("Tracing", () => {
       assert.deepStrictEqual([...streamed], [Option.some("Library.stream")])
       // A span that fails would carry `code.stacktrace` had its stack been captured.
       yield* Effect.flip(Effect.fail("refused").pipe(Tracing.withSpan("Library.failed")))
-      assert.deepStrictEqual(names, ["Library.call", "Library.send", "Library.stream", "Library.failed"])
-      assert.includeMembers(attributes, ["digime.contract_id", "http.response.status_code"])
+      assert.deepStrictEqual(names, [
+        "Library.call",
+        "Library.refresh",
+        "Library.send",
+        "Library.stream",
+        "Library.failed"
+      ])
+      assert.includeMembers(attributes, ["digime.contract_id", "digime.outcome", "http.response.status_code"])
       assert.notInclude(attributes, "code.stacktrace")
     }).pipe(Effect.withTracer(recording(names, attributes)))
   })

@@ -23,6 +23,7 @@ import type { InvalidConfig, InvalidContractKey } from "@digime-effect/core/Digi
 import type { FileCipher } from "@digime-effect/core/FileCipher"
 import type { Signer } from "@digime-effect/core/Signer"
 import type { TokenStore } from "@digime-effect/core/TokenStore"
+import type { Verifier } from "@digime-effect/core/Verifier"
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -30,10 +31,11 @@ import * as Layer from "effect/Layer"
 import * as UndiciClient from "./internal/undiciClient.js"
 import * as NodeFileCipher from "./NodeFileCipher.js"
 import * as NodeSigner from "./NodeSigner.js"
+import * as NodeVerifier from "./NodeVerifier.js"
 
 /**
- * The Node platform pieces alone: the `node:crypto` signer and file cipher (`node:zlib` for
- * decompression) and an `HttpClient` on an undici `Agent` of its own. That client is made for the
+ * The Node platform pieces alone: the `node:crypto` signer, verifier and file cipher (`node:zlib`
+ * for decompression) and an `HttpClient` on an undici `Agent` of its own. That client is made for the
  * library's requests: it makes no span and follows no redirect, and costs less per request than
  * `NodeHttpClient.layerUndici` (see BENCHMARKS.md). To send digi.me's requests through another
  * client (a proxy's dispatcher, say), provide `Digime.layer` with `NodeSigner.layer`,
@@ -42,8 +44,9 @@ import * as NodeSigner from "./NodeSigner.js"
  * @since 0.1.0
  * @category layers
  */
-export const layerPlatform: Layer.Layer<Signer | FileCipher | HttpClient.HttpClient> = Layer.mergeAll(
+export const layerPlatform: Layer.Layer<Signer | Verifier | FileCipher | HttpClient.HttpClient> = Layer.mergeAll(
   NodeSigner.layer,
+  NodeVerifier.layer,
   NodeFileCipher.layer,
   Layer.scoped(HttpClient.HttpClient, UndiciClient.scoped)
 )

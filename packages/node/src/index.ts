@@ -21,6 +21,13 @@ export * as NodeFileCipher from "./NodeFileCipher.js"
 export * as NodeSigner from "./NodeSigner.js"
 
 /**
+ * The `Verifier` on `node:crypto`.
+ *
+ * @since 0.2.0
+ */
+export * as NodeVerifier from "./NodeVerifier.js"
+
+/**
  * `PendingAuthorizations` in PostgreSQL or SQLite, through `@effect/sql`, so that the callback may
  * reach another process than the one that started the authorization.
  *

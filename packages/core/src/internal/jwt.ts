@@ -7,6 +7,8 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as jose from "jose"
 import { VerificationError } from "../DigimeError.js"
+import type * as Verifier from "../Verifier.js"
+import { encodeUtf8, fromBase64url } from "./encoding.js"
 
 /** Where the key of a token is: its key set's URL (already parsed) and the key's id. */
 /** @internal */
@@ -33,6 +35,10 @@ export const readHeader = (operation: string, token: string): Either.Either<KeyR
   if (header.alg !== "PS512") {
     return Either.left(fail(operation, "UnsupportedAlgorithm", `alg ${String(header.alg)} is not PS512`))
   }
+  // No extension is understood: a critical one, or an unencoded payload, is refused.
+  if (header.crit !== undefined || (header.b64 !== undefined && header.b64 !== true)) {
+    return Either.left(fail(operation, "Malformed", "the token header asks for an extension"))
+  }
   if (typeof header.jku !== "string" || typeof header.kid !== "string") {
     return Either.left(fail(operation, "Malformed", "the token header has no jku or kid"))
   }
@@ -44,8 +50,12 @@ export const readHeader = (operation: string, token: string): Either.Either<KeyR
 }
 
 /**
- * Checks the signature with `key`, and `exp`/`nbf` against `now` (epoch milliseconds), allowing
- * the clocks to disagree by `toleranceSeconds`.
+ * Checks the signature over the token's signing input with `key` (by `verifier`), then reads the
+ * claims and checks `exp` and `nbf` against `now` (epoch milliseconds), allowing the clocks to
+ * disagree by `toleranceSeconds`. The claims are read with jose once the signature holds; the time
+ * checks are jose's own rules (`iat`, `nbf` and `exp` are numbers when present, `nbf` not after
+ * now plus the tolerance, `exp` after now minus the tolerance), written here because the signature
+ * is checked by the platform's verifier rather than by jose.
  */
 /** @internal */
 export const verifySignature = (
@@ -53,21 +63,37 @@ export const verifySignature = (
   token: string,
   key: CryptoKey,
   now: number,
-  toleranceSeconds: number
-): Effect.Effect<Readonly<Record<string, unknown>>, VerificationError> =>
-  Effect.tryPromise({
-    try: () =>
-      jose.jwtVerify(token, key, {
-        algorithms: ["PS512"],
-        currentDate: new Date(now),
-        clockTolerance: toleranceSeconds
-      }),
-    catch: (error) =>
-      error instanceof jose.errors.JWTExpired
-        ? fail(operation, "Expired", "the token has expired")
-        : error instanceof jose.errors.JWTClaimValidationFailed
-        ? fail(operation, "InvalidClaims", `claim ${error.claim} failed validation`)
-        : error instanceof jose.errors.JWSSignatureVerificationFailed
-        ? fail(operation, "InvalidSignature", "the signature does not verify")
-        : fail(operation, "Malformed", "the token could not be decoded")
-  }).pipe(Effect.map((result) => result.payload as Readonly<Record<string, unknown>>))
+  toleranceSeconds: number,
+  verifier: Verifier.Service
+): Effect.Effect<Readonly<Record<string, unknown>>, VerificationError> => {
+  const lastDot = token.lastIndexOf(".")
+  const signature = fromBase64url(token.slice(lastDot + 1))
+  if (signature === undefined || signature.length === 0) {
+    return Effect.fail(fail(operation, "Malformed", "the token could not be decoded"))
+  }
+  return Effect.flatMap(
+    verifier.verify(key, encodeUtf8(token.slice(0, lastDot)), new Uint8Array(signature)),
+    (valid) => {
+      if (!valid) return Effect.fail(fail(operation, "InvalidSignature", "the signature does not verify"))
+      let claims: jose.JWTPayload
+      try {
+        claims = jose.decodeJwt(token)
+      } catch {
+        return Effect.fail(fail(operation, "Malformed", "the token could not be decoded"))
+      }
+      const seconds = Math.floor(now / 1000)
+      for (const claim of ["iat", "nbf", "exp"] as const) {
+        if (claims[claim] !== undefined && typeof claims[claim] !== "number") {
+          return Effect.fail(fail(operation, "InvalidClaims", `claim ${claim} failed validation`))
+        }
+      }
+      if (claims.nbf !== undefined && claims.nbf > seconds + toleranceSeconds) {
+        return Effect.fail(fail(operation, "InvalidClaims", "claim nbf failed validation"))
+      }
+      if (claims.exp !== undefined && claims.exp <= seconds - toleranceSeconds) {
+        return Effect.fail(fail(operation, "Expired", "the token has expired"))
+      }
+      return Effect.succeed(claims as Readonly<Record<string, unknown>>)
+    }
+  )
+}

@@ -430,7 +430,7 @@ const sendUnderLease = (state: State, key: TokenKey.TokenKey, current: Versioned
       return yield* Effect.fail(verified.left)
     }
     yield* countRefresh(key, "refreshed")
-    yield* Effect.annotateCurrentSpan("digime.outcome", "refreshed")
+    yield* Tracing.annotate("digime.outcome", "refreshed")
     const stored = yield* persist(state, key, current.version, verified.right, state.cache.generation())
     yield* Effect.logDebug("Refreshed token stored").pipe(Effect.annotateLogs("digime.version", stored.version))
     return stored
@@ -472,7 +472,7 @@ const refreshFlight = (
       const now = yield* Clock.currentTimeMillis
       const asked = reason._tag !== "Forced" && current.version === reason.version
       if (reason._tag !== "Forced" && !asked && usable(state, current, now)) {
-        yield* Effect.annotateCurrentSpan("digime.outcome", "reused")
+        yield* Tracing.annotate("digime.outcome", "reused")
         yield* Effect.logDebug("The store holds a token that needs no refresh")
         return current
       }
@@ -500,7 +500,7 @@ const refreshFlight = (
           return yield* new ReauthRequired({ key, reason: "RefreshOutcomeUnknown" })
         }
         if (servable) {
-          yield* Effect.annotateCurrentSpan("digime.outcome", "served under lease")
+          yield* Tracing.annotate("digime.outcome", "served under lease")
           return current
         }
         if (held.until <= now) return yield* new ReauthRequired({ key, reason: "RefreshOutcomeUnknown" })
@@ -525,7 +525,7 @@ const refreshFlight = (
       if (refused > 1) yield* Effect.sleep(Math.min(50 * 2 ** Math.min(refused - 2, 5), 1000))
     }
   }).pipe(
-    Effect.tapError((error) => Effect.annotateCurrentSpan("digime.outcome", error._tag)),
+    Effect.tapError((error) => Tracing.annotate("digime.outcome", error._tag)),
     Metric.trackDuration(DigimeMetrics.refreshDuration),
     withKey(key, "AutoRefresh.refresh")
   )

@@ -44,3 +44,12 @@ export const withStreamSpan = (name: string, options: Tracer.SpanOptions = {}) =
       )
     )
 }
+
+/**
+ * `Effect.annotateCurrentSpan`, skipped when no span is made: without a span it would look for
+ * one, and build (and discard) a `NoSuchElementException`, stack trace included.
+ *
+ * @internal
+ */
+export const annotate = (key: string, value: unknown): Effect.Effect<void> =>
+  Effect.tracerWith((tracer) => tracer === defaultTracer ? Effect.void : Effect.annotateCurrentSpan(key, value))
