@@ -161,4 +161,52 @@ describe("NodeDigime.layerPlatform's HTTP client", () => {
       assert.strictEqual(error.reason, "Decode")
       assert.isTrue(Option.isNone(response.remoteAddress))
     }))
+
+  // What core's exchanges use of this client: a deadline per request, kept by the client.
+  interface Transport {
+    readonly setDeadline: (request: HttpClientRequest.HttpClientRequest, millis: number) => void
+    readonly isDeadline: (cause: unknown) => boolean
+  }
+  const transportOf = (client: HttpClient.HttpClient) =>
+    (client as unknown as Record<symbol, Transport>)[Symbol.for("@digime-effect/core/HttpClient/transport")]!
+
+  test("a deadline: no answer in time is a RequestError whose cause is the deadline, and the request is aborted", () =>
+    Effect.gen(function*() {
+      const server = yield* serve(() => {
+        // never answers
+      })
+      const http = yield* HttpClient.HttpClient
+      const transport = transportOf(http)
+      const request = HttpClientRequest.get(`${server.origin}/slow`)
+      transport.setDeadline(request, 100)
+      const error = yield* Effect.flip(http.execute(request))
+      assert.strictEqual(error._tag, "RequestError")
+      assert.isTrue(transport.isDeadline(error.cause))
+      while (server.aborted() === 0) yield* Effect.sleep("5 millis")
+      // Another cause is not a deadline.
+      assert.isFalse(transport.isDeadline(new Error("no answer within 100 ms")))
+    }))
+
+  test("a deadline covers reading the body whole, not streaming it", () =>
+    Effect.gen(function*() {
+      const server = yield* serve((request, response) => {
+        response.writeHead(200, { "content-type": "application/octet-stream" })
+        response.write("first ")
+        setTimeout(() => response.end("last"), request.url === "/whole" ? 1_000 : 200)
+      })
+      const http = yield* HttpClient.HttpClient
+      const transport = transportOf(http)
+      const whole = HttpClientRequest.get(`${server.origin}/whole`)
+      transport.setDeadline(whole, 100)
+      const response = yield* http.execute(whole)
+      const error = yield* Effect.flip(response.arrayBuffer)
+      assert.strictEqual(error._tag, "ResponseError")
+      assert.isTrue(transport.isDeadline(error.cause))
+      // Streamed: the body takes longer than the deadline and arrives whole.
+      const streamed = HttpClientRequest.get(`${server.origin}/streamed`)
+      transport.setDeadline(streamed, 100)
+      const answer = yield* http.execute(streamed)
+      const text = Chunk.join(yield* Stream.runCollect(Stream.decodeText(answer.stream)), "")
+      assert.strictEqual(text, "first last")
+    }))
 })

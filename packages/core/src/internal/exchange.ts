@@ -5,13 +5,12 @@
  * failures only when the call is idempotent; the answer's body read within `maxResponseBytes`
  * and kept without the request's headers, or, for a streamed call's success, handed over unread.
  */
-import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { flow } from "effect/Function"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import type { Contract } from "../Contract.js"
@@ -28,8 +27,10 @@ import {
   harden,
   isTransientRequestError,
   retrySchedule,
+  timedOut,
   timeout,
-  transientStatuses
+  transientStatuses,
+  transportOf
 } from "./transport.js"
 
 // On the idempotent path only: a transient status becomes a failure to repeat, and the last
@@ -55,13 +56,25 @@ export const make = (
   request: Request,
   streamed: boolean
 ) => Effect.Effect<Answer, RequestError | ResponseError | InvalidContractKey | UnknownContract> => {
-  const httpClient = harden(client).pipe(
-    HttpClient.mapRequest(flow(
-      HttpClientRequest.prependUrl(config.baseUrl),
-      (request) => request.headers["accept"] === undefined ? HttpClientRequest.acceptJson(request) : request
-    ))
-  )
+  const httpClient = harden(client)
   const serverAddress = new URL(config.baseUrl).host
+  // A client that keeps each request's deadline itself (the Node adapter's): an attempt needs no
+  // timer fiber of its own.
+  const transport = transportOf(client)
+  const deadline = transport === undefined ? undefined : { transport, duration: config.requestTimeout }
+  const deadlineMillis = Duration.toMillis(config.requestTimeout)
+
+  // The request as sent: under the base URL, JSON accepted unless the call asks otherwise, with
+  // its client assertion.
+  const prepare = (request: HttpClientRequest.HttpClientRequest, assertion: Redacted.Redacted<string>) => {
+    const under = HttpClientRequest.prependUrl(request, config.baseUrl)
+    const prepared = HttpClientRequest.bearerToken(
+      under.headers["accept"] === undefined ? HttpClientRequest.acceptJson(under) : under,
+      assertion
+    )
+    transport?.setDeadline(prepared, deadlineMillis)
+    return prepared
+  }
 
   // The answer's body read (within `maxResponseBytes`) and held, without the request's headers.
   const readBody = (request: Request, response: HttpClientResponse.HttpClientResponse) =>
@@ -75,13 +88,15 @@ export const make = (
               description: `the answer is longer than ${limit} bytes`
             })
           ),
-        BodyUnreadable: ({ description }) =>
+        BodyUnreadable: ({ cause, description }) =>
           Effect.fail(
-            new RequestError({
-              operation: request.operation,
-              reason: "Transport",
-              description: `the answer could not be read (${description})`
-            })
+            deadline !== undefined && deadline.transport.isDeadline(cause)
+              ? timedOut(request.operation, deadline.duration)
+              : new RequestError({
+                operation: request.operation,
+                reason: "Transport",
+                description: `the answer could not be read (${description})`
+              })
           )
       })
     )
@@ -125,8 +140,8 @@ export const make = (
         "server.address": serverAddress
       }
     }, (span) =>
-      httpClient.execute(HttpClientRequest.bearerToken(request.request, assertion)).pipe(
-        Effect.mapError((error) => fromHttpClientError(request.operation, error)),
+      httpClient.execute(prepare(request.request, assertion)).pipe(
+        Effect.mapError((error) => fromHttpClientError(request.operation, error, deadline)),
         Effect.flatMap((response): Effect.Effect<Answer, RequestError | ResponseError> => {
           span?.attribute("http.response.status_code", response.status)
           return streamed && response.status >= 200 && response.status < 300
@@ -136,19 +151,21 @@ export const make = (
       ))
 
   // One signed attempt, within the time limit (up to the answer's headers when streamed): a new
-  // nonce and timestamp each time.
+  // nonce and timestamp each time. The limit is the transport's deadline when it keeps one.
+  const withinLimit = <A, E, R>(operation: string, effect: Effect.Effect<A, E, R>) =>
+    deadline === undefined ? timeout(operation, config.requestTimeout)(effect) : effect
   const attempt = (request: Request, contract: Contract, streamed: boolean) =>
-    Effect.clockWith((clock) =>
-      signer.sign(contract, {
-        client_id: `${config.applicationId}_${contract.contractId}`,
-        nonce: randomAlphanumeric(32),
-        // Whole milliseconds: a TestClock moved by a jittered sleep can stand between two.
-        timestamp: Math.floor(clock.unsafeCurrentTimeMillis()),
-        ...request.claims
-      })
-    ).pipe(
-      Effect.flatMap((assertion) => send(request, assertion, streamed)),
-      timeout(request.operation, config.requestTimeout)
+    withinLimit(
+      request.operation,
+      Effect.clockWith((clock) =>
+        signer.sign(contract, {
+          client_id: `${config.applicationId}_${contract.contractId}`,
+          nonce: randomAlphanumeric(32),
+          // Whole milliseconds: a TestClock moved by a jittered sleep can stand between two.
+          timestamp: Math.floor(clock.unsafeCurrentTimeMillis()),
+          ...request.claims
+        })
+      ).pipe(Effect.flatMap((assertion) => send(request, assertion, streamed)))
     )
 
   // The request with its signed headers (signed once: they carry no nonce of their own).

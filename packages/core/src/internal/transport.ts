@@ -9,6 +9,7 @@ import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import type * as Headers from "@effect/platform/Headers"
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
+import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -54,7 +55,14 @@ const codeOf = (cause: unknown, depth = 0): string | undefined => {
 }
 
 /** @internal */
-export const fromHttpClientError = (operation: string, error: HttpClientError.HttpClientError): RequestError => {
+export const fromHttpClientError = (
+  operation: string,
+  error: HttpClientError.HttpClientError,
+  deadline?: { readonly transport: Transport; readonly duration: Duration.Duration }
+): RequestError => {
+  if (deadline !== undefined && deadline.transport.isDeadline(error.cause)) {
+    return timedOut(operation, deadline.duration)
+  }
   const code = error._tag === "RequestError" && error.reason === "Transport" ? codeOf(error.cause) : undefined
   return new RequestError({
     operation,
@@ -69,16 +77,17 @@ export const fromHttpClientError = (operation: string, error: HttpClientError.Ht
   })
 }
 
+/** The error of an exchange that had no (whole) answer within `duration`. */
+/** @internal */
+export const timedOut = (operation: string, duration: Duration.Duration): RequestError =>
+  new RequestError({ operation, reason: "Timeout", description: `no answer within ${Duration.format(duration)}` })
+
 /** Fails with `RequestError` (`Timeout`) when `effect` takes longer than `duration`. */
 /** @internal */
 export const timeout =
   (operation: string, duration: Duration.Duration) =>
   <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | RequestError, R> =>
-    Effect.timeoutFail(effect, {
-      duration,
-      onTimeout: () =>
-        new RequestError({ operation, reason: "Timeout", description: `no answer within ${Duration.format(duration)}` })
-    })
+    Effect.timeoutFail(effect, { duration, onTimeout: () => timedOut(operation, duration) })
 
 /**
  * The `Fetch` of `FetchHttpClient` for digi.me's requests: the one of the calling fiber (or the
@@ -91,13 +100,29 @@ const manualRedirects = (fetch: Option.Option<typeof globalThis.fetch>): typeof 
   Option.getOrElse(fetch, () => globalThis.fetch)(input, { ...init, redirect: "manual" })
 
 /**
- * The property by which a client declares that it makes no span and follows no redirect, so that
- * `harden` has nothing to add (the Node adapter's client, `@digime-effect/node`, carries it).
- * Registered with `Symbol.for`: the adapter marks its client without importing this module.
+ * What a client made for digi.me's requests (the Node adapter's) offers, under the property
+ * `transportKey`: it makes no span and follows no redirect, so that `harden` has nothing to add,
+ * and it keeps a deadline per request itself, so that an exchange needs no timer fiber of its own.
+ * Registered with `Symbol.for`: the adapter declares it without importing this module.
  *
  * @internal
  */
-export const hardenedMarker: unique symbol = Symbol.for("@digime-effect/core/HttpClient/hardened") as never
+export interface Transport {
+  /**
+   * Aborts `request`, once sent, after `millis`: waiting for its answer, and reading the answer's
+   * body whole. Streaming the body ends the deadline (the stream's reader keeps its own).
+   */
+  readonly setDeadline: (request: HttpClientRequest.HttpClientRequest, millis: number) => void
+  /** Whether `cause`, of a `RequestError` or `ResponseError` of this client, is a deadline that passed. */
+  readonly isDeadline: (cause: unknown) => boolean
+}
+
+/** @internal */
+export const transportKey: unique symbol = Symbol.for("@digime-effect/core/HttpClient/transport") as never
+
+/** @internal */
+export const transportOf = (client: HttpClient.HttpClient): Transport | undefined =>
+  (client as { readonly [transportKey]?: Transport })[transportKey]
 
 /**
  * The platform's client hardened for digi.me: no platform span (ours are made by the callers,
@@ -106,7 +131,7 @@ export const hardenedMarker: unique symbol = Symbol.for("@digime-effect/core/Htt
  */
 /** @internal */
 export const harden = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
-  hardenedMarker in client ?
+  transportOf(client) !== undefined ?
     client :
     HttpClient.transformResponse(client, (response) =>
       Effect.contextWithEffect((context) =>
@@ -127,7 +152,10 @@ export class BodyTooLarge extends Data.TaggedError("BodyTooLarge")<{ readonly li
 
 /** The body could not be read to its end. */
 /** @internal */
-export class BodyUnreadable extends Data.TaggedError("BodyUnreadable")<{ readonly description: string }> {}
+export class BodyUnreadable extends Data.TaggedError("BodyUnreadable")<{
+  readonly description: string
+  readonly cause?: unknown
+}> {}
 
 /**
  * Reads the whole body, failing as soon as it (or its announced length) is over `limit` bytes:
@@ -148,7 +176,7 @@ export const readCapped = (
     const coding = headers["content-encoding"]
     if (Number.isSafeInteger(declared) && declared >= 0 && (coding === undefined || coding === "identity")) {
       return response.arrayBuffer.pipe(
-        Effect.mapError((error) => new BodyUnreadable({ description: `${error.reason} error` })),
+        Effect.mapError((error) => new BodyUnreadable({ description: `${error.reason} error`, cause: error.cause })),
         Effect.flatMap((body) =>
           body.byteLength > limit ? Effect.fail(new BodyTooLarge({ limit })) : Effect.succeed(new Uint8Array(body))
         )
@@ -160,7 +188,7 @@ export const readCapped = (
         Stream.catchAll((error) =>
           error.reason === "EmptyBody"
             ? Stream.empty
-            : Stream.fail(new BodyUnreadable({ description: `${error.reason} error` }))
+            : Stream.fail(new BodyUnreadable({ description: `${error.reason} error`, cause: error.cause }))
         )
       ),
       limit

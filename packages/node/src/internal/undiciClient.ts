@@ -8,8 +8,10 @@
  *
  * What it keeps: an interrupted request is aborted, a body is read at most once, a response whose
  * body is never read releases its connection when it is garbage-collected, transport failures are
- * `RequestError`s (`Transport`) holding undici's error (and so its `code`), redirects are not
- * followed (undici's `request` never does), and timeouts are left to the caller.
+ * `RequestError`s (`Transport`) holding undici's error (and so its `code`), and redirects are not
+ * followed (undici's `request` never does). What it adds: the deadline core gives a request (its
+ * `requestTimeout`) kept by one timer, from sending until the answer's body is read whole (or
+ * handed over as a stream), where a platform client needs a timer fiber per request.
  */
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import Undici from "@effect/platform-node/Undici"
@@ -36,6 +38,26 @@ const unread = new FinalizationRegistry<Body>((body) => {
   if (!body.destroyed) body.destroy()
 })
 
+/** The cause of an error of a request whose deadline passed (waiting for the answer, or reading it). */
+class DeadlineExceeded extends Error {
+  constructor(readonly millis: number) {
+    super(`no answer within ${millis} ms`)
+    this.name = "DeadlineExceeded"
+  }
+}
+
+// A request's deadline while it runs: its timer, and whether it went off.
+interface Deadline {
+  readonly millis: number
+  timer: ReturnType<typeof setTimeout> | undefined
+  passed: boolean
+}
+
+const clear = (deadline: Deadline) => {
+  if (deadline.timer !== undefined) clearTimeout(deadline.timer)
+  deadline.timer = undefined
+}
+
 class UndiciResponse extends Inspectable.Class implements HttpClientResponse.HttpClientResponse {
   readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId = HttpIncomingMessage.TypeId
   readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId = HttpClientResponse.TypeId
@@ -47,7 +69,8 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
 
   constructor(
     readonly request: HttpClientRequest.HttpClientRequest,
-    private readonly source: Undici.Dispatcher.ResponseData
+    private readonly source: Undici.Dispatcher.ResponseData,
+    private readonly deadline: Deadline
   ) {
     super()
     this.status = source.statusCode
@@ -81,8 +104,16 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
         this.readKind = kind
       }
       ;(this.reading as Promise<A>).then(
-        (value) => resume(Effect.succeed(value)),
-        (cause) => resume(Effect.fail(this.decodeError(cause)))
+        (value) => {
+          clear(this.deadline)
+          resume(Effect.succeed(value))
+        },
+        (cause) => {
+          clear(this.deadline)
+          resume(
+            Effect.fail(this.decodeError(this.deadline.passed ? new DeadlineExceeded(this.deadline.millis) : cause))
+          )
+        }
       )
       return Effect.sync(() => this.source.body.destroy())
     })
@@ -118,6 +149,8 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
 
   get stream(): Stream.Stream<Uint8Array, HttpClientError.ResponseError> {
     unread.unregister(this)
+    // A streamed body is read at its reader's pace, under the reader's own time limits.
+    clear(this.deadline)
     return NodeStream.fromReadable<HttpClientError.ResponseError, Uint8Array>(
       () => this.source.body,
       (cause) => this.decodeError(cause)
@@ -153,6 +186,9 @@ const bodyOf = (
   }
 }
 
+// The deadlines core's exchanges give their requests (`Transport.setDeadline`), in milliseconds.
+const deadlines = new WeakMap<HttpClientRequest.HttpClientRequest, number>()
+
 const send = (
   dispatcher: Undici.Dispatcher,
   request: HttpClientRequest.HttpClientRequest
@@ -162,32 +198,59 @@ const send = (
     return Effect.fail(new HttpClientError.RequestError({ request, reason: "InvalidUrl", cause: url.left }))
   }
   const { hash: _, origin, pathname, search } = url.right
+  const millis = deadlines.get(request)
   return Effect.flatMap(
     bodyOf(request.body),
     (body) =>
-      Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>((resume, signal) => {
+      Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>((resume) => {
+        const controller = new AbortController()
+        const deadline: Deadline = { millis: millis ?? 0, timer: undefined, passed: false }
+        if (millis !== undefined) {
+          deadline.timer = setTimeout(() => {
+            deadline.passed = true
+            controller.abort(new DeadlineExceeded(millis))
+          }, millis)
+          deadline.timer.unref()
+        }
         dispatcher.request({
           method: request.method,
           origin,
           path: pathname + search,
           headers: request.headers,
           body: body ?? null,
-          signal,
-          // The caller's timeouts govern (digime-effect's `requestTimeout`).
+          signal: controller.signal,
+          // Time limits are the deadline's (digime-effect's `requestTimeout`) and the caller's.
           headersTimeout: 0,
           bodyTimeout: 0
         }).then(
-          (response) => resume(Effect.succeed(new UndiciResponse(request, response))),
-          (cause) => resume(Effect.fail(new HttpClientError.RequestError({ request, reason: "Transport", cause })))
+          (response) => resume(Effect.succeed(new UndiciResponse(request, response, deadline))),
+          (cause) => {
+            clear(deadline)
+            resume(Effect.fail(
+              new HttpClientError.RequestError({
+                request,
+                reason: "Transport",
+                cause: deadline.passed ? new DeadlineExceeded(millis!) : cause
+              })
+            ))
+          }
         )
+        // Interrupted: the request is aborted, its deadline dropped.
+        return Effect.sync(() => {
+          clear(deadline)
+          controller.abort()
+        })
       })
   )
 }
 
-// Tells core's transport that this client makes no span and follows no redirect: the hardening
-// that a platform client needs (a locally set fiber ref and a provided service, on every request)
-// is skipped.
-const hardened = Symbol.for("@digime-effect/core/HttpClient/hardened")
+// What core's exchanges use of this client (core's `Transport`, under a `Symbol.for` key): it
+// makes no span and follows no redirect, so it needs no hardening on every request, and it keeps
+// each request's deadline with a timer, so an exchange needs no timer fiber.
+const transport = {
+  setDeadline: (request: HttpClientRequest.HttpClientRequest, millis: number) => void deadlines.set(request, millis),
+  isDeadline: (cause: unknown) => cause instanceof DeadlineExceeded
+}
 
 /** @internal */
 export const make = (dispatcher: Undici.Dispatcher): HttpClient.HttpClient =>
@@ -197,7 +260,7 @@ export const make = (dispatcher: Undici.Dispatcher): HttpClient.HttpClient =>
         Effect.flatMap(request, (request) => send(dispatcher, request)),
       Effect.succeed
     ),
-    { [hardened]: true }
+    { [Symbol.for("@digime-effect/core/HttpClient/transport")]: transport }
   )
 
 /** A client on an undici `Agent` of its own, destroyed when the scope closes. */
