@@ -14,7 +14,7 @@
  * handed over as a stream), where a platform client needs a timer fiber per request.
  */
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import Undici from "@effect/platform-node/Undici"
+import * as Undici from "@effect/platform-node/Undici"
 import * as Cookies from "@effect/platform/Cookies"
 import * as Headers from "@effect/platform/Headers"
 import type * as HttpBody from "@effect/platform/HttpBody"
