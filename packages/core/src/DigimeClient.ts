@@ -449,7 +449,26 @@ export const make: Effect.Effect<
       return { url, codeVerifier: pkce.verifier, state, session: answer.session }
     }).pipe(Tracing.withSpan("DigimeClient.getReauthorizeUrl", spanOf(options.contractId)))
 
+  // A call whose answer is read without the key set (every data call): no service to provide, which
+  // would cost every call a context of its own.
   const call = <O, A, E>(
+    name: string,
+    build: (options: O) => Effect.Effect<Request, InvalidOptions>,
+    process: (response: HttpClientResponse.HttpClientResponse, request: Request) => Effect.Effect<A, E>
+  ) =>
+  (options: O & { readonly contractId: string }) =>
+    build(options).pipe(
+      Effect.flatMap((request) =>
+        Effect.flatMap(
+          exchange(request, false),
+          (answer) => process(answer.response as HttpClientResponse.HttpClientResponse, request)
+        )
+      ),
+      Tracing.withSpan(`DigimeClient.${name}`, spanOf(options.contractId))
+    )
+
+  // A call whose answer digi.me signs: read with the client's key set.
+  const verifiedCall = <O, A, E>(
     name: string,
     build: (options: O) => Effect.Effect<Request, InvalidOptions>,
     process: (response: HttpClientResponse.HttpClientResponse, request: Request) => Effect.Effect<A, E, KeySet.KeySet>
@@ -462,12 +481,12 @@ export const make: Effect.Effect<
 
   return {
     getAuthorizeUrl,
-    exchangeCodeForToken: call(
+    exchangeCodeForToken: verifiedCall(
       "exchangeCodeForToken",
       TokenProtocol.exchangeCodeRequest,
       TokenProtocol.processTokenResponse
     ),
-    refreshToken: call("refreshToken", TokenProtocol.refreshTokenRequest, TokenProtocol.processTokenResponse),
+    refreshToken: verifiedCall("refreshToken", TokenProtocol.refreshTokenRequest, TokenProtocol.processTokenResponse),
     requestRefresh: call("refreshToken", TokenProtocol.refreshTokenRequest, TokenProtocol.processTokenEnvelope),
     verifyTokenAnswer: (operation, answer) =>
       TokenProtocol.verifyTokenAnswer(operation, answer).pipe(Effect.provideService(KeySet.KeySet, keySet)),

@@ -40,7 +40,7 @@ import { RequestError, ResponseError } from "./DigimeError.js"
 import type { AccountSync, FileHeaders, FileInfo, FileList, SyncState } from "./FileProtocol.js"
 import { isFinal } from "./FileProtocol.js"
 import * as Tracing from "./internal/tracing.js"
-import { collectCapped } from "./internal/transport.js"
+import { collectCapped, retryAfterFailure } from "./internal/transport.js"
 import type { TokenKey } from "./TokenKey.js"
 import type { AutoRefreshError, TokenManager } from "./TokenManager.js"
 
@@ -266,22 +266,24 @@ export const readAll = (
     }
 
     const download = (file: FileInfo): Effect.Effect<FileRead | FileFailed, TokenStateError, TokenManager> =>
-      withAutoRefresh(key, (credentials) =>
-        client.readFile({ ...credentials, sessionKey, fileName: file.name }).pipe(
-          Effect.flatMap((read) =>
-            Effect.map(collect(read.data, file.name, maxFileBytes), (data): FileRead => {
-              const { data: _, ...headers } = read
-              return { ...headers, _tag: "File", file, data }
-            })
-          )
-        )).pipe(
-          Effect.retry({ schedule: retry, while: (error) => !isTokenState(error) && isRetryable(error) }),
-          Effect.catchIf(
-            (error): error is FileError => !isTokenState(error),
-            (error) => Effect.succeed<FileFailed>({ _tag: "FileFailed", file, error })
-          ),
-          Tracing.withSpan("Files.download", { attributes: { "digime.contract_id": key.contractId } })
-        )
+      retryAfterFailure(
+        withAutoRefresh(key, (credentials) =>
+          client.readFile({ ...credentials, sessionKey, fileName: file.name }).pipe(
+            Effect.flatMap((read) =>
+              Effect.map(collect(read.data, file.name, maxFileBytes), (data): FileRead => {
+                const { data: _, ...headers } = read
+                return { ...headers, _tag: "File", file, data }
+              })
+            )
+          )),
+        { schedule: retry, while: (error) => !isTokenState(error) && isRetryable(error) }
+      ).pipe(
+        Effect.catchIf(
+          (error): error is FileError => !isTokenState(error),
+          (error) => Effect.succeed<FileFailed>({ _tag: "FileFailed", file, error })
+        ),
+        Tracing.withSpan("Files.download", { attributes: { "digime.contract_id": key.contractId } })
+      )
 
     const events = Stream.repeatEffectWithSchedule(poll, Schedule.spaced(interval)).pipe(
       Stream.takeUntil((list) => isFinal(list.state)),

@@ -187,26 +187,47 @@ describe("NodeDigime.layerPlatform's HTTP client", () => {
       assert.isFalse(transport.isDeadline(new Error("no answer within 100 ms")))
     }))
 
-  test("a deadline covers reading the body whole, not streaming it", () =>
+  test("a deadline covers reading the body whole; a streamed body must only keep arriving within it", () =>
     Effect.gen(function*() {
       const server = yield* serve((request, response) => {
         response.writeHead(200, { "content-type": "application/octet-stream" })
-        response.write("first ")
-        setTimeout(() => response.end("last"), request.url === "/whole" ? 1_000 : 200)
+        if (request.url === "/trickle") {
+          // Five parts, 40 ms apart: 200 ms in all, no gap over 100 ms.
+          let sent = 0
+          const timer = setInterval(() => {
+            sent++
+            if (sent < 5) response.write(`${sent} `)
+            else {
+              clearInterval(timer)
+              response.end("5")
+            }
+          }, 40)
+        } else {
+          response.write("first ")
+          const timer = setTimeout(() => response.end("last"), 2_000)
+          response.on("close", () => clearTimeout(timer))
+        }
       })
       const http = yield* HttpClient.HttpClient
       const transport = transportOf(http)
-      const whole = HttpClientRequest.get(`${server.origin}/whole`)
-      transport.setDeadline(whole, 100)
-      const response = yield* http.execute(whole)
-      const error = yield* Effect.flip(response.arrayBuffer)
-      assert.strictEqual(error._tag, "ResponseError")
-      assert.isTrue(transport.isDeadline(error.cause))
-      // Streamed: the body takes longer than the deadline and arrives whole.
-      const streamed = HttpClientRequest.get(`${server.origin}/streamed`)
-      transport.setDeadline(streamed, 100)
-      const answer = yield* http.execute(streamed)
-      const text = Chunk.join(yield* Stream.runCollect(Stream.decodeText(answer.stream)), "")
-      assert.strictEqual(text, "first last")
+      const get = (path: string) => {
+        const request = HttpClientRequest.get(`${server.origin}${path}`)
+        transport.setDeadline(request, 100)
+        return http.execute(request)
+      }
+      // Read whole: the body's end comes 2 s after its start, past the deadline.
+      const whole = yield* Effect.flip(Effect.flatMap(get("/stall"), (response) => response.arrayBuffer))
+      assert.strictEqual(whole._tag, "ResponseError")
+      assert.isTrue(transport.isDeadline(whole.cause))
+      // Streamed: 200 ms in all, each part within 100 ms of the one before: read whole.
+      const trickle = yield* get("/trickle")
+      const text = Chunk.join(yield* Stream.runCollect(Stream.decodeText(trickle.stream)), "")
+      assert.strictEqual(text, "1 2 3 4 5")
+      // Streamed, with a 2 s gap: the idle limit ends it (undici checks it on a timer of about
+      // half a second, so it is not exact to the millisecond).
+      const stalled = yield* get("/stall")
+      const cut = yield* Effect.flip(Stream.runDrain(stalled.stream))
+      assert.strictEqual(cut._tag, "ResponseError")
+      assert.isTrue(transport.isDeadline(cut.cause))
     }))
 })

@@ -7,6 +7,7 @@
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
@@ -222,7 +223,7 @@ export const headerValue = (operation: string, field: string, value: string): Ef
       )
   )
 
-/** A call made with the user's access token (claim set A). */
+/** A call made with the user's access token (claim set A). Written without a generator: every data call runs it. */
 /** @internal */
 export const userRequest = (
   operation: string,
@@ -230,12 +231,20 @@ export const userRequest = (
   request: HttpClientRequest.HttpClientRequest,
   idempotent: boolean
 ): Effect.Effect<DigimeRequest, InvalidOptions> =>
-  Effect.gen(function*() {
-    yield* nonEmpty(operation, "contractId", credentials.contractId)
-    yield* nonEmpty(operation, "accessToken", credentials.accessToken)
-    const claims = yield* encodeClaims(operation, DataClaims, { access_token: credentials.accessToken })
-    return { operation, contractId: credentials.contractId, request, claims, idempotent }
-  })
+  Effect.zipRight(
+    Effect.zipRight(
+      nonEmpty(operation, "contractId", credentials.contractId),
+      nonEmpty(operation, "accessToken", credentials.accessToken)
+    ),
+    Either.match(encodeDataClaims({ access_token: credentials.accessToken }), {
+      onLeft: (error) =>
+        Effect.fail(new InvalidOptions({ operation, field: "claims", reason: describeParseError(error) })),
+      onRight: (claims): Effect.Effect<DigimeRequest> =>
+        Effect.succeed({ operation, contractId: credentials.contractId, request, claims, idempotent })
+    })
+  )
+
+const encodeDataClaims = Schema.encodeEither(DataClaims)
 
 /**
  * A caller's (or digi.me's) value inserted into the URL's path: not empty, not `.` or `..` (which

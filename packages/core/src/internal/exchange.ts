@@ -102,31 +102,34 @@ export const make = (
     )
 
   // A success answer whose body is handed over unread: parts of it must keep arriving within
-  // the request timeout, and a cut is a `RequestError`.
-  const streamedOf = (request: Request, response: HttpClientResponse.HttpClientResponse): StreamedResponse => ({
-    status: response.status,
-    headers: response.headers,
-    body: response.stream.pipe(
+  // the request timeout (kept by the transport when it keeps deadlines), and a cut is a
+  // `RequestError`.
+  const streamedOf = (request: Request, response: HttpClientResponse.HttpClientResponse): StreamedResponse => {
+    const idle = () =>
+      new RequestError({
+        operation: request.operation,
+        reason: "Timeout",
+        description: `no part of the answer's body within ${Duration.format(config.requestTimeout)}`
+      })
+    const body = response.stream.pipe(
       Stream.catchAll((error) =>
-        error.reason === "EmptyBody" ? Stream.empty : Stream.fail(
-          new RequestError({
-            operation: request.operation,
-            reason: "Transport",
-            description: "the answer's body was cut before its end"
-          })
-        )
-      ),
-      Stream.timeoutFail(
-        () =>
-          new RequestError({
-            operation: request.operation,
-            reason: "Timeout",
-            description: `no part of the answer's body within ${Duration.format(config.requestTimeout)}`
-          }),
-        config.requestTimeout
+        error.reason === "EmptyBody"
+          ? Stream.empty
+          : Stream.fail(
+            deadline !== undefined && deadline.transport.isDeadline(error.cause) ? idle() : new RequestError({
+              operation: request.operation,
+              reason: "Transport",
+              description: "the answer's body was cut before its end"
+            })
+          )
       )
     )
-  })
+    return {
+      status: response.status,
+      headers: response.headers,
+      body: deadline === undefined ? Stream.timeoutFail(body, idle, config.requestTimeout) : body
+    }
+  }
 
   // The exchange in a span of ours: the platform's would hold the request's headers, and so the
   // client assertion with every secret it carries.

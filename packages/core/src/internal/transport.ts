@@ -33,6 +33,30 @@ export const retrySchedule: Schedule.Schedule<unknown> = Schedule.exponential("5
   Schedule.intersect(Schedule.recurs(2))
 )
 
+/**
+ * `effect`, and when it fails with an error that `while` accepts, the further attempts `schedule`
+ * allows: the schedule runs from that first failure, as if it had driven the first attempt too.
+ * Only an effect that failed pays for the schedule (setting one up costs every attempt otherwise).
+ *
+ * @internal
+ */
+export const retryAfterFailure = <A, E, R, R2>(
+  effect: Effect.Effect<A, E, R>,
+  options: { readonly schedule: Schedule.Schedule<unknown, E, R2>; readonly while: (error: E) => boolean }
+): Effect.Effect<A, E, R | R2> =>
+  Effect.catchAll(effect, (first) => {
+    if (!options.while(first)) return Effect.fail(first)
+    let replayed = false
+    return Effect.retry(
+      Effect.suspend(() => {
+        if (replayed) return effect
+        replayed = true
+        return Effect.fail(first)
+      }),
+      options
+    )
+  })
+
 /** A request error worth another attempt: anything but a request that could not be encoded. */
 /** @internal */
 export const isTransientRequestError = (error: { readonly _tag: string }): boolean =>
@@ -110,7 +134,8 @@ const manualRedirects = (fetch: Option.Option<typeof globalThis.fetch>): typeof 
 export interface Transport {
   /**
    * Aborts `request`, once sent, after `millis`: waiting for its answer, and reading the answer's
-   * body whole. Streaming the body ends the deadline (the stream's reader keeps its own).
+   * body whole. A body read as a stream fails instead when no part of it arrives within `millis`
+   * while its reader waits for one.
    */
   readonly setDeadline: (request: HttpClientRequest.HttpClientRequest, millis: number) => void
   /** Whether `cause`, of a `RequestError` or `ResponseError` of this client, is a deadline that passed. */

@@ -11,7 +11,8 @@
  * `RequestError`s (`Transport`) holding undici's error (and so its `code`), and redirects are not
  * followed (undici's `request` never does). What it adds: the deadline core gives a request (its
  * `requestTimeout`) kept by one timer, from sending until the answer's body is read whole (or
- * handed over as a stream), where a platform client needs a timer fiber per request.
+ * handed over as a stream, whose parts must then keep arriving within the same time: undici's
+ * `bodyTimeout`), where a platform client needs a timer fiber per request and one per body part.
  */
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import * as Undici from "@effect/platform-node/Undici"
@@ -219,9 +220,10 @@ const send = (
           headers: request.headers,
           body: body ?? null,
           signal: controller.signal,
-          // Time limits are the deadline's (digime-effect's `requestTimeout`) and the caller's.
+          // The deadline's timer waits for the answer; once its body streams, undici's own idle
+          // limit (which does not count while the reader holds back) keeps the same time.
           headersTimeout: 0,
-          bodyTimeout: 0
+          bodyTimeout: millis ?? 0
         }).then(
           (response) => resume(Effect.succeed(new UndiciResponse(request, response, deadline))),
           (cause) => {
@@ -249,7 +251,10 @@ const send = (
 // each request's deadline with a timer, so an exchange needs no timer fiber.
 const transport = {
   setDeadline: (request: HttpClientRequest.HttpClientRequest, millis: number) => void deadlines.set(request, millis),
-  isDeadline: (cause: unknown) => cause instanceof DeadlineExceeded
+  isDeadline: (cause: unknown) =>
+    cause instanceof DeadlineExceeded ||
+    (typeof cause === "object" && cause !== null &&
+      (cause as { readonly code?: unknown }).code === "UND_ERR_BODY_TIMEOUT")
 }
 
 /** @internal */
