@@ -5,10 +5,11 @@
  * error bodies turned into `ApiError` or `AccessTokenRejected`).
  */
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { AccessTokenRejected, ApiError, InvalidOptions, ResponseError } from "../DigimeError.js"
@@ -188,19 +189,26 @@ export function decodeSuccess<A, I>(
   schema: Schema.Schema<A, I>,
   rejectsToken: boolean
 ): Effect.Effect<A, ApiError | AccessTokenRejected | ResponseError> {
-  return HttpClientResponse.matchStatus(response, {
-    "2xx": (ok) =>
-      HttpClientResponse.schemaBodyJson(schema)(ok).pipe(
-        Effect.catchTags({
-          ResponseError: () => Effect.fail("the body is not JSON"),
-          ParseError: (error) => Effect.fail(describeParseError(error))
-        }),
-        Effect.mapError((description) =>
-          new ResponseError({ operation: request.operation, status: ok.status, description })
-        )
-      ),
-    orElse: (other) => failure(request, other, rejectsToken as true)
+  if (response.status < 200 || response.status > 299) return failure(request, response, rejectsToken as true)
+  const invalid = (description: string) =>
+    Effect.fail(new ResponseError({ operation: request.operation, status: response.status, description }))
+  const decode = decoderOf(schema)
+  return Effect.matchEffect(response.json, {
+    onFailure: () => invalid("the body is not JSON"),
+    onSuccess: (json) =>
+      Either.match(decode(json), { onLeft: (error) => invalid(describeParseError(error)), onRight: Effect.succeed })
   })
+}
+
+// Each schema's decoder, made once (the wire schemas decode synchronously).
+const decoders = new WeakMap<Schema.Schema.Any, (input: unknown) => Either.Either<unknown, ParseResult.ParseError>>()
+const decoderOf = <A, I>(schema: Schema.Schema<A, I>): (input: unknown) => Either.Either<A, ParseResult.ParseError> => {
+  let decoder = decoders.get(schema)
+  if (decoder === undefined) {
+    decoder = Schema.decodeUnknownEither(schema)
+    decoders.set(schema, decoder)
+  }
+  return decoder as (input: unknown) => Either.Either<A, ParseResult.ParseError>
 }
 
 // Characters a header value or a path segment must not hold: controls (CR and LF above all).

@@ -347,11 +347,22 @@ export const flushKept = (state: State): Effect.Effect<void> =>
     ))
   )
 
-const countRefresh = (key: TokenKey.TokenKey, outcome: string) =>
-  Metric.update(
-    DigimeMetrics.refreshes.pipe(Metric.tagged("outcome", outcome), Metric.tagged("contract_id", key.contractId)),
-    1
-  )
+// The refresh counter of each outcome and contract, tagged once: tagging builds a new metric key
+// (and hashes it) every time. Outcomes are a few tags, contracts the configured ones.
+const refreshCounters = new Map<string, Metric.Metric.Counter<number>>()
+const countRefresh = (key: TokenKey.TokenKey, outcome: string) => {
+  const id = `${outcome}\u0000${key.contractId}`
+  let counter = refreshCounters.get(id)
+  if (counter === undefined) {
+    if (refreshCounters.size >= 1_000) refreshCounters.clear()
+    counter = DigimeMetrics.refreshes.pipe(
+      Metric.tagged("outcome", outcome),
+      Metric.tagged("contract_id", key.contractId)
+    )
+    refreshCounters.set(id, counter)
+  }
+  return Metric.increment(counter)
+}
 
 /** @internal */
 export const isRefused = (error: { readonly _tag: string }): error is ApiError =>
