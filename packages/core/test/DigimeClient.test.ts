@@ -3,8 +3,17 @@ import { DigimeSimulator, DigimeTest } from "@digime-effect/core/testing"
 import { HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"
 import type { HttpClientRequest } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Encoding, Fiber, Layer, Redacted, TestClock, Tracer } from "effect"
-import { applicationId, callbackUrl, contractId, joinAdvancing, key, stack, testContract } from "./fixtures.js"
+import { Effect, Either, Encoding, Fiber, Layer, Redacted, TestClock } from "effect"
+import {
+  applicationId,
+  callbackUrl,
+  contractId,
+  joinAdvancing,
+  key,
+  recordingTracer,
+  stack,
+  testContract
+} from "./fixtures.js"
 
 interface Recorded {
   readonly method: string
@@ -318,29 +327,7 @@ describe("DigimeClient: errors", () => {
     const { layer } = mocked([{ status: 200, body: [] }])
     const names: Array<string> = []
     const attributes: Array<string> = []
-    const tracer = Tracer.make({
-      span: (name, parent, context, links, startTime, kind) => {
-        names.push(name)
-        return {
-          _tag: "Span",
-          name,
-          spanId: `${names.length}`,
-          traceId: "trace",
-          parent,
-          context,
-          status: { _tag: "Started", startTime },
-          attributes: new Map(),
-          links,
-          sampled: true,
-          kind,
-          end: () => {},
-          attribute: (attributeName) => void attributes.push(attributeName),
-          event: () => {},
-          addLinks: () => {}
-        }
-      },
-      context: (f) => f()
-    })
+    const tracer = recordingTracer(names, attributes)
     return Effect.gen(function*() {
       const client = yield* DigimeClient.DigimeClient
       yield* client.readAccounts(credentials)

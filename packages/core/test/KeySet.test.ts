@@ -164,10 +164,10 @@ describe("KeySet: time", () => {
   const jwksOf = (...kids: Array<string>) => JSON.stringify({ keys: kids.map((kid) => ({ kid, pem: publicPem })) })
 
   // A token digi.me could have signed with `pair`, its claims relative to the Clock's `now` (s).
-  const signed = (claims: Record<string, number>) =>
+  const signedWith = (header: Record<string, unknown>, claims: unknown, tamper = false) =>
     Effect.promise(async () => {
       const input = [
-        Encoding.encodeBase64Url(JSON.stringify({ alg: "PS512", typ: "JWT", jku: jwksUrl, kid: "k-1" })),
+        Encoding.encodeBase64Url(JSON.stringify({ alg: "PS512", typ: "JWT", jku: jwksUrl, kid: "k-1", ...header })),
         Encoding.encodeBase64Url(JSON.stringify(claims))
       ].join(".")
       const signature = await globalThis.crypto.subtle.sign(
@@ -175,8 +175,13 @@ describe("KeySet: time", () => {
         pair.privateKey,
         new TextEncoder().encode(input)
       )
-      return `${input}.${Encoding.encodeBase64Url(new Uint8Array(signature))}`
+      const token = `${input}.${Encoding.encodeBase64Url(new Uint8Array(signature))}`
+      return tamper
+        ? token.replace(/^([^.]*)\.([^.]*)/, (_, h: string) => `${h}.${Encoding.encodeBase64Url("{}")}`)
+        : token
     })
+
+  const signed = (claims: Record<string, number>) => signedWith({}, claims)
 
   const layerServing = (
     served: { current: string },
@@ -241,23 +246,6 @@ describe("KeySet: time", () => {
       assert.strictEqual(error.reason, "Expired")
     }).pipe(Effect.provide(layerServing({ current: jwksOf("k-1") }, seen, { clockTolerance: 0 })))
   })
-  const signedWith = (header: Record<string, unknown>, claims: unknown, tamper = false) =>
-    Effect.promise(async () => {
-      const input = [
-        Encoding.encodeBase64Url(JSON.stringify({ alg: "PS512", typ: "JWT", jku: jwksUrl, kid: "k-1", ...header })),
-        Encoding.encodeBase64Url(JSON.stringify(claims))
-      ].join(".")
-      const signature = await globalThis.crypto.subtle.sign(
-        { name: "RSA-PSS", saltLength: 64 },
-        pair.privateKey,
-        new TextEncoder().encode(input)
-      )
-      const token = `${input}.${Encoding.encodeBase64Url(new Uint8Array(signature))}`
-      return tamper
-        ? token.replace(/^([^.]*)\.([^.]*)/, (_, h: string) => `${h}.${Encoding.encodeBase64Url("{}")}`)
-        : token
-    })
-
   it.effect("signed but unusable: an extension asked for, a payload that is not an object, a time claim that is not a number", () => {
     const seen: Array<string> = []
     return Effect.gen(function*() {

@@ -4,33 +4,9 @@
  * captured stack trace (which would point into the library).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option, Stream, Tracer } from "effect"
+import { Effect, Option, Stream } from "effect"
 import * as Tracing from "../src/internal/tracing.js"
-
-const recording = (names: Array<string>, attributes: Array<string>): Tracer.Tracer =>
-  Tracer.make({
-    span: (name, parent, context, links, startTime, kind) => {
-      names.push(name)
-      return {
-        _tag: "Span",
-        name,
-        spanId: `${names.length}`,
-        traceId: "trace",
-        parent,
-        context,
-        status: { _tag: "Started", startTime },
-        attributes: new Map(),
-        links,
-        sampled: true,
-        kind,
-        end: () => {},
-        attribute: (key) => void attributes.push(key),
-        event: () => {},
-        addLinks: () => {}
-      }
-    },
-    context: (f) => f()
-  })
+import { recordingTracer } from "./fixtures.js"
 
 const spanName = Effect.map(Effect.option(Effect.currentSpan), Option.map((span) => span.name))
 
@@ -82,6 +58,6 @@ describe("Tracing", () => {
       ])
       assert.includeMembers(attributes, ["digime.contract_id", "digime.outcome", "http.response.status_code"])
       assert.notInclude(attributes, "code.stacktrace")
-    }).pipe(Effect.withTracer(recording(names, attributes)))
+    }).pipe(Effect.withTracer(recordingTracer(names, attributes)))
   })
 })

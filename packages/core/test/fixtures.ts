@@ -7,7 +7,7 @@ import type { DataProtocol, DigimeConfig, DigimeRequest } from "@digime-effect/c
 import { DigimeSimulator, DigimeTest, type TestContract } from "@digime-effect/core/testing"
 import { HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { assert } from "@effect/vitest"
-import { Duration, Effect, Encoding, Fiber, Layer, Option, TestClock } from "effect"
+import { Duration, Effect, Encoding, Fiber, Layer, Option, TestClock, Tracer } from "effect"
 
 export const applicationId = DigimeTest.applicationId
 export const contractId = DigimeTest.contractId
@@ -141,3 +141,29 @@ const signingSpki = Encoding.encodeBase64(
 export const signingPublicPem = `-----BEGIN PUBLIC KEY-----\n${
   signingSpki.replace(/.{1,64}/g, "$&\n")
 }-----END PUBLIC KEY-----\n`
+
+/** A tracer that records the name of every span it makes, and the name of every attribute set on one. */
+export const recordingTracer = (names: Array<string>, attributes: Array<string>): Tracer.Tracer =>
+  Tracer.make({
+    span: (name, parent, context, links, startTime, kind) => {
+      names.push(name)
+      return {
+        _tag: "Span",
+        name,
+        spanId: `${names.length}`,
+        traceId: "trace",
+        parent,
+        context,
+        status: { _tag: "Started", startTime },
+        attributes: new Map(),
+        links,
+        sampled: true,
+        kind,
+        end: () => {},
+        attribute: (key) => void attributes.push(key),
+        event: () => {},
+        addLinks: () => {}
+      }
+    },
+    context: (f) => f()
+  })

@@ -48,6 +48,28 @@ type Steps = Readonly<Record<string, number>>
 const stepMedians = (steps: ReadonlyArray<Steps>) =>
   Object.fromEntries(Object.keys(steps[0] ?? {}).map((name) => [name, median(steps.map((step) => step[name]!))]))
 
+/**
+ * `repetitions` pairs of the library's request (timed here) and the hand-written one (timed by
+ * itself, step by step), which goes first alternating: neither always follows the other's garbage.
+ */
+const alternate = <E, R>(
+  repetitions: number,
+  library: Effect.Effect<unknown, E, R>,
+  byHand: Effect.Effect<{ readonly steps: Steps }, E, R>
+) =>
+  Effect.gen(function*() {
+    const libraryMillis: Array<number> = []
+    const floorSteps: Array<Steps> = []
+    for (let i = 0; i < repetitions; i++) {
+      if (i % 2 === 1) floorSteps.push((yield* byHand).steps)
+      const t0 = performance.now()
+      yield* library
+      libraryMillis.push(performance.now() - t0)
+      if (i % 2 === 0) floorSteps.push((yield* byHand).steps)
+    }
+    return { libraryMillis, floorMillis: floorSteps.map((steps) => steps["total"]!), floorSteps }
+  })
+
 /** The paired figures of `library` against `floor`, both in milliseconds, one pair per repetition. */
 const paired = (library: ReadonlyArray<number>, floor: ReadonlyArray<number>) => ({
   value: median(library),
@@ -104,28 +126,15 @@ const dataCall = (server: NodeDigimeSimulator.Server, privateKeyPem: string, opt
         yield* call
         yield* Effect.promise(() => handWritten.dataCall(accessToken))
       }
-      const libraryMillis: Array<number> = []
-      const floorMillis: Array<number> = []
-      const floorSteps: Array<Steps> = []
       const before = yield* refreshRequests(server)
-      for (let i = 0; i < repetitions; i++) {
-        // Which goes first alternates: neither always follows the other's garbage.
-        const libraryFirst = i % 2 === 0
-        if (!libraryFirst) {
-          const result = yield* Effect.promise(() => handWritten.dataCall(accessToken))
-          floorMillis.push(result.steps.total)
-          floorSteps.push(result.steps)
-        }
-        const t0 = performance.now()
-        const accounts = yield* call
-        libraryMillis.push(performance.now() - t0)
-        if (accounts.length === 0) return yield* Effect.dieMessage("data call: no accounts")
-        if (libraryFirst) {
-          const result = yield* Effect.promise(() => handWritten.dataCall(accessToken))
-          floorMillis.push(result.steps.total)
-          floorSteps.push(result.steps)
-        }
-      }
+      const { floorMillis, floorSteps, libraryMillis } = yield* alternate(
+        repetitions,
+        Effect.flatMap(
+          call,
+          (accounts) => accounts.length === 0 ? Effect.dieMessage("data call: no accounts") : Effect.void
+        ),
+        Effect.promise(() => handWritten.dataCall(accessToken))
+      )
       const after = yield* refreshRequests(server)
       const figure = paired(libraryMillis, floorMillis)
       options.report.record({
@@ -176,28 +185,15 @@ const refresh = (
         yield* manager.refresh(library).pipe(Effect.orDie)
         current = (yield* handWritten.refresh(byHand, current)).versioned
       }
-      const libraryMillis: Array<number> = []
-      const floorMillis: Array<number> = []
-      const floorSteps: Array<Steps> = []
       const before = yield* refreshRequests(server)
-      for (let i = 0; i < repetitions; i++) {
-        const libraryFirst = i % 2 === 0
-        if (!libraryFirst) {
-          const result = yield* handWritten.refresh(byHand, current)
+      const { floorMillis, floorSteps, libraryMillis } = yield* alternate(
+        repetitions,
+        manager.refresh(library).pipe(Effect.orDie),
+        Effect.map(Effect.suspend(() => handWritten.refresh(byHand, current)), (result) => {
           current = result.versioned
-          floorMillis.push(result.steps.total)
-          floorSteps.push(result.steps)
-        }
-        const t0 = performance.now()
-        yield* manager.refresh(library).pipe(Effect.orDie)
-        libraryMillis.push(performance.now() - t0)
-        if (libraryFirst) {
-          const result = yield* handWritten.refresh(byHand, current)
-          current = result.versioned
-          floorMillis.push(result.steps.total)
-          floorSteps.push(result.steps)
-        }
-      }
+          return result
+        })
+      )
       const after = yield* refreshRequests(server)
       const figure = paired(libraryMillis, floorMillis)
       const limit = store === "memory" ? 1.15 : 1.3
