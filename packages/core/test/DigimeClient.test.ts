@@ -293,18 +293,22 @@ describe("DigimeClient: errors", () => {
 
   it.effect("an answer longer than maxResponseBytes is ResponseError: announced, or streamed and read no further", () => {
     let pulled = 0
+    const endless = (headers: Record<string, string>) =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          pull: (controller) => {
+            pulled++
+            controller.enqueue(new Uint8Array(1024).fill(32))
+          }
+        }),
+        { status: 200, headers }
+      )
     const replies: Array<() => Response> = [
       () => new Response("{}", { status: 200, headers: { "content-length": String(4096 + 1) } }),
-      () =>
-        new Response(
-          new ReadableStream<Uint8Array>({
-            pull: (controller) => {
-              pulled++
-              controller.enqueue(new Uint8Array(1024).fill(32))
-            }
-          }),
-          { status: 200 }
-        )
+      () => endless({}),
+      // A length that understates the body (a client that undid a content coding and hid it, as a
+      // browser's fetch does across origins): counted as it streams all the same.
+      () => endless({ "content-length": "2" })
     ]
     const http = HttpClient.make((request) =>
       Effect.sync(() => HttpClientResponse.fromWeb(request, replies.shift()?.() ?? new Response(null, { status: 599 })))
@@ -314,12 +318,12 @@ describe("DigimeClient: errors", () => {
     )
     return Effect.gen(function*() {
       const client = yield* DigimeClient.DigimeClient
-      for (let i = 0; i < 2; i++) {
+      for (let i = 0; i < 3; i++) {
         const error = yield* Effect.flip(client.deleteUser(credentials))
         assert.strictEqual(error._tag, "ResponseError")
         assert.include(error._tag === "ResponseError" ? error.description : "", "longer than 4096 bytes")
       }
-      assert.isAtMost(pulled, 4096 / 1024 + 2)
+      assert.isAtMost(pulled, 2 * (4096 / 1024 + 2))
     }).pipe(Effect.provide(layer))
   })
 

@@ -36,8 +36,9 @@ import * as NodeVerifier from "./NodeVerifier.js"
 /**
  * The Node platform pieces alone: the `node:crypto` signer, verifier and file cipher (`node:zlib`
  * for decompression) and an `HttpClient` on an undici `Agent` of its own. That client is made for the
- * library's requests: it makes no span and follows no redirect, and costs less per request than
- * `NodeHttpClient.layerUndici` (see BENCHMARKS.md). To send digi.me's requests through another
+ * library's requests: it makes no span and follows no redirect, keeps each request's deadline (the
+ * library's `requestTimeout`; undici's own header and body timeouts are off), and costs less per
+ * request than `NodeHttpClient.layerUndici` (see BENCHMARKS.md). To send digi.me's requests through another
  * client (a proxy's dispatcher, say), provide `Digime.layer` with `NodeSigner.layer`,
  * `NodeFileCipher.layer` and that client instead.
  *

@@ -5,7 +5,7 @@
  * body that is cut, each a typed error holding what the library needs of it.
  */
 import { NodeDigime } from "@digime-effect/node"
-import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Option, type Scope, Stream } from "effect"
 import * as Http from "node:http"
@@ -166,6 +166,7 @@ describe("NodeDigime.layerPlatform's HTTP client", () => {
   interface Transport {
     readonly setDeadline: (request: HttpClientRequest.HttpClientRequest, millis: number) => void
     readonly isDeadline: (cause: unknown) => boolean
+    readonly streaming: (response: HttpClientResponse.HttpClientResponse) => void
   }
   const transportOf = (client: HttpClient.HttpClient) =>
     (client as unknown as Record<symbol, Transport>)[Symbol.for("@digime-effect/core/HttpClient/transport")]!
@@ -187,7 +188,7 @@ describe("NodeDigime.layerPlatform's HTTP client", () => {
       assert.isFalse(transport.isDeadline(new Error("no answer within 100 ms")))
     }))
 
-  test("a deadline covers reading the body whole; a streamed body must only keep arriving within it", () =>
+  test("a deadline covers reading the body whole; a body handed over as a stream must only keep arriving within it", () =>
     Effect.gen(function*() {
       const server = yield* serve((request, response) => {
         response.writeHead(200, { "content-type": "application/octet-stream" })
@@ -221,13 +222,48 @@ describe("NodeDigime.layerPlatform's HTTP client", () => {
       assert.isTrue(transport.isDeadline(whole.cause))
       // Streamed: 200 ms in all, each part within 100 ms of the one before: read whole.
       const trickle = yield* get("/trickle")
+      transport.streaming(trickle)
       const text = Chunk.join(yield* Stream.runCollect(Stream.decodeText(trickle.stream)), "")
       assert.strictEqual(text, "1 2 3 4 5")
       // Streamed, with a 2 s gap: the idle limit ends it (undici checks it on a timer of about
       // half a second, so it is not exact to the millisecond).
       const stalled = yield* get("/stall")
+      transport.streaming(stalled)
       const cut = yield* Effect.flip(Stream.runDrain(stalled.stream))
       assert.strictEqual(cut._tag, "ResponseError")
       assert.isTrue(transport.isDeadline(cut.cause))
+    }))
+
+  test("a body without an announced length, read as a stream, stays under the deadline until handed over", () =>
+    Effect.gen(function*() {
+      const server = yield* serve((_request, response) => {
+        // Chunked, a part every 20 ms, never ending: no idle limit would ever stop it.
+        response.writeHead(200, { "content-type": "application/json" })
+        const timer = setInterval(() => response.write(" "), 20)
+        response.on("close", () => clearInterval(timer))
+      })
+      const http = yield* HttpClient.HttpClient
+      const transport = transportOf(http)
+      const request = HttpClientRequest.get(`${server.origin}/endless`)
+      transport.setDeadline(request, 150)
+      const response = yield* http.execute(request)
+      const error = yield* Effect.flip(Stream.runDrain(response.stream))
+      assert.strictEqual(error._tag, "ResponseError")
+      assert.isTrue(transport.isDeadline(error.cause))
+    }))
+
+  test("a deadline beyond what a Node timer can hold is no deadline (not one that fires at once)", () =>
+    Effect.gen(function*() {
+      const server = yield* serve((_request, response) => {
+        setTimeout(() => {
+          response.writeHead(200, { "content-type": "application/json" })
+          response.end("[]")
+        }, 50)
+      })
+      const http = yield* HttpClient.HttpClient
+      const request = HttpClientRequest.get(`${server.origin}/slowish`)
+      transportOf(http).setDeadline(request, 30 * 24 * 3_600_000)
+      const response = yield* http.execute(request)
+      assert.deepStrictEqual(yield* response.json, [])
     }))
 })

@@ -78,7 +78,7 @@ export const make = (
 
   // The answer's body read (within `maxResponseBytes`) and held, without the request's headers.
   const readBody = (request: Request, response: HttpClientResponse.HttpClientResponse) =>
-    buffered(response, config.maxResponseBytes).pipe(
+    buffered(response, config.maxResponseBytes, transport !== undefined).pipe(
       Effect.catchTags({
         BodyTooLarge: ({ limit }) =>
           Effect.fail(
@@ -111,6 +111,7 @@ export const make = (
         reason: "Timeout",
         description: `no part of the answer's body within ${Duration.format(config.requestTimeout)}`
       })
+    deadline?.transport.streaming(response)
     const body = response.stream.pipe(
       Stream.catchAll((error) =>
         error.reason === "EmptyBody"

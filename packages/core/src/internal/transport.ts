@@ -134,10 +134,15 @@ const manualRedirects = (fetch: Option.Option<typeof globalThis.fetch>): typeof 
 export interface Transport {
   /**
    * Aborts `request`, once sent, after `millis`: waiting for its answer, and reading the answer's
-   * body whole. A body read as a stream fails instead when no part of it arrives within `millis`
-   * while its reader waits for one.
+   * body, whole or as a stream, until `streaming` hands the body over.
    */
   readonly setDeadline: (request: HttpClientRequest.HttpClientRequest, millis: number) => void
+  /**
+   * `response`'s body is handed over as a stream, read at its reader's pace: the deadline ends, and
+   * the body fails instead when no part of it arrives within the same time (counted while the
+   * client's buffer has room: a reader that holds back long enough to fill it stops the count).
+   */
+  readonly streaming: (response: HttpClientResponse.HttpClientResponse) => void
   /** Whether `cause`, of a `RequestError` or `ResponseError` of this client, is a deadline that passed. */
   readonly isDeadline: (cause: unknown) => boolean
 }
@@ -184,22 +189,28 @@ export class BodyUnreadable extends Data.TaggedError("BodyUnreadable")<{
 
 /**
  * Reads the whole body, failing as soon as it (or its announced length) is over `limit` bytes:
- * never more than `limit` bytes are held. An answer that announces its length, without a content
- * coding that the platform could undo into more bytes, is read in one go by the platform (HTTP's
- * framing stops it at that length); any other is read as a stream and counted on the way.
+ * never more than `limit` bytes are held. With `inOneGo` (a client declared as a `Transport`, which
+ * never undoes a content coding), an answer that announces its length without a content coding is
+ * read in one go (HTTP's framing stops it at that length); any other answer, and every answer of
+ * another client (which may decode a body and hide its coding, as a browser's fetch does across
+ * origins), is read as a stream and counted on the way.
  */
 /** @internal */
 export const readCapped = (
   response: HttpClientResponse.HttpClientResponse,
   limit: number,
-  headers: Headers.Headers = response.headers
+  options: { readonly headers?: Headers.Headers | undefined; readonly inOneGo?: boolean | undefined } = {}
 ): Effect.Effect<Uint8Array<ArrayBuffer>, BodyTooLarge | BodyUnreadable> =>
   Effect.suspend(() => {
+    const headers = options.headers ?? response.headers
     const length = headers["content-length"]
     const declared = length === undefined ? Number.NaN : Number(length)
     if (declared > limit) return Effect.fail(new BodyTooLarge({ limit }))
     const coding = headers["content-encoding"]
-    if (Number.isSafeInteger(declared) && declared >= 0 && (coding === undefined || coding === "identity")) {
+    if (
+      options.inOneGo === true && Number.isSafeInteger(declared) && declared >= 0 &&
+      (coding === undefined || coding === "identity")
+    ) {
       return response.arrayBuffer.pipe(
         Effect.mapError((error) => new BodyUnreadable({ description: `${error.reason} error`, cause: error.cause })),
         Effect.flatMap((body) =>
@@ -260,9 +271,13 @@ export const collectCapped = <E, R>(
 /** @internal */
 export const buffered = (
   response: HttpClientResponse.HttpClientResponse,
-  limit: number
+  limit: number,
+  inOneGo: boolean
 ): Effect.Effect<HttpClientResponse.HttpClientResponse, BodyTooLarge | BodyUnreadable> => {
   // Read once: a platform's response may build its headers anew on every read.
   const headers = response.headers
-  return Effect.map(readCapped(response, limit, headers), (body) => BufferedResponse.make(response, headers, body))
+  return Effect.map(
+    readCapped(response, limit, { headers, inOneGo }),
+    (body) => BufferedResponse.make(response, headers, body)
+  )
 }

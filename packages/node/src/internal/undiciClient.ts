@@ -29,7 +29,7 @@ import * as Effect from "effect/Effect"
 import * as Inspectable from "effect/Inspectable"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import type * as Stream from "effect/Stream"
+import * as Stream from "effect/Stream"
 
 type Body = Undici.Dispatcher.ResponseData["body"]
 
@@ -65,8 +65,7 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
   readonly remoteAddress: Option.Option<string> = Option.none()
   readonly status: number
   private convertedHeaders: Headers.Headers | undefined
-  private reading: Promise<unknown> | undefined
-  private readKind: "arrayBuffer" | "text" | "formData" | undefined
+  private readonly reads = new Map<string, Promise<unknown>>()
 
   constructor(
     readonly request: HttpClientRequest.HttpClientRequest,
@@ -95,16 +94,18 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
     return new HttpClientError.ResponseError({ request: this.request, response: this, reason: "Decode", cause })
   }
 
-  // The whole body, read once: a second read of the same kind shares the first one's outcome, a
-  // read of another kind fails as the body is spent. An interrupted read destroys the body.
+  // The whole body, read once per kind: a second read of the same kind shares the first one's
+  // outcome, a read of another kind fails as the body is spent. An interrupted read destroys the
+  // body. The deadline goes on until the read ends.
   private whole<A>(kind: "arrayBuffer" | "text" | "formData", read: (body: Body) => Promise<A>) {
     return Effect.async<A, HttpClientError.ResponseError>((resume) => {
-      if (this.reading === undefined || this.readKind !== kind) {
+      let reading = this.reads.get(kind) as Promise<A> | undefined
+      if (reading === undefined) {
         unread.unregister(this)
-        this.reading = read(this.source.body)
-        this.readKind = kind
+        reading = read(this.source.body)
+        this.reads.set(kind, reading)
       }
-      ;(this.reading as Promise<A>).then(
+      reading.then(
         (value) => {
           clear(this.deadline)
           resume(Effect.succeed(value))
@@ -148,14 +149,23 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
     return this.whole("formData", (body) => body.formData() as Promise<FormData>)
   }
 
+  // Read as a stream, the body stays under its deadline (a buffered read goes through here when
+  // its length is not announced) until core's exchange hands the stream over (`Transport.streaming`).
+  // A stream never run leaves the body to the finalizer, which destroys it once the response is
+  // collected.
   get stream(): Stream.Stream<Uint8Array, HttpClientError.ResponseError> {
-    unread.unregister(this)
-    // A streamed body is read at its reader's pace, under the reader's own time limits.
+    return Stream.suspend(() => {
+      unread.unregister(this)
+      return NodeStream.fromReadable<HttpClientError.ResponseError, Uint8Array>(
+        () => this.source.body,
+        (cause) => this.decodeError(this.deadline.passed ? new DeadlineExceeded(this.deadline.millis) : cause)
+      ).pipe(Stream.ensuring(Effect.sync(() => clear(this.deadline))))
+    })
+  }
+
+  /** The body is handed over as a stream: the deadline ends, undici's idle limit goes on. */
+  streaming(): void {
     clear(this.deadline)
-    return NodeStream.fromReadable<HttpClientError.ResponseError, Uint8Array>(
-      () => this.source.body,
-      (cause) => this.decodeError(cause)
-    )
   }
 
   toJSON(): unknown {
@@ -190,6 +200,8 @@ const bodyOf = (
 // The deadlines core's exchanges give their requests (`Transport.setDeadline`), in milliseconds.
 const deadlines = new WeakMap<HttpClientRequest.HttpClientRequest, number>()
 
+const maxTimerMillis = 2 ** 31 - 1
+
 const send = (
   dispatcher: Undici.Dispatcher,
   request: HttpClientRequest.HttpClientRequest
@@ -200,13 +212,16 @@ const send = (
   }
   const { hash: _, origin, pathname, search } = url.right
   const millis = deadlines.get(request)
+  // Node's timers take at most 2^31 - 1 ms (a longer one fires at once): beyond, no deadline, as
+  // Effect's clock never fires such a timer either.
+  const timed = millis !== undefined && millis <= maxTimerMillis
   return Effect.flatMap(
     bodyOf(request.body),
     (body) =>
       Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>((resume) => {
         const controller = new AbortController()
         const deadline: Deadline = { millis: millis ?? 0, timer: undefined, passed: false }
-        if (millis !== undefined) {
+        if (timed) {
           deadline.timer = setTimeout(() => {
             deadline.passed = true
             controller.abort(new DeadlineExceeded(millis))
@@ -223,7 +238,7 @@ const send = (
           // The deadline's timer waits for the answer; once its body streams, undici's own idle
           // limit (which does not count while the reader holds back) keeps the same time.
           headersTimeout: 0,
-          bodyTimeout: millis ?? 0
+          bodyTimeout: timed ? millis : 0
         }).then(
           (response) => resume(Effect.succeed(new UndiciResponse(request, response, deadline))),
           (cause) => {
@@ -251,6 +266,9 @@ const send = (
 // each request's deadline with a timer, so an exchange needs no timer fiber.
 const transport = {
   setDeadline: (request: HttpClientRequest.HttpClientRequest, millis: number) => void deadlines.set(request, millis),
+  streaming: (response: HttpClientResponse.HttpClientResponse) => {
+    if (response instanceof UndiciResponse) response.streaming()
+  },
   isDeadline: (cause: unknown) =>
     cause instanceof DeadlineExceeded ||
     (typeof cause === "object" && cause !== null &&
