@@ -467,17 +467,13 @@ export const make: Effect.Effect<
       Tracing.withSpan(`DigimeClient.${name}`, spanOf(options.contractId))
     )
 
-  // A call whose answer digi.me signs: read with the client's key set.
+  // A call whose answer digi.me signs: its processor reads it with the client's key set.
   const verifiedCall = <O, A, E>(
     name: string,
     build: (options: O) => Effect.Effect<Request, InvalidOptions>,
     process: (response: HttpClientResponse.HttpClientResponse, request: Request) => Effect.Effect<A, E, KeySet.KeySet>
   ) =>
-  (options: O & { readonly contractId: string }) =>
-    build(options).pipe(
-      Effect.flatMap((request) => execute(request, process)),
-      Tracing.withSpan(`DigimeClient.${name}`, spanOf(options.contractId))
-    )
+    call(name, build, (response, request) => Effect.provideService(process(response, request), KeySet.KeySet, keySet))
 
   return {
     getAuthorizeUrl,

@@ -26,6 +26,7 @@ import {
   fromHttpClientError,
   harden,
   isTransientRequestError,
+  retryAfterFailure,
   retrySchedule,
   timedOut,
   timeout,
@@ -187,32 +188,20 @@ export const make = (
         (built): Request => ({ ...request, request: built })
       )
 
-  // The attempts after a first one that failed transiently (`first`): the retry schedule runs from
-  // that failure, as if it had driven the first attempt too, and the last answer is kept when the
-  // attempts run out. Only a call that failed pays for the schedule.
-  const retryAfter = (
-    first: TransientStatus | RequestError,
-    next: Effect.Effect<Answer, RequestError | ResponseError | InvalidContractKey>
-  ) => {
-    let replayed = false
-    return Effect.suspend(() => {
-      if (replayed) {
-        return Effect.filterOrFail(
-          next,
-          (answer) => !transientStatuses.has(answer.response.status),
-          (answer) => new TransientStatus({ answer })
-        )
-      }
-      replayed = true
-      return Effect.fail(first)
-    }).pipe(
-      Effect.retry({
+  // A transient status is a failure to repeat (`TransientStatus`), and the last answer is kept
+  // when the attempts run out. The schedule is set up only after a first transient failure.
+  const repeated = (once: Effect.Effect<Answer, RequestError | ResponseError | InvalidContractKey>) =>
+    retryAfterFailure(
+      Effect.filterOrFail(
+        once,
+        (answer) => !transientStatuses.has(answer.response.status),
+        (answer) => new TransientStatus({ answer })
+      ),
+      {
         schedule: retrySchedule,
         while: (error) => error._tag === "TransientStatus" || isTransientRequestError(error)
-      }),
-      Effect.catchTag("TransientStatus", (error) => Effect.succeed(error.answer))
-    )
-  }
+      }
+    ).pipe(Effect.catchTag("TransientStatus", (error) => Effect.succeed(error.answer)))
 
   // Every attempt of a call: repeated on transient failures when the call is idempotent.
   const exchange = (request: Request, streamed: boolean) =>
@@ -221,16 +210,7 @@ export const make = (
       (contract) =>
         Effect.flatMap(signHeaders(request, contract), (signed) => {
           const once = attempt(signed, contract, streamed)
-          return signed.idempotent
-            ? Effect.matchEffect(once, {
-              onSuccess: (answer) =>
-                transientStatuses.has(answer.response.status)
-                  ? retryAfter(new TransientStatus({ answer }), once)
-                  : Effect.succeed(answer),
-              onFailure: (error) =>
-                isTransientRequestError(error) ? retryAfter(error as RequestError, once) : Effect.fail(error)
-            })
-            : once
+          return signed.idempotent ? repeated(once) : once
         })
     )
 
