@@ -1,6 +1,6 @@
 /**
- * The library as one layer: `DigimeConfig`, the `DigimeClient` (with its `KeySet`) and the
- * `TokenManager`, built from options or from `Config`, with the `TokenKey.KeyTagger` of the
+ * The library as one layer: `DigimeConfig`, the `DigimeClient` (with its `KeySet`), the
+ * `TokenManager` and the `TokenEvents` it publishes, built from options or from `Config`, with the `TokenKey.KeyTagger` of the
  * configured `keyTagSecret`. What stays yours to provide: the
  * platform's `Signer`, `FileCipher` and `HttpClient` (on Node, `NodeDigime.layer` from
  * `@digime-effect/node` provides all three) and the `TokenStore` of your choice. `Authorization` also needs a
@@ -31,6 +31,7 @@ import * as DigimeConfig from "./DigimeConfig.js"
 import type { InvalidConfig, InvalidContractKey } from "./DigimeError.js"
 import type { FileCipher } from "./FileCipher.js"
 import type { Signer } from "./Signer.js"
+import * as TokenEvents from "./TokenEvents.js"
 import * as TokenKey from "./TokenKey.js"
 import * as TokenManager from "./TokenManager.js"
 import type { TokenStore } from "./TokenStore.js"
@@ -41,7 +42,11 @@ import type { TokenStore } from "./TokenStore.js"
  * @since 0.1.0
  * @category models
  */
-export type Services = DigimeConfig.DigimeConfig | DigimeClient.DigimeClient | TokenManager.TokenManager
+export type Services =
+  | DigimeConfig.DigimeConfig
+  | DigimeClient.DigimeClient
+  | TokenManager.TokenManager
+  | TokenEvents.TokenEvents
 
 /**
  * What the layers need: the platform's signer, file cipher and HTTP client, and a token store.
@@ -61,6 +66,7 @@ export const layerWithConfig = <E, R>(
   config: Layer.Layer<DigimeConfig.DigimeConfig, E, R>
 ): Layer.Layer<Services, E | InvalidContractKey, R | Requirements> =>
   TokenManager.layer.pipe(
+    Layer.provideMerge(TokenEvents.layer),
     Layer.provideMerge(DigimeClient.layer),
     Layer.provideMerge(keyTagger),
     Layer.provideMerge(config)

@@ -66,6 +66,14 @@ export interface Options {
   readonly onboardUrl?: string | undefined
   /** Refresh an access token when it expires within this time; default 60 seconds. */
   readonly refreshLeadTime?: Duration.DurationInput | undefined
+  /**
+   * Callers wait for a refresh only when the access token expires within this time (or has
+   * expired); default 10 seconds, or `refreshLeadTime` when that is shorter. Between it and
+   * `refreshLeadTime`, a caller gets the still valid token at once and one refresh starts in the
+   * background. Set it to `refreshLeadTime` to make every refresh a caller's wait; it cannot be
+   * longer.
+   */
+  readonly refreshWaitMargin?: Duration.DurationInput | undefined
   /** Time limit of each HTTP attempt; default 30 seconds. */
   readonly requestTimeout?: Duration.DurationInput | undefined
   /**
@@ -131,6 +139,8 @@ export interface Service {
   /** Always ends with `/`. */
   readonly onboardUrl: string
   readonly refreshLeadTime: Duration.Duration
+  /** At most `refreshLeadTime`: see `Options.refreshWaitMargin`. */
+  readonly refreshWaitMargin: Duration.Duration
   readonly requestTimeout: Duration.Duration
   /**
    * How long a refresh's lease lasts. By default above the worst case of one refresh, derived from
@@ -222,6 +232,14 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
     const baseUrl = yield* parseHttpUrl("baseUrl", options.baseUrl ?? defaultBaseUrl)
     const onboardUrl = yield* parseHttpUrl("onboardUrl", options.onboardUrl ?? defaultOnboardUrl)
     const refreshLeadTime = yield* positiveDuration("refreshLeadTime", options.refreshLeadTime, Duration.seconds(60))
+    const refreshWaitMargin = yield* positiveDuration(
+      "refreshWaitMargin",
+      options.refreshWaitMargin,
+      Duration.min(Duration.seconds(10), refreshLeadTime)
+    )
+    if (Duration.greaterThan(refreshWaitMargin, refreshLeadTime)) {
+      return yield* new InvalidConfig({ field: "refreshWaitMargin", reason: "must not be longer than refreshLeadTime" })
+    }
     const requestTimeout = yield* positiveDuration("requestTimeout", options.requestTimeout, Duration.seconds(30))
     const tokenCacheTtl = yield* positiveDuration("tokenCacheTtl", options.tokenCacheTtl, Duration.seconds(30))
     const tokenCacheCapacity = options.tokenCacheCapacity ?? defaultTokenCacheCapacity
@@ -284,6 +302,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
       baseUrl: withSlash(baseUrl.href),
       onboardUrl: withSlash(onboardUrl.href),
       refreshLeadTime,
+      refreshWaitMargin,
       requestTimeout,
       refreshLeaseTime,
       tokenCacheTtl,
@@ -360,7 +379,7 @@ export const contractsFromEnv: Config.Config<ReadonlyArray<Contract>> = Config.a
 /**
  * Options read from the environment: `DIGIME_APPLICATION_ID`; the contracts (see
  * `contractsFromEnv`); and optionally `DIGIME_BASE_URL`,
- * `DIGIME_ONBOARD_URL`, `DIGIME_REFRESH_LEAD_TIME`, `DIGIME_REQUEST_TIMEOUT`,
+ * `DIGIME_ONBOARD_URL`, `DIGIME_REFRESH_LEAD_TIME`, `DIGIME_REFRESH_WAIT_MARGIN`, `DIGIME_REQUEST_TIMEOUT`,
  * `DIGIME_TOKEN_CACHE_TTL` (durations such as `"60 seconds"`), `DIGIME_TOKEN_CACHE_CAPACITY`,
  * `DIGIME_JWKS_ORIGINS` (comma separated) and `DIGIME_KEY_TAG_SECRET`.
  *
@@ -378,6 +397,10 @@ export const fromEnv: Config.Config<Options> = Config.all({
   baseUrl: Config.string("DIGIME_BASE_URL").pipe(Config.option, Config.map(Option.getOrUndefined)),
   onboardUrl: Config.string("DIGIME_ONBOARD_URL").pipe(Config.option, Config.map(Option.getOrUndefined)),
   refreshLeadTime: Config.duration("DIGIME_REFRESH_LEAD_TIME").pipe(Config.option, Config.map(Option.getOrUndefined)),
+  refreshWaitMargin: Config.duration("DIGIME_REFRESH_WAIT_MARGIN").pipe(
+    Config.option,
+    Config.map(Option.getOrUndefined)
+  ),
   requestTimeout: Config.duration("DIGIME_REQUEST_TIMEOUT").pipe(Config.option, Config.map(Option.getOrUndefined)),
   tokenCacheTtl: Config.duration("DIGIME_TOKEN_CACHE_TTL").pipe(Config.option, Config.map(Option.getOrUndefined)),
   tokenCacheCapacity: Config.integer("DIGIME_TOKEN_CACHE_CAPACITY").pipe(

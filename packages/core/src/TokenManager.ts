@@ -31,6 +31,7 @@
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -46,6 +47,7 @@ import type { RefreshTokenExpired, TokenStoreError, VerificationError } from "./
 import { base64url, randomBytes } from "./internal/encoding.js"
 import * as Refresh from "./internal/refresh.js"
 import * as TokenCache from "./internal/tokenCache.js"
+import * as TokenEvents from "./TokenEvents.js"
 import * as TokenKey from "./TokenKey.js"
 import { TokenStore } from "./TokenStore.js"
 import type { Versioned } from "./TokenStore.js"
@@ -91,7 +93,10 @@ export interface Service {
   readonly cached: (key: TokenKey.TokenKey, now: number) => Versioned | undefined
   /** Whether the token needs no refresh at `now` (epoch ms): it expires after the lead time. */
   readonly usable: (versioned: Versioned, now: number) => boolean
-  /** The stored token of the key, refreshed first when it expires within the lead time. */
+  /**
+   * The stored token of the key. Within the lead time it is served at once while one refresh runs
+   * in the background; within `refreshWaitMargin` of its expiry (or after it), it is refreshed first.
+   */
   readonly current: (key: TokenKey.TokenKey) => Effect.Effect<Current, AutoRefreshError>
   /** As `current`, the token alone. */
   readonly get: (key: TokenKey.TokenKey) => Effect.Effect<Versioned, AutoRefreshError>
@@ -102,6 +107,12 @@ export interface Service {
   readonly renew: (key: TokenKey.TokenKey, rejected: number) => Effect.Effect<Versioned, AutoRefreshError>
   /** Refreshes the stored token now, even ahead of the lead time, under the same rules. */
   readonly refresh: (key: TokenKey.TokenKey) => Effect.Effect<Versioned, AutoRefreshError>
+  /**
+   * Refreshes version `version` of the key's token now, even ahead of the lead time, unless the
+   * store holds a newer one (then that one) or another process is refreshing it (then the stored
+   * one while its access token is valid): one refresh per version, whoever asks. What upkeep calls.
+   */
+  readonly refreshVersion: (key: TokenKey.TokenKey, version: number) => Effect.Effect<Versioned, AutoRefreshError>
   /**
    * Deletes the key's token (the user disconnected): from the store, and from this process's
    * memory at once, so that the next call for the key fails with `ReauthRequired` (`Missing`)
@@ -148,13 +159,17 @@ export class TokenManager extends Context.Tag("@digime-effect/core/TokenManager"
 const current = (state: Refresh.State, key: TokenKey.TokenKey): Effect.Effect<Current, AutoRefreshError> =>
   Effect.clockWith((clock) => {
     const now = clock.unsafeCurrentTimeMillis()
-    const decide = (found: Versioned): Effect.Effect<Current, AutoRefreshError> =>
-      Refresh.usable(state, found, now)
-        ? Effect.succeed({ versioned: found, renewed: false })
-        : Effect.map(
-          Refresh.refresh(state, key, { _tag: "Due", version: found.version }),
-          (fresh) => ({ versioned: fresh, renewed: fresh.version !== found.version })
-        )
+    const decide = (found: Versioned): Effect.Effect<Current, AutoRefreshError> => {
+      const left = DateTime.toEpochMillis(found.token.accessToken.expiresAt) - now
+      if (left > state.lead) return Effect.succeed({ versioned: found, renewed: false })
+      if (left > state.margin) {
+        return Effect.as(Refresh.ahead(state, key, found, now), { versioned: found, renewed: false })
+      }
+      return Effect.map(
+        Refresh.refresh(state, key, { _tag: "Due", version: found.version }),
+        (fresh) => ({ versioned: fresh, renewed: fresh.version !== found.version })
+      )
+    }
     const hit = state.cache.get(key, now)
     return hit !== undefined ? decide(hit) : Effect.flatMap(Refresh.loadOrFail(state, key), decide)
   })
@@ -167,8 +182,12 @@ const store = (state: Refresh.State, key: TokenKey.TokenKey, token: UserAccessTo
       Effect.flatMap((versioned) => {
         state.kept.delete(TokenKey.toId(key))
         state.unverified.delete(TokenKey.toId(key))
+        state.aheadFailed.delete(TokenKey.toId(key))
         return Refresh.remember(state, key, versioned, generation)
-      })
+      }),
+      Effect.tap((versioned) =>
+        Refresh.publish(state, (at) => TokenEvents.TokenEvent.Stored({ key, at, version: versioned.version }))
+      )
     )
   })
 
@@ -180,6 +199,7 @@ const remove = (state: Refresh.State, key: TokenKey.TokenKey): Effect.Effect<voi
   })
   return forget.pipe(
     Effect.zipRight(Effect.retry(state.store.delete(key), { schedule: Refresh.storeRetry })),
+    Effect.zipRight(Refresh.publish(state, (at) => TokenEvents.TokenEvent.Deleted({ key, at }))),
     // Once more when the store is done: a copy read while the delete ran is not cached either.
     Effect.ensuring(forget),
     Refresh.withKey(key, "TokenManager.delete")
@@ -195,7 +215,12 @@ const getReauthorizeUrl = (state: Refresh.State, options: Parameters<Service["ge
       ...rest,
       contractId: key.contractId,
       accessToken: stored.value.token.accessToken.value
-    }).pipe(Effect.catchIf(Refresh.isRefused, () => Effect.fail(new InvalidAccessToken({ key }))))
+    }).pipe(
+      Effect.catchIf(Refresh.isRefused, () => {
+        const error = new InvalidAccessToken({ key })
+        return Effect.zipRight(Refresh.report(state, key, stored.value.version, error), Effect.fail(error))
+      })
+    )
   }).pipe(Refresh.withKey(options.key, "TokenManager.getReauthorizeUrl"))
 
 /**
@@ -242,6 +267,7 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
         () => filled.unsafeOpen()
       ),
       lead: Duration.toMillis(config.refreshLeadTime),
+      margin: Duration.toMillis(config.refreshWaitMargin),
       lease: Duration.toMillis(config.refreshLeaseTime),
       kept: new Map(),
       unverified: new Map(),
@@ -250,7 +276,9 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
       closing,
       flights: Refresh.makeSingleFlight(flightScope),
       sending,
-      background
+      background,
+      events: yield* TokenEvents.TokenEvents,
+      aheadFailed: new Map()
     }
     if (Duration.toMillis(config.tokenCacheTtl) > 0 && config.tokenCacheCapacity > 0) {
       // Writes drop the cache's outdated entries; this drops them in an idle process too. It sleeps
@@ -284,6 +312,7 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
         }),
       renew: (key, rejected) => Refresh.refresh(state, key, { _tag: "Rejected", version: rejected }),
       refresh: (key) => Refresh.refresh(state, key, { _tag: "Forced" }),
+      refreshVersion: (key, version) => Refresh.refresh(state, key, { _tag: "Due", version }),
       delete: (key) => remove(state, key),
       cacheSize: Effect.sync(() => state.cache.size()),
       store: (key, token) => store(state, key, token),

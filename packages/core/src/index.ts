@@ -139,11 +139,25 @@ export * as PushProtocol from "./PushProtocol.js"
 export * as TokenKey from "./TokenKey.js"
 
 /**
+ * What happens to stored tokens, as a stream of events.
+ *
+ * @since 0.3.0
+ */
+export * as TokenEvents from "./TokenEvents.js"
+
+/**
  * Stored tokens: loaded, refreshed once per token, stored before use.
  *
  * @since 0.1.0
  */
 export * as TokenManager from "./TokenManager.js"
+
+/**
+ * Keeps stored tokens fresh in the background, across instances.
+ *
+ * @since 0.3.0
+ */
+export * as TokenUpkeep from "./TokenUpkeep.js"
 
 /**
  * Versioned, compare-and-set token storage.

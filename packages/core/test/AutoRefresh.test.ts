@@ -93,12 +93,12 @@ describe("withAutoRefresh", () => {
       assert.isAbove(accounts.length, 0)
     }).pipe(Effect.provide(stack())))
 
-  it.effect("access token within the lead time: refreshes first, stores, then runs with the new token", () =>
+  it.effect("access token within the wait margin: refreshes first, stores, then runs with the new token", () =>
     Effect.gen(function*() {
       yield* authorize()
       const before = yield* stored()
-      // 1 hour lifetime, 60 s lead time: at 59 min 30 s the token is due.
-      yield* TestClock.adjust("3570 seconds")
+      // 1 hour lifetime, 10 s wait margin: at 59 min 55 s callers wait for the refresh.
+      yield* TestClock.adjust("3595 seconds")
       const store = yield* TokenStore.TokenStore
       const accounts = yield* AutoRefresh.withAutoRefresh(key, (credentials) =>
         Effect.gen(function*() {

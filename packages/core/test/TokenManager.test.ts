@@ -101,7 +101,7 @@ describe("TokenManager.delete", () => {
     const gates: { next: Gate | undefined } = { next: undefined }
     return Effect.gen(function*() {
       yield* authorize()
-      yield* TestClock.adjust("3570 seconds") // due: the next call refreshes
+      yield* TestClock.adjust("3595 seconds") // within the wait margin: the next call refreshes
       const gate = gates.next = yield* gateOn("compareAndSet")
       const caller = yield* Effect.fork(AutoRefresh.withAutoRefresh(key, readAccounts))
       yield* Deferred.await(gate.reached) // the refreshed token is stored, and its writer waits
@@ -118,7 +118,7 @@ describe("TokenManager.delete", () => {
     Effect.gen(function*() {
       yield* authorize()
       const simulator = yield* DigimeSimulator.DigimeSimulator
-      yield* TestClock.adjust("3570 seconds")
+      yield* TestClock.adjust("3595 seconds")
       yield* simulator.injectFault({ _tag: "Delay", endpoint: "token", delay: "20 seconds" })
       const caller = yield* Effect.fork(AutoRefresh.withAutoRefresh(key, readAccounts))
       yield* TestClock.adjust("1 second")

@@ -1,4 +1,5 @@
 import { TokenStore } from "@digime-effect/core"
-import { suite } from "./TokenStoreSuite.js"
+import { dueSuite, suite } from "./TokenStoreSuite.js"
 
 suite("memory", TokenStore.layerMemory)
+dueSuite("memory", TokenStore.layerMemory)

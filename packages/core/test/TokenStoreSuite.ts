@@ -5,7 +5,7 @@
 import { TokenKey, TokenStore, UserAccessToken } from "@digime-effect/core"
 import { assert, describe, it } from "@effect/vitest"
 import type { Layer } from "effect"
-import { DateTime, Effect, Option, Redacted } from "effect"
+import { Chunk, DateTime, Effect, Option, Redacted, Stream } from "effect"
 
 export const token = (
   access: string,
@@ -213,4 +213,278 @@ export const suite = <E>(name: string, layer: Layer.Layer<TokenStore.TokenStore,
         assert.isTrue(yield* store.acquireLease(a, leaseOf("p1", va.version)))
         assert.isTrue(yield* store.acquireLease(b, leaseOf("p1", vb.version)))
       })))
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Listings by expiry, claims and "needs reconnect". Stores shared by a whole test file (the SQL
+// tables) hold the keys of earlier tests: each test works in its own window of expiries, far
+// before any other test's, and deletes its keys when it ends.
+// ---------------------------------------------------------------------------------------------
+
+let windows = 0
+const nextWindow = () => 1_000_000_000_000 + ++windows * 100_000_000
+
+export const tokenExpiring = (accessAt: number, refreshAt: number): UserAccessToken.UserAccessToken =>
+  new UserAccessToken.UserAccessToken({
+    accessToken: new UserAccessToken.Token({ value: Redacted.make("a"), expiresAt: DateTime.unsafeMake(accessAt) }),
+    refreshToken: new UserAccessToken.Token({ value: Redacted.make("r"), expiresAt: DateTime.unsafeMake(refreshAt) })
+  })
+
+export const dueSuite = <E>(name: string, layer: Layer.Layer<TokenStore.TokenStore, E>) =>
+  describe(`TokenStore contract, due keys: ${name}`, () => {
+    const fresh = () => TokenKey.make(`user-${crypto.randomUUID()}`, "contract-1")
+    // Runs `test` with a window of expiries and keys that are deleted when it ends.
+    const run = <A, E2>(
+      test: (base: number, make: () => TokenKey.TokenKey) => Effect.Effect<A, E2, TokenStore.TokenStore>
+    ) =>
+      Effect.gen(function*() {
+        const keys: Array<TokenKey.TokenKey> = []
+        const store = yield* TokenStore.TokenStore
+        return yield* test(nextWindow(), () => {
+          const key = fresh()
+          keys.push(key)
+          return key
+        }).pipe(Effect.ensuring(Effect.orDie(Effect.forEach(keys, (key) => store.delete(key), { discard: true }))))
+      }).pipe(Effect.provide(layer))
+
+    it.effect("listDue: keys expiring before a time, by expiry then id, in pages; the bound is exclusive", () =>
+      run((base, make) =>
+        Effect.gen(function*() {
+          const store = yield* TokenStore.TokenStore
+          const keys = [make(), make(), make(), make()]
+          // Access expiries base+30, base+10, base+20, base+40; refresh expiries in reverse order.
+          const access = [30, 10, 20, 40]
+          for (const [i, key] of keys.entries()) {
+            yield* store.set(key, tokenExpiring(base + access[i]!, base + 1000 - access[i]!))
+          }
+          const first = yield* store.listDue({ expiry: "AccessToken", before: base + 40, limit: 2 })
+          assert.deepStrictEqual(first.map((due) => due.accessExpiresAt), [base + 10, base + 20])
+          assert.strictEqual(first[0]!.id, TokenKey.toId(keys[1]!))
+          assert.strictEqual(first[0]!.key.userId, keys[1]!.userId)
+          assert.strictEqual(first[0]!.refreshExpiresAt, base + 990)
+          const last = first[1]!
+          const second = yield* store.listDue({
+            expiry: "AccessToken",
+            before: base + 40,
+            after: { at: last.accessExpiresAt, id: last.id },
+            limit: 2
+          })
+          // base+40 is not before base+40.
+          assert.deepStrictEqual(second.map((due) => due.accessExpiresAt), [base + 30])
+          const byRefresh = yield* store.listDue({ expiry: "RefreshToken", before: base + 975, limit: 10 })
+          assert.deepStrictEqual(byRefresh.map((due) => due.refreshExpiresAt), [base + 960, base + 970])
+        })
+      ))
+
+    it.effect("listDue: keys with the same expiry page by id, none twice, none left out", () =>
+      run((base, make) =>
+        Effect.gen(function*() {
+          const store = yield* TokenStore.TokenStore
+          const keys = Array.from({ length: 5 }, make)
+          for (const key of keys) yield* store.set(key, tokenExpiring(base + 5, base + 500))
+          const seen: Array<string> = []
+          let after: { at: number; id: string } | undefined = undefined
+          for (let page = 0; page < 5; page++) {
+            const found: ReadonlyArray<TokenStore.Due> = yield* store.listDue({
+              expiry: "AccessToken",
+              before: base + 6,
+              after,
+              limit: 2
+            })
+            for (const due of found) seen.push(due.id)
+            if (found.length < 2) break
+            after = { at: found[1]!.accessExpiresAt, id: found[1]!.id }
+          }
+          assert.deepStrictEqual(seen, keys.map(TokenKey.toId).sort())
+        })
+      ))
+
+    it.effect("streamDue reads every page; a bad page size is InvalidOptions", () =>
+      run((base, make) =>
+        Effect.gen(function*() {
+          const store = yield* TokenStore.TokenStore
+          const keys = Array.from({ length: 5 }, make)
+          for (const [i, key] of keys.entries()) yield* store.set(key, tokenExpiring(base + i, base + 500))
+          const all = yield* Stream.runCollect(
+            TokenStore.streamDue({ expiry: "AccessToken", before: base + 5, pageSize: 2 })
+          )
+          assert.deepStrictEqual(Chunk.toReadonlyArray(all).map((due) => due.id), keys.map(TokenKey.toId))
+          const error = yield* Effect.flip(
+            Stream.runDrain(TokenStore.streamDue({ expiry: "AccessToken", before: base, pageSize: 0 }))
+          )
+          assert.strictEqual(error._tag, "InvalidOptions")
+          void store
+        })
+      ))
+
+    it.effect("claimDue: oldest due first, each key to one claim until the claim ends", () =>
+      run((base, make) =>
+        Effect.gen(function*() {
+          const store = yield* TokenStore.TokenStore
+          const keys = [make(), make(), make()]
+          for (const [i, key] of keys.entries()) yield* store.set(key, tokenExpiring(base + 10 * (3 - i), base + 900))
+          const first = yield* store.claimDue({
+            expiry: "AccessToken",
+            before: base + 100,
+            until: base + 200,
+            limit: 2
+          })
+          assert.deepStrictEqual(first.map((due) => due.id), [TokenKey.toId(keys[2]!), TokenKey.toId(keys[1]!)])
+          // The listing by expiry is not moved by a claim.
+          const listed = yield* store.listDue({ expiry: "AccessToken", before: base + 100, limit: 10 })
+          assert.strictEqual(listed.length, 3)
+          const second = yield* store.claimDue({
+            expiry: "AccessToken",
+            before: base + 100,
+            until: base + 200,
+            limit: 10
+          })
+          assert.deepStrictEqual(second.map((due) => due.id), [TokenKey.toId(keys[0]!)])
+          assert.deepStrictEqual(
+            yield* store.claimDue({ expiry: "AccessToken", before: base + 100, until: base + 200, limit: 10 }),
+            []
+          )
+          // A claim of the other expiry is not kept off.
+          const refresh = yield* store.claimDue({
+            expiry: "RefreshToken",
+            before: base + 901,
+            until: base + 2000,
+            limit: 10
+          })
+          assert.strictEqual(refresh.length, 3)
+          // Once the claims end, the keys are due again.
+          const again = yield* store.claimDue({
+            expiry: "AccessToken",
+            before: base + 201,
+            until: base + 300,
+            limit: 10
+          })
+          assert.strictEqual(again.length, 3)
+        })
+      ))
+
+    it.effect("claimDue: a new token makes its expiries the due times again", () =>
+      run((base, make) =>
+        Effect.gen(function*() {
+          const store = yield* TokenStore.TokenStore
+          const key = make()
+          const v1 = yield* store.set(key, tokenExpiring(base + 10, base + 900))
+          assert.strictEqual(
+            (yield* store.claimDue({ expiry: "AccessToken", before: base + 50, until: base + 5000, limit: 5 })).length,
+            1
+          )
+          yield* store.compareAndSet(key, v1.version, tokenExpiring(base + 20, base + 950))
+          const after = yield* store.claimDue({
+            expiry: "AccessToken",
+            before: base + 50,
+            until: base + 5000,
+            limit: 5
+          })
+          assert.deepStrictEqual(after.map((due) => [due.accessExpiresAt, due.refreshExpiresAt]), [[
+            base + 20,
+            base + 950
+          ]])
+          assert.strictEqual(after[0]!.version, v1.version + 1)
+        })
+      ))
+
+    it.effect("claimDue: of many claims at once, each key goes to one", () =>
+      run((base, make) =>
+        Effect.gen(function*() {
+          const store = yield* TokenStore.TokenStore
+          const keys = Array.from({ length: 20 }, make)
+          for (const [i, key] of keys.entries()) yield* store.set(key, tokenExpiring(base + i, base + 900))
+          const claims = yield* Effect.all(
+            Array.from(
+              { length: 8 },
+              () => store.claimDue({ expiry: "AccessToken", before: base + 100, until: base + 5000, limit: 4 })
+            ),
+            { concurrency: "unbounded" }
+          )
+          const ids = claims.flat().map((due) => due.id)
+          assert.strictEqual(new Set(ids).size, ids.length)
+          assert.strictEqual(ids.length, 20)
+        })
+      ))
+
+    it.effect("markReconnect marks only the stored version; marked keys are listed, neither due nor claimed; a new token ends the mark", () =>
+      run((base, make) =>
+        Effect.gen(function*() {
+          const store = yield* TokenStore.TokenStore
+          const [a, b] = [make(), make()]
+          const va = yield* store.set(a, tokenExpiring(base + 10, base + 900))
+          const vb = yield* store.set(b, tokenExpiring(base + 20, base + 900))
+          const reconnect = { reason: "RefreshTokenInvalid", version: va.version, at: base } as const
+          assert.isFalse(yield* store.markReconnect(a, { ...reconnect, version: va.version + 1_000 }))
+          assert.isTrue(yield* store.markReconnect(a, reconnect))
+          assert.deepStrictEqual(Option.getOrThrow(yield* store.get(a)).reconnect, reconnect)
+          assert.isUndefined(Option.getOrThrow(yield* store.get(b)).reconnect)
+          const listed = yield* store.listReconnect({ limit: 10_000 })
+          const mine = listed.filter((entry) => entry.id === TokenKey.toId(a) || entry.id === TokenKey.toId(b))
+          assert.deepStrictEqual(mine.map((entry) => [entry.id, entry.key.userId, entry.reconnect]), [[
+            TokenKey.toId(a),
+            a.userId,
+            reconnect
+          ]])
+          const due = yield* store.listDue({ expiry: "AccessToken", before: base + 100, limit: 10 })
+          assert.deepStrictEqual(due.map((entry) => entry.version), [vb.version])
+          const claimed = yield* store.claimDue({
+            expiry: "RefreshToken",
+            before: base + 1000,
+            until: base + 2000,
+            limit: 10
+          })
+          assert.deepStrictEqual(claimed.map((entry) => entry.id), [TokenKey.toId(b)])
+          // The user connected again.
+          const va2 = yield* store.set(a, tokenExpiring(base + 30, base + 900))
+          assert.isUndefined(Option.getOrThrow(yield* store.get(a)).reconnect)
+          const after = yield* store.listReconnect({ limit: 10_000 })
+          assert.isFalse(after.some((entry) => entry.id === TokenKey.toId(a)))
+          const dueAgain = yield* store.claimDue({
+            expiry: "AccessToken",
+            before: base + 100,
+            until: base + 2000,
+            limit: 10
+          })
+          assert.deepStrictEqual(dueAgain.map((entry) => entry.version), [vb.version, va2.version])
+        })
+      ))
+
+    it.effect("listReconnect pages by id; streamReconnect reads every page", () =>
+      run((base, make) =>
+        Effect.gen(function*() {
+          const store = yield* TokenStore.TokenStore
+          const keys = Array.from({ length: 5 }, make)
+          for (const key of keys) {
+            const written = yield* store.set(key, tokenExpiring(base + 10, base + 900))
+            yield* store.markReconnect(key, { reason: "RefreshTokenExpired", version: written.version, at: base })
+          }
+          const mine = new Set(keys.map(TokenKey.toId))
+          const streamed = yield* Stream.runCollect(TokenStore.streamReconnect({ pageSize: 2 }))
+          const ids = Chunk.toReadonlyArray(streamed).map((entry) => entry.id)
+          assert.deepStrictEqual(ids.filter((id) => mine.has(id)), [...mine].sort())
+          assert.deepStrictEqual(ids, [...ids].sort())
+          const page = yield* store.listReconnect({ after: [...mine].sort()[2], limit: 10_000 })
+          assert.deepStrictEqual(page.map((entry) => entry.id).filter((id) => mine.has(id)), [...mine].sort().slice(3))
+        })
+      ))
+
+    it.effect("delete takes the key out of listings and claims", () =>
+      run((base, make) =>
+        Effect.gen(function*() {
+          const store = yield* TokenStore.TokenStore
+          const key = make()
+          const v1 = yield* store.set(key, tokenExpiring(base + 10, base + 900))
+          yield* store.markReconnect(key, { reason: "RefreshTokenExpired", version: v1.version, at: base })
+          yield* store.delete(key)
+          assert.deepStrictEqual(yield* store.listDue({ expiry: "AccessToken", before: base + 100, limit: 10 }), [])
+          assert.isFalse((yield* store.listReconnect({ limit: 10_000 })).some((e) => e.id === TokenKey.toId(key)))
+          yield* store.set(key, tokenExpiring(base + 10, base + 900))
+          yield* store.delete(key)
+          assert.deepStrictEqual(
+            yield* store.claimDue({ expiry: "AccessToken", before: base + 100, until: base + 200, limit: 10 }),
+            []
+          )
+        })
+      ))
   })

@@ -50,8 +50,9 @@ export const run = (options: SectionOptions) => {
 
       const burst = (n: number, stale: boolean) =>
         Effect.gen(function*() {
-          // The default lead time is 60 s: 30 s before expiry, the token is due.
-          if (stale) yield* stepped.advance(Duration.seconds(3_570))
+          // The default wait margin is 10 s: 5 s before expiry, every caller waits for the refresh
+          // (earlier, within the lead time, they would get the old token and not wait).
+          if (stale) yield* stepped.advance(Duration.seconds(3_595))
           const old = yield* store.get(key)
           const calls = Array.from({ length: n }, () => AutoRefresh.withAutoRefresh(key, use))
           const before = yield* refreshRequests(server)

@@ -217,6 +217,7 @@ export const countingStore = (
   Layer.effect(
     TokenStore.TokenStore,
     Effect.map(TokenStore.TokenStore, (store): TokenStore.Service => ({
+      ...store,
       get: (key) => Effect.suspend(() => (counts.get++, store.get(key))),
       set: (key, token) => Effect.suspend(() => (counts.set++, store.set(key, token))),
       compareAndSet: (key, version, token) =>

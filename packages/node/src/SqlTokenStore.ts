@@ -8,9 +8,9 @@
  * **Tables.** `make` creates its table if it does not exist (see `migrate`), so there is nothing
  * to run beforehand; two processes may start together. Each token row holds the key
  * (`TokenKey.toId`, plus the user and contract ids), a version, the token as JSON text (or its
- * ciphertext) and the time of the last write. Deleting a token keeps the row as a tombstone
- * (`token` is `NULL`) so that its version keeps growing: a key that is deleted and set again never
- * reuses a version.
+ * ciphertext), its two expiries and the time of the last write. Deleting a token keeps the row as a
+ * tombstone (`token` is `NULL`) so that its version keeps growing: a key that is deleted and set
+ * again never reuses a version.
  *
  * **Encryption.** With `encryption` (a key ring) or `encryptionKey` (one key), the token JSON and
  * the PKCE verifiers are sealed with AES-256-GCM (Web Crypto): a random 96-bit IV per write, stored
@@ -21,13 +21,22 @@
  * older than the row, sealed with a key not configured, or no key configured) fails with
  * `TokenStoreError` for that key only, and is left as it was. Keys are rotated by making a new key
  * `current` with the old one in `previous`, then running `reencrypt`, after which the old key may be
- * dropped.
+ * dropped. The expiries of the access and refresh tokens, their due times and the marks "needs
+ * reconnect" are kept in clear beside the ciphertext, so that they can be indexed: timestamps and a
+ * reason, never a token value.
  *
  * **Leases.** A refresh is announced in the row before it is sent (`acquireLease`): the holder, the
  * version and the end of the lease, in three columns, written by one conditional `UPDATE`. The
  * compare-and-set write of the new token clears them in the same statement. No transaction, lock
  * or pooled connection is held while a refresh runs, so a holder whose session dies changes
  * nothing: its lease stays until it is released, written over, or outlived.
+ *
+ * **Upkeep.** Every write of a token stores its two expiries (`listDue` reads them through an
+ * index of each) and makes them its two due times, which `claimDue` moves to the end of a claim,
+ * in one `UPDATE`: on PostgreSQL, with `FOR UPDATE SKIP LOCKED`, so that instances claiming at once
+ * neither wait for each other nor take the same key; SQLite has one writer at a time. A mark
+ * "needs reconnect" clears the due times until the next token. Rows written before these columns
+ * existed are neither listed nor claimed until their next write.
  *
  * @example
  * import { SqlPendingAuthorizations, SqlTokenStore } from "@digime-effect/node"
@@ -40,7 +49,7 @@
  *
  * @since 0.1.0
  */
-import type { InvalidConfig, TokenStoreError } from "@digime-effect/core/DigimeError"
+import { type InvalidConfig, TokenStoreError } from "@digime-effect/core/DigimeError"
 import * as TokenKey from "@digime-effect/core/TokenKey"
 import * as TokenStore from "@digime-effect/core/TokenStore"
 import * as UserAccessToken from "@digime-effect/core/UserAccessToken"
@@ -155,10 +164,21 @@ export interface Reencrypted {
  * CREATE TABLE IF NOT EXISTS digime_tokens (
  *   id TEXT PRIMARY KEY, user_id TEXT NOT NULL, contract_id TEXT NOT NULL, version BIGINT NOT NULL,
  *   token TEXT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
- *   lease_holder TEXT NULL, lease_version BIGINT NULL, lease_until BIGINT NULL)
+ *   lease_holder TEXT NULL, lease_version BIGINT NULL, lease_until BIGINT NULL,
+ *   access_expires_at BIGINT NULL, refresh_expires_at BIGINT NULL,
+ *   access_due_at BIGINT NULL, refresh_due_at BIGINT NULL,
+ *   reconnect_reason TEXT NULL, reconnect_version BIGINT NULL, reconnect_at BIGINT NULL)
+ * CREATE INDEX IF NOT EXISTS digime_tokens_access_due_at ON digime_tokens (access_due_at)
+ * CREATE INDEX IF NOT EXISTS digime_tokens_refresh_due_at ON digime_tokens (refresh_due_at)
+ * CREATE INDEX IF NOT EXISTS digime_tokens_access_expires_at ON digime_tokens (access_expires_at, id)
+ * CREATE INDEX IF NOT EXISTS digime_tokens_refresh_expires_at ON digime_tokens (refresh_expires_at, id)
+ * CREATE INDEX IF NOT EXISTS digime_tokens_reconnect ON digime_tokens (id) WHERE reconnect_reason IS NOT NULL
  * ```
- * SQLite: the same with `version INTEGER` and `updated_at TEXT`. A table made by an earlier version
- * gets the three lease columns added. Pending authorizations:
+ * SQLite: the same with `INTEGER` for `BIGINT` and `updated_at TEXT`. The indexes are named after
+ * the table. A table made by an earlier version gets the columns and indexes it lacks, on
+ * PostgreSQL only when it lacks them, waiting at most 10 s for its lock. Its rows keep `NULL`
+ * expiries until their next write: they are neither listed by expiry nor claimed before. Pending
+ * authorizations:
  * ```sql
  * CREATE TABLE IF NOT EXISTS digime_pending_authorizations (
  *   state_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, contract_id TEXT NOT NULL, kind TEXT NOT NULL,
@@ -216,7 +236,7 @@ export const make = (
 ): Effect.Effect<TokenStore.Service, SqlError | InvalidConfig, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
-    const { codec, tableName } = yield* SqlStore.settings(sql, options)
+    const { codec, dialect, tableName } = yield* SqlStore.settings(sql, options)
     yield* Migration.run(sql, Migration.tokensTable(sql, tableName))
     const table = sql(tableName)
 
@@ -225,14 +245,18 @@ export const make = (
         const version = yield* SqlStore.toVersion(row.version)
         const stored = yield* SqlStore.toText(row.token, "ValueNotText")
         const lease = yield* leaseOf(row)
+        const mark = yield* reconnectOf(row)
         const token = yield* Effect.flatMap(codec.open(stored, bindingOf(id, version)), decode)
-        return lease === undefined ? { token, version } : { token, version, lease }
+        const versioned: TokenStore.Versioned = lease === undefined ? { token, version } : { token, version, lease }
+        return mark?.version === version ? { ...versioned, reconnect: mark } : versioned
       })
 
     const get = (key: TokenKey.TokenKey) => {
       const id = TokenKey.toId(key)
       return sql<Row>`
-        SELECT version, token, lease_holder, lease_version, lease_until FROM ${table}
+        SELECT version, token, lease_holder, lease_version, lease_until, reconnect_reason, reconnect_version,
+          reconnect_at
+        FROM ${table}
         WHERE id = ${id} AND token IS NOT NULL
       `.pipe(
         Effect.flatMap((rows) =>
@@ -244,16 +268,29 @@ export const make = (
       )
     }
 
+    // Every write of a token stores its expiries in clear, makes them its due times again and ends
+    // the lease and the mark on the version it replaces.
+    const written = (token: UserAccessToken.UserAccessToken) => {
+      const { accessExpiresAt, refreshExpiresAt } = TokenStore.expiryFields(token)
+      return sql`access_expires_at = ${accessExpiresAt}, refresh_expires_at = ${refreshExpiresAt},
+        access_due_at = ${accessExpiresAt}, refresh_due_at = ${refreshExpiresAt},
+        lease_holder = NULL, lease_version = NULL, lease_until = NULL,
+        reconnect_reason = NULL, reconnect_version = NULL, reconnect_at = NULL`
+    }
+
     // The version is read first, so that the token is sealed for the one it is written as; the
     // write is conditional on it, and tried again when another writer got there first.
-    const writeNext = (key: TokenKey.TokenKey, id: string, json: string) =>
+    const writeNext = (key: TokenKey.TokenKey, id: string, json: string, token: UserAccessToken.UserAccessToken) =>
       Effect.gen(function*() {
         const found = yield* sql<{ readonly version: unknown }>`SELECT version FROM ${table} WHERE id = ${id}`
         if (found.length === 0) {
           const stored = yield* codec.seal(json, bindingOf(id, 1))
+          const { accessExpiresAt, refreshExpiresAt } = TokenStore.expiryFields(token)
           const inserted = yield* sql`
-            INSERT INTO ${table} (id, user_id, contract_id, version, token, updated_at)
-            VALUES (${id}, ${key.userId}, ${key.contractId}, 1, ${stored}, CURRENT_TIMESTAMP)
+            INSERT INTO ${table} (id, user_id, contract_id, version, token, updated_at, access_expires_at,
+              refresh_expires_at, access_due_at, refresh_due_at)
+            VALUES (${id}, ${key.userId}, ${key.contractId}, 1, ${stored}, CURRENT_TIMESTAMP, ${accessExpiresAt},
+              ${refreshExpiresAt}, ${accessExpiresAt}, ${refreshExpiresAt})
             ON CONFLICT (id) DO NOTHING
             RETURNING version
           `
@@ -263,22 +300,20 @@ export const make = (
         const version = current + 1
         const stored = yield* codec.seal(json, bindingOf(id, version))
         const updated = yield* sql`
-          UPDATE ${table} SET version = ${version}, token = ${stored}, updated_at = CURRENT_TIMESTAMP,
-            lease_holder = NULL, lease_version = NULL, lease_until = NULL
+          UPDATE ${table} SET version = ${version}, token = ${stored}, updated_at = CURRENT_TIMESTAMP, ${written(token)}
           WHERE id = ${id} AND version = ${current}
           RETURNING version
         `
         return updated.length > 0 ? Option.some(version) : Option.none()
       }).pipe(SqlStore.retryLostConnection)
 
-    // Every write of a token ends the lease on the version it replaces.
     const set = (key: TokenKey.TokenKey, token: UserAccessToken.UserAccessToken) => {
       const id = TokenKey.toId(key)
       return Effect.gen(function*() {
         const json = yield* encode(token)
         for (let attempt = 0; attempt < setAttempts; attempt++) {
-          const written = yield* writeNext(key, id, json)
-          if (Option.isSome(written)) return { token, version: written.value } satisfies TokenStore.Versioned
+          const next = yield* writeNext(key, id, json, token)
+          if (Option.isSome(next)) return { token, version: next.value } satisfies TokenStore.Versioned
         }
         return yield* new RowError({ reason: "Contended" })
       }).pipe(
@@ -298,7 +333,7 @@ export const make = (
         Effect.flatMap((stored) =>
           sql`
             UPDATE ${table} SET version = ${version}, token = ${stored}, updated_at = CURRENT_TIMESTAMP,
-              lease_holder = NULL, lease_version = NULL, lease_until = NULL
+              ${written(token)}
             WHERE id = ${id} AND version = ${expectedVersion} AND token IS NOT NULL
             RETURNING version
           `
@@ -318,7 +353,9 @@ export const make = (
     const remove = (key: TokenKey.TokenKey) =>
       sql`
         UPDATE ${table} SET version = version + 1, token = NULL, updated_at = CURRENT_TIMESTAMP,
-          lease_holder = NULL, lease_version = NULL, lease_until = NULL
+          lease_holder = NULL, lease_version = NULL, lease_until = NULL,
+          access_expires_at = NULL, refresh_expires_at = NULL, access_due_at = NULL, refresh_due_at = NULL,
+          reconnect_reason = NULL, reconnect_version = NULL, reconnect_at = NULL
         WHERE id = ${TokenKey.toId(key)} AND token IS NOT NULL
       `.pipe(
         Effect.asVoid,
@@ -362,16 +399,164 @@ export const make = (
           SqlStore.withKeySpan("SqlTokenStore.endLease", key)
         )
 
-    return { get, set, compareAndSet, delete: remove, acquireLease, endLease }
+    const listDue = (query: TokenStore.DueQuery) =>
+      Effect.gen(function*() {
+        const { expires } = yield* columnsOf("listDue", query.expiry)
+        const before = yield* timeOf("listDue", "before", query.before)
+        const after = query.after
+        if (after !== undefined && !(Number.isSafeInteger(after?.at) && typeof after?.id === "string")) {
+          return yield* invalid("listDue", "after must be the expiry (an integer) and the id of an entry")
+        }
+        const limit = yield* limitOf("listDue", query.limit)
+        if (limit === 0) return []
+        const column = sql(expires)
+        // A row value, so that a page starts at its place in the index of (expiry, id).
+        const cursor = after === undefined ? sql.literal("") : sql`AND (${column}, id) > (${after.at}, ${after.id})`
+        return yield* sql<DueRow>`
+          SELECT id, user_id, contract_id, version, access_expires_at, refresh_expires_at FROM ${table}
+          WHERE token IS NOT NULL AND ${column} < ${before}
+            AND (reconnect_version IS NULL OR reconnect_version <> version) ${cursor}
+          ORDER BY ${column}, id LIMIT ${limit}
+        `.pipe(
+          Effect.flatMap((rows) => Effect.forEach(rows, dueOf)),
+          SqlStore.retryLostConnection,
+          Effect.mapError(SqlStore.storeError("listDue", undefined))
+        )
+      }).pipe(Effect.withSpan("SqlTokenStore.listDue"))
+
+    // One statement: of several claimers, each row goes to one. On PostgreSQL the rows another
+    // claim has locked are skipped rather than waited for, and the due time each row had is
+    // returned with it, to put the claim in order (RETURNING has none). SQLite has one writer at a
+    // time, and its RETURNING sees only the new row: a claim there is ordered by the expiry.
+    const claim = (columns: Columns, before: number, until: number, limit: number) => {
+      const due = sql(columns.due)
+      const claimable = sql`${due} < ${before} AND token IS NOT NULL
+        AND (reconnect_version IS NULL OR reconnect_version <> version)
+        ORDER BY ${due}, id LIMIT ${limit}`
+      const claimed = dialect === "pg"
+        ? sql<ClaimedRow>`
+          WITH claimed AS (SELECT id, ${due} AS due FROM ${table} WHERE ${claimable} FOR UPDATE SKIP LOCKED)
+          UPDATE ${table} AS t SET ${due} = ${until} FROM claimed WHERE t.id = claimed.id
+          RETURNING t.id, t.user_id, t.contract_id, t.version, t.access_expires_at, t.refresh_expires_at,
+            claimed.due
+        `
+        : sql<ClaimedRow>`
+          UPDATE ${table} SET ${due} = ${until} WHERE id IN (SELECT id FROM ${table} WHERE ${claimable})
+          RETURNING id, user_id, contract_id, version, access_expires_at, refresh_expires_at,
+            ${sql(columns.expires)} AS due
+        `
+      return claimed.pipe(
+        Effect.flatMap((rows) =>
+          Effect.forEach(rows, (row) => Effect.zip(dueOf(row), SqlStore.toInteger(row.due, "ExpiryInvalid")))
+        ),
+        Effect.map(byDue)
+      )
+    }
+
+    const claimDue = (query: TokenStore.ClaimQuery) =>
+      Effect.gen(function*() {
+        const columns = yield* columnsOf("claimDue", query.expiry)
+        const before = yield* timeOf("claimDue", "before", query.before)
+        const until = yield* timeOf("claimDue", "until", query.until)
+        const limit = yield* limitOf("claimDue", query.limit)
+        if (limit === 0) {
+          return []
+        }
+        return yield* claim(columns, before, until, limit).pipe(
+          SqlStore.retryLostConnection,
+          Effect.mapError(SqlStore.storeError("claimDue", undefined))
+        )
+      }).pipe(Effect.withSpan("SqlTokenStore.claimDue"))
+
+    // Only on the stored version. A marked row has no due times: no claim finds it until a new
+    // token is written.
+    const markReconnect = (key: TokenKey.TokenKey, reconnect: TokenStore.Reconnect) =>
+      Effect.gen(function*() {
+        if (!isReconnectReason(reconnect.reason)) {
+          return yield* invalid("markReconnect", "reason must be a ReconnectReason", key)
+        }
+        const at = yield* timeOf("markReconnect", "at", reconnect.at, key)
+        const version = reconnect.version
+        if (!Number.isSafeInteger(version) || version < 1) {
+          return false
+        }
+        const marked = yield* sql`
+          UPDATE ${table} SET reconnect_reason = ${reconnect.reason}, reconnect_version = ${version},
+            reconnect_at = ${at}, access_due_at = NULL, refresh_due_at = NULL
+          WHERE id = ${TokenKey.toId(key)} AND version = ${version} AND token IS NOT NULL
+          RETURNING version
+        `.pipe(SqlStore.retryLostConnection, Effect.mapError(SqlStore.storeError("markReconnect", key)))
+        return marked.length > 0
+      }).pipe(SqlStore.withKeySpan("SqlTokenStore.markReconnect", key))
+
+    const listReconnect = (query: TokenStore.ReconnectQuery) =>
+      Effect.gen(function*() {
+        const after = query.after
+        if (after !== undefined && typeof after !== "string") {
+          return yield* invalid("listReconnect", "after must be the id of an entry")
+        }
+        const limit = yield* limitOf("listReconnect", query.limit)
+        if (limit === 0) {
+          return []
+        }
+        return yield* sql<MarkRow>`
+          SELECT id, user_id, contract_id, reconnect_reason, reconnect_version, reconnect_at FROM ${table}
+          WHERE reconnect_reason IS NOT NULL AND reconnect_version = version AND token IS NOT NULL
+            AND id > ${after ?? ""}
+          ORDER BY id LIMIT ${limit}
+        `.pipe(
+          Effect.flatMap((rows) => Effect.forEach(rows, needsReconnectOf)),
+          SqlStore.retryLostConnection,
+          Effect.mapError(SqlStore.storeError("listReconnect", undefined))
+        )
+      }).pipe(Effect.withSpan("SqlTokenStore.listReconnect"))
+
+    return {
+      get,
+      set,
+      compareAndSet,
+      delete: remove,
+      acquireLease,
+      endLease,
+      listDue,
+      claimDue,
+      markReconnect,
+      listReconnect
+    }
   })
 
-interface Row {
+interface Mark {
+  readonly reconnect_reason: unknown
+  readonly reconnect_version: unknown
+  readonly reconnect_at: unknown
+}
+
+interface Row extends Mark {
   readonly version: unknown
   readonly token: unknown
   readonly lease_holder: unknown
   readonly lease_version: unknown
   readonly lease_until: unknown
 }
+
+interface KeyRow {
+  readonly id: unknown
+  readonly user_id: unknown
+  readonly contract_id: unknown
+}
+
+interface DueRow extends KeyRow {
+  readonly version: unknown
+  readonly access_expires_at: unknown
+  readonly refresh_expires_at: unknown
+}
+
+// The due time a claimed row had (on SQLite, its expiry).
+interface ClaimedRow extends DueRow {
+  readonly due: unknown
+}
+
+interface MarkRow extends KeyRow, Mark {}
 
 // The three columns are written together: all set, or all `NULL`.
 const leaseOf = (row: Row): Effect.Effect<TokenStore.Lease | undefined, RowError> => {
@@ -384,6 +569,104 @@ const leaseOf = (row: Row): Effect.Effect<TokenStore.Lease | undefined, RowError
     (version, until) => ({ holder, version, until })
   )
 }
+
+const reconnectReasons: ReadonlySet<unknown> = new Set(
+  Object.keys(
+    {
+      RefreshTokenExpired: null,
+      RefreshTokenInvalid: null,
+      RefreshOutcomeUnknown: null,
+      InvalidAccessToken: null
+    } satisfies Record<TokenStore.ReconnectReason, null>
+  )
+)
+
+const isReconnectReason = (value: unknown): value is TokenStore.ReconnectReason => reconnectReasons.has(value)
+
+// The three columns are written together: all set, or all `NULL`. A mark on an older version (left
+// by a writer that does not know marks) is read, and does not count.
+const reconnectOf = (row: Mark): Effect.Effect<TokenStore.Reconnect | undefined, RowError> => {
+  const { reconnect_at, reconnect_reason: reason, reconnect_version } = row
+  if (reason === null && reconnect_version === null && reconnect_at === null) return Effect.succeed(undefined)
+  if (!isReconnectReason(reason)) return Effect.fail(new RowError({ reason: "ReconnectInvalid" }))
+  return Effect.zipWith(
+    SqlStore.toInteger(reconnect_version, "ReconnectInvalid"),
+    SqlStore.toInteger(reconnect_at, "ReconnectInvalid"),
+    (version, at) => ({ reason, version, at })
+  )
+}
+
+const keyOf = (row: KeyRow) =>
+  Effect.all({
+    id: SqlStore.toText(row.id, "KeyInvalid"),
+    key: Effect.zipWith(
+      SqlStore.toText(row.user_id, "KeyInvalid"),
+      SqlStore.toText(row.contract_id, "KeyInvalid"),
+      TokenKey.make
+    )
+  })
+
+const dueOf = (row: DueRow): Effect.Effect<TokenStore.Due, RowError> =>
+  Effect.zipWith(
+    keyOf(row),
+    Effect.all({
+      version: SqlStore.toVersion(row.version),
+      accessExpiresAt: SqlStore.toInteger(row.access_expires_at, "ExpiryInvalid"),
+      refreshExpiresAt: SqlStore.toInteger(row.refresh_expires_at, "ExpiryInvalid")
+    }),
+    (keyed, fields) => ({ ...keyed, ...fields })
+  )
+
+const needsReconnectOf = (row: MarkRow): Effect.Effect<TokenStore.NeedsReconnect, RowError> =>
+  Effect.zipWith(
+    keyOf(row),
+    Effect.flatMap(
+      reconnectOf(row),
+      (reconnect) =>
+        reconnect === undefined ? Effect.fail(new RowError({ reason: "ReconnectInvalid" })) : Effect.succeed(reconnect)
+    ),
+    (keyed, reconnect) => ({ ...keyed, reconnect })
+  )
+
+// Oldest due first, then by id.
+const byDue = (entries: ReadonlyArray<readonly [TokenStore.Due, number]>): Array<TokenStore.Due> =>
+  [...entries].sort(([a, atA], [b, atB]) => atA - atB || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    .map(([entry]) => entry)
+
+interface Columns {
+  readonly expires: string
+  readonly due: string
+}
+
+// A listing's or a claim's input is checked before any statement: what is wrong with it fails the
+// operation with a description, never a database error.
+const invalid = (operation: string, description: string, key?: TokenKey.TokenKey) =>
+  new TokenStoreError({ operation: `SqlTokenStore.${operation}`, ...(key === undefined ? {} : { key }), description })
+
+const columnsOf = (operation: string, expiry: TokenStore.Expiry): Effect.Effect<Columns, TokenStoreError> =>
+  expiry === "AccessToken"
+    ? Effect.succeed({ expires: "access_expires_at", due: "access_due_at" })
+    : expiry === "RefreshToken"
+    ? Effect.succeed({ expires: "refresh_expires_at", due: "refresh_due_at" })
+    : Effect.fail(invalid(operation, "expiry must be AccessToken or RefreshToken"))
+
+const timeOf = (
+  operation: string,
+  field: string,
+  value: number,
+  key?: TokenKey.TokenKey
+): Effect.Effect<number, TokenStoreError> =>
+  Number.isSafeInteger(value)
+    ? Effect.succeed(value)
+    : Effect.fail(invalid(operation, `${field} must be an integer (epoch milliseconds)`, key))
+
+// A limit of 0 or less asks for nothing: 0.
+const limitOf = (operation: string, limit: number): Effect.Effect<number, TokenStoreError> =>
+  limit <= 0
+    ? Effect.succeed(0)
+    : Number.isSafeInteger(limit)
+    ? Effect.succeed(limit)
+    : Effect.fail(invalid(operation, "limit must be an integer"))
 
 /**
  * The token store on the `SqlClient`'s database; creates its table when the layer is built.
@@ -414,10 +697,11 @@ const rewriteAttempts = 3
  * the current format again: values sealed with a key of `previous` or in the format of 0.1.0,
  * and, with `sealPlaintext`, values stored in clear. Each is rewritten as the same version, by a
  * write conditional on the version and the value it read, so that a token written meanwhile is
- * never overwritten: the new one is read and handled in turn. Leases and the time of the last
- * write are left as they are, and so are JSON fields this version does not know (written by a
- * newer one). Rows are read in batches of `batchSize`; it may run while the store is in use, and
- * again (it rewrites only what is left). Creates the table if it does not exist.
+ * never overwritten: the new one is read and handled in turn. Leases, expiries, due times, marks
+ * "needs reconnect" and the time of the last write are left as they are, and so are JSON fields
+ * this version does not know (written by a newer one). Rows are read in batches of `batchSize`; it
+ * may run while the store is in use, and again (it rewrites only what is left). Creates the table
+ * if it does not exist.
  *
  * A key without `encryption` or `encryptionKey` fails with `InvalidConfig`, and so does a bad
  * option; a database error ends it with `TokenStoreError` (the rows rewritten so far stay).

@@ -1,5 +1,6 @@
 import type { PendingAuthorizations, UserAccessToken } from "@digime-effect/core"
 import { AutoRefresh, DigimeClient, TokenKey, TokenManager, TokenStore } from "@digime-effect/core"
+import type { TokenStoreError } from "@digime-effect/core/DigimeError"
 import { DigimeSimulator, DigimeTest, TestContract } from "@digime-effect/core/testing"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
@@ -17,10 +18,11 @@ import * as SqlTokenStore from "../src/SqlTokenStore.js"
 // `include` is this package's own folders): it is loaded by path, with its signature restated.
 interface SuiteModule {
   readonly suite: <E>(name: string, layer: Layer.Layer<TokenStore.TokenStore, E>) => void
+  readonly dueSuite: <E>(name: string, layer: Layer.Layer<TokenStore.TokenStore, E>) => void
   readonly token: (access: string, refresh: string, expiresAtSeconds?: number) => UserAccessToken.UserAccessToken
 }
 const suitePath = "../../core/test/TokenStoreSuite.js"
-const { suite, token }: SuiteModule = await import(suitePath)
+const { dueSuite, suite, token }: SuiteModule = await import(suitePath)
 
 const PgLive = Layer.unwrapEffect(Effect.sync(() => PgClient.layer({ url: Redacted.make(inject("pgUrl")) })))
 
@@ -78,6 +80,8 @@ for (const [name, database] of databases) {
       encryption: { current: { id: "2025-06", key: otherKey }, previous: [{ id: "2024-01", key: encryptionKey }] }
     })
   )
+  dueSuite(`SQL on ${name}`, suiteLayer(database, { tableName: "suite_plain" }))
+  dueSuite(`SQL on ${name}, encrypted`, suiteLayer(database, { tableName: "suite_sealed", encryptionKey }))
 
   describe(`SqlTokenStore on ${name}`, () => {
     it.layer(database, { timeout: 30_000 })((it) => {
@@ -114,6 +118,241 @@ for (const [name, database] of databases) {
           // And a second start changes nothing.
           yield* SqlTokenStore.make({ tableName: table })
           assert.strictEqual(Option.getOrThrow(yield* store.get(key)).lease?.holder, "p1")
+        }))
+
+      it.effect("a table of the release before upkeep gets its columns and indexes; its rows are due from their next write", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const table = `before_upkeep_${suffix}_${Date.now()}`
+          const plain = yield* SqlTokenStore.make({ tableName: `${table}_source` })
+          const key = fresh()
+          yield* plain.set(key, token("a-old", "r-old"))
+          const [row] = yield* sql<{ readonly token: string }>`
+            SELECT token FROM ${sql(`${table}_source`)} WHERE id = ${TokenKey.toId(key)}`
+          // The table the release before upkeep created, with a token and a lease written by it.
+          yield* sql.onDialectOrElse({
+            pg: () =>
+              sql`CREATE TABLE ${sql(table)} (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL,
+                contract_id TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                token TEXT NULL,
+                updated_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+                lease_holder TEXT NULL,
+                lease_version BIGINT NULL,
+                lease_until BIGINT NULL
+              )`,
+            orElse: () =>
+              sql`CREATE TABLE ${sql(table)} (
+                id TEXT PRIMARY KEY NOT NULL,
+                user_id TEXT NOT NULL,
+                contract_id TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                token TEXT NULL,
+                updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+                lease_holder TEXT NULL,
+                lease_version INTEGER NULL,
+                lease_until INTEGER NULL
+              )`
+          })
+          const lease = { holder: "p1", version: 7, until: 1_900_000_000_000 }
+          yield* sql`INSERT INTO ${sql(table)} (id, user_id, contract_id, version, token, lease_holder, lease_version,
+            lease_until)
+            VALUES (${TokenKey.toId(key)}, ${key.userId}, ${key.contractId}, 7, ${row!.token}, ${lease.holder},
+              ${lease.version}, ${lease.until})`
+          const store = yield* SqlTokenStore.make({ tableName: table })
+          const columns = yield* sql.onDialectOrElse({
+            pg: () =>
+              sql<{ readonly name: string }>`
+                SELECT column_name AS name FROM information_schema.columns WHERE table_name = ${table}`,
+            orElse: () => sql<{ readonly name: string }>`SELECT name FROM pragma_table_info(${table})`
+          })
+          const added = [
+            "access_expires_at",
+            "refresh_expires_at",
+            "access_due_at",
+            "refresh_due_at",
+            "reconnect_reason",
+            "reconnect_version",
+            "reconnect_at"
+          ]
+          assert.includeMembers(columns.map((column) => column.name), added)
+          const indexes = yield* sql.onDialectOrElse({
+            pg: () =>
+              sql<{ readonly name: string; readonly definition: string }>`
+                SELECT indexname AS name, indexdef AS definition FROM pg_indexes WHERE tablename = ${table}`,
+            orElse: () =>
+              sql<{ readonly name: string; readonly definition: string }>`
+                SELECT name, sql AS definition FROM sqlite_master
+                WHERE type = 'index' AND tbl_name = ${table} AND sql IS NOT NULL`
+          })
+          assert.includeMembers(
+            indexes.map((index) => index.name),
+            ["access_due_at", "refresh_due_at", "access_expires_at", "refresh_expires_at", "reconnect"].map((name) =>
+              `${table}_${name}`
+            )
+          )
+          assert.match(
+            indexes.find((index) => index.name === `${table}_reconnect`)!.definition,
+            /WHERE \(?reconnect_reason IS NOT NULL\)?/
+          )
+          // The row keeps its token and lease, and has no expiries until its next write.
+          const found = Option.getOrThrow(yield* store.get(key))
+          assert.strictEqual(found.version, 7)
+          assert.deepStrictEqual(found.lease, lease)
+          assert.deepStrictEqual(
+            yield* store.listDue({ expiry: "AccessToken", before: 4_000_000_000_000, limit: 10 }),
+            []
+          )
+          assert.deepStrictEqual(
+            yield* store.claimDue({ expiry: "RefreshToken", before: 4_000_000_000_000, until: 1, limit: 10 }),
+            []
+          )
+          const written = Option.getOrThrow(yield* store.compareAndSet(key, 7, token("a-new", "r-new", 1_000)))
+          const due = { key, id: TokenKey.toId(key), version: written.version, accessExpiresAt: 1_000_000 }
+          const listed = yield* store.listDue({ expiry: "AccessToken", before: 4_000_000_000_000, limit: 10 })
+          assert.deepStrictEqual(listed, [{ ...due, refreshExpiresAt: 87_400_000 }])
+          const claimed = yield* store.claimDue({
+            expiry: "AccessToken",
+            before: 2_000_000,
+            until: 5_000_000,
+            limit: 10
+          })
+          assert.deepStrictEqual(claimed.map((entry) => entry.id), [due.id])
+          // A second start changes nothing: the claim stays.
+          const again = yield* SqlTokenStore.make({ tableName: table })
+          assert.deepStrictEqual(
+            yield* again.claimDue({ expiry: "AccessToken", before: 2_000_000, until: 5_000_000, limit: 10 }),
+            []
+          )
+          assert.isTrue(Option.isSome(yield* again.get(key)))
+        }))
+
+      it.effect("the five indexes of a table with a name of 63 characters have five names", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const table = `long_${suffix}_${Date.now()}_`.padEnd(63, "x")
+          yield* SqlTokenStore.make({ tableName: table })
+          const indexes = yield* sql.onDialectOrElse({
+            pg: () =>
+              sql<{ readonly name: string }>`SELECT indexname AS name FROM pg_indexes WHERE tablename = ${table}`,
+            orElse: () =>
+              sql<{ readonly name: string }>`
+                SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ${table} AND sql IS NOT NULL`
+          })
+          const names = indexes.map((index) => index.name).filter((name) => !name.endsWith("_pkey"))
+          assert.strictEqual(new Set(names).size, 5)
+          assert.isTrue(names.every((name) => name.length <= 63))
+        }))
+
+      it.effect("listings, claims and marks: a limit of 0 or less is empty, other bad input is a TokenStoreError", () =>
+        Effect.gen(function*() {
+          const store = yield* SqlTokenStore.make({ tableName: `upkeep_input_${suffix}` })
+          const key = fresh()
+          const v1 = yield* store.set(key, token("a1", "r1", 1_000))
+          assert.deepStrictEqual(yield* store.listDue({ expiry: "AccessToken", before: 2_000_000, limit: 0 }), [])
+          assert.deepStrictEqual(
+            yield* store.claimDue({ expiry: "AccessToken", before: 2_000_000, until: 3_000_000, limit: -1 }),
+            []
+          )
+          assert.deepStrictEqual(yield* store.listReconnect({ limit: 0 }), [])
+          const bad: ReadonlyArray<readonly [string, Effect.Effect<unknown, TokenStoreError>]> = [
+            ["listDue", store.listDue({ expiry: "AccessToken", before: Number.NaN, limit: 10 })],
+            ["listDue", store.listDue({ expiry: "Other" as TokenStore.Expiry, before: 2_000_000, limit: 10 })],
+            [
+              "listDue",
+              store.listDue({ expiry: "AccessToken", before: 2_000_000, after: { at: 1.5, id: "x" }, limit: 10 })
+            ],
+            ["listDue", store.listDue({ expiry: "AccessToken", before: 2_000_000, limit: 2.5 })],
+            ["claimDue", store.claimDue({ expiry: "RefreshToken", before: 2_000_000, until: Infinity, limit: 10 })],
+            ["claimDue", store.claimDue({ expiry: "RefreshToken", before: 1e300, until: 3_000_000, limit: 10 })],
+            [
+              "claimDue",
+              store.claimDue({ expiry: "RefreshToken", before: 2_000_000, until: 3_000_000, limit: Infinity })
+            ],
+            [
+              "markReconnect",
+              store.markReconnect(key, { reason: "Nope" as TokenStore.ReconnectReason, version: v1.version, at: 1 })
+            ],
+            [
+              "markReconnect",
+              store.markReconnect(key, { reason: "RefreshTokenExpired", version: v1.version, at: 0.5 })
+            ],
+            ["listReconnect", store.listReconnect({ after: 5 as unknown as string, limit: 10 })],
+            ["listReconnect", store.listReconnect({ limit: Number.NaN })]
+          ]
+          for (const [operation, effect] of bad) {
+            const error = yield* Effect.flip(effect)
+            assert.strictEqual(error._tag, "TokenStoreError")
+            assert.strictEqual(error.operation, `SqlTokenStore.${operation}`)
+          }
+          assert.isFalse(yield* store.markReconnect(key, { reason: "RefreshTokenExpired", version: 1.5, at: 1 }))
+          // None of them changed the row.
+          assert.isUndefined(Option.getOrThrow(yield* store.get(key)).reconnect)
+          const claimed = yield* store.claimDue({ expiry: "RefreshToken", before: 90_000_000, until: 1, limit: 10 })
+          assert.deepStrictEqual(claimed.map((entry) => entry.id), [TokenKey.toId(key)])
+          yield* store.delete(key)
+        }))
+
+      it.effect("a mark \"needs reconnect\" that is not the store's fails for its key; one on an older version does not count", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const table = `marks_${suffix}`
+          const store = yield* SqlTokenStore.make({ tableName: table })
+          const key = fresh()
+          const v1 = yield* store.set(key, token("a1", "r1", 1_000))
+          const mark = { reason: "InvalidAccessToken", version: v1.version, at: 1_700_000_000_000 } as const
+          assert.isTrue(yield* store.markReconnect(key, mark))
+          assert.deepStrictEqual(Option.getOrThrow(yield* store.get(key)).reconnect, mark)
+          yield* sql`UPDATE ${sql(table)} SET reconnect_reason = 'Bogus' WHERE id = ${TokenKey.toId(key)}`
+          const error = yield* Effect.flip(store.get(key))
+          assert.strictEqual(error.key?.userId, key.userId)
+          assert.include(error.description, "needs reconnect")
+          assert.strictEqual((yield* Effect.flip(store.listReconnect({ limit: 10_000 })))._tag, "TokenStoreError")
+          // A writer that does not know marks writes a new version over it.
+          yield* sql`
+            UPDATE ${sql(table)} SET reconnect_reason = 'InvalidAccessToken', version = version + 1
+            WHERE id = ${TokenKey.toId(key)}`
+          assert.isUndefined(Option.getOrThrow(yield* store.get(key)).reconnect)
+          assert.isFalse(
+            (yield* store.listReconnect({ limit: 10_000 })).some((entry) => entry.key.userId === key.userId)
+          )
+          const listed = yield* store.listDue({ expiry: "AccessToken", before: 1_000_001, limit: 10_000 })
+          assert.isTrue(listed.some((entry) => entry.key.userId === key.userId))
+          yield* store.delete(key)
+        }))
+
+      it.effect("reencrypt leaves expiries, claims and marks as they are", () =>
+        Effect.gen(function*() {
+          const table = `reencrypt_upkeep_${suffix}_${Date.now()}`
+          const before = yield* SqlTokenStore.make({ tableName: table, encryptionKey })
+          const [a, b] = [fresh(), fresh()]
+          yield* before.set(a, token("a1", "r1", 1_000))
+          const vb = yield* before.set(b, token("b1", "r1", 2_000))
+          const claimed = yield* before.claimDue({ expiry: "AccessToken", before: 1_500_000, until: 5e12, limit: 10 })
+          assert.deepStrictEqual(claimed.map((entry) => entry.id), [TokenKey.toId(a)])
+          const mark = { reason: "RefreshTokenExpired", version: vb.version, at: 123 } as const
+          assert.isTrue(yield* before.markReconnect(b, mark))
+          const encryption = {
+            current: { id: "2025-06", key: otherKey },
+            previous: [{ id: "2024-01", key: encryptionKey }]
+          }
+          const result = yield* SqlTokenStore.reencrypt({ tableName: table, encryption })
+          assert.strictEqual(result.rewritten, 2)
+          const after = yield* SqlTokenStore.make({ tableName: table, encryption })
+          assert.deepStrictEqual(Option.getOrThrow(yield* after.get(b)).reconnect, mark)
+          assert.deepStrictEqual(
+            yield* after.claimDue({ expiry: "AccessToken", before: 3_000_000, until: 5e12, limit: 10 }),
+            []
+          )
+          const listed = yield* after.listDue({ expiry: "AccessToken", before: 3_000_000, limit: 10 })
+          assert.deepStrictEqual(listed.map((entry) => [entry.id, entry.accessExpiresAt, entry.refreshExpiresAt]), [[
+            TokenKey.toId(a),
+            1_000_000,
+            87_400_000
+          ]])
+          assert.deepStrictEqual((yield* after.listReconnect({ limit: 10 })).map((entry) => entry.reconnect), [mark])
         }))
 
       it.effect("a lease left on an older version (by a writer that does not know leases) does not block", () =>
@@ -279,8 +518,8 @@ for (const [name, database] of databases) {
             const simulator = yield* DigimeSimulator.DigimeSimulator
             yield* authorize(key)
             const before = Option.getOrThrow(yield* store.get(key))
-            // 1 hour lifetime, 60 s lead time: at 59 min 30 s the token is due.
-            yield* TestClock.adjust("3570 seconds")
+            // 1 hour lifetime, 10 s wait margin: at 59 min 55 s callers wait for the refresh.
+            yield* TestClock.adjust("3595 seconds")
             const use = AutoRefresh.withAutoRefresh(key, (credentials) =>
               Effect.gen(function*() {
                 // Stored before use: what we are given is already the stored token.
@@ -330,6 +569,81 @@ describe("SqlTokenStore migration on PostgreSQL", () => {
       }).pipe(Effect.provide(PgLive)),
     30_000
   )
+
+  it.live(
+    "an up-to-date table is not locked against writers: a start during a long write does not wait for it",
+    () =>
+      Effect.gen(function*() {
+        const table = `no_write_lock_${Date.now()}`
+        yield* SqlTokenStore.make({ tableName: table })
+        const sql = yield* SqlClient.SqlClient
+        // Another session writes to the table in a transaction that stays open.
+        const writing = yield* Effect.fork(
+          sql.withTransaction(
+            Effect.zipRight(sql`UPDATE ${sql(table)} SET token = token WHERE id = 'none'`, Effect.never)
+          ).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(inject("pgUrl")), applicationName: "writer" })))
+        )
+        yield* sql<{ readonly n: number }>`
+        SELECT count(*)::int AS n FROM pg_locks WHERE relation = to_regclass(${table}) AND granted`.pipe(
+          Effect.filterOrFail((rows) => (rows[0]?.n ?? 0) > 0),
+          Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.intersect(Schedule.recurs(250))))
+        )
+        // Its indexes are there: a new instance's migration must not wait for the writer's lock.
+        const started = yield* SqlTokenStore.make({ tableName: table }).pipe(Effect.timeout("5 seconds"), Effect.either)
+        yield* Fiber.interrupt(writing)
+        assert.isTrue(started._tag === "Right", "the migration waited for the writing transaction")
+      }).pipe(Effect.provide(PgLive)),
+    30_000
+  )
+})
+
+describe("SqlTokenStore claims on PostgreSQL", () => {
+  const storeOn = (options: SqlTokenStore.Options) =>
+    Effect.flatMap(
+      Layer.build(PgLive),
+      (context) =>
+        SqlTokenStore.make(options).pipe(
+          Effect.provideService(SqlClient.SqlClient, Context.get(context, SqlClient.SqlClient))
+        )
+    )
+
+  it.live(
+    "of four instances claiming at once, each on its own pool, every due key goes to exactly one",
+    () =>
+      Effect.gen(function*() {
+        const options = { tableName: `claims_pg_${Date.now()}` }
+        const stores = yield* Effect.all(Array.from({ length: 4 }, () => storeOn(options)))
+        const keys = Array.from({ length: 200 }, fresh)
+        yield* Effect.forEach(keys, (key, i) => stores[0]!.set(key, token("a", "r", 1_000 + i)), { concurrency: 10 })
+        const claimAll = (store: TokenStore.Service) =>
+          Effect.gen(function*() {
+            const mine: Array<string> = []
+            while (true) {
+              const batch = yield* store.claimDue({ expiry: "AccessToken", before: 2_000_000, until: 5e12, limit: 10 })
+              if (batch.length === 0) return mine
+              for (const entry of batch) mine.push(entry.id)
+            }
+          })
+        const claimed = yield* Effect.all(stores.map(claimAll), { concurrency: "unbounded" })
+        const ids = claimed.flat()
+        assert.strictEqual(ids.length, 200)
+        assert.deepStrictEqual([...ids].sort(), keys.map(TokenKey.toId).sort())
+        assert.isAbove(claimed.filter((mine) => mine.length > 0).length, 1, "the claims did not run at once")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live("a claim is ordered by the due time each key had: a claim that ended counts from its end", () =>
+    Effect.gen(function*() {
+      const store = yield* storeOn({ tableName: `claim_order_pg_${Date.now()}` })
+      const [a, b] = [fresh(), fresh()]
+      yield* store.set(a, token("a", "r", 10))
+      yield* store.set(b, token("b", "r", 150))
+      const first = yield* store.claimDue({ expiry: "AccessToken", before: 100_000, until: 200_000, limit: 10 })
+      assert.deepStrictEqual(first.map((entry) => entry.id), [TokenKey.toId(a)])
+      const second = yield* store.claimDue({ expiry: "AccessToken", before: 300_000, until: 400_000, limit: 10 })
+      assert.deepStrictEqual(second.map((entry) => entry.id), [TokenKey.toId(b), TokenKey.toId(a)])
+    }).pipe(Effect.scoped))
 })
 
 describe("SqlTokenStore leases across processes", () => {

@@ -18,12 +18,14 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Client from "../DigimeClient.js"
 import type { DigimeConfig } from "../DigimeConfig.js"
-import { ReauthRequired, RefreshTokenExpired, TokenStoreError } from "../DigimeError.js"
+import { InvalidAccessToken, ReauthRequired, RefreshTokenExpired, TokenStoreError } from "../DigimeError.js"
 import type { ApiError, InvalidOptions, VerificationError } from "../DigimeError.js"
 import * as DigimeMetrics from "../DigimeMetrics.js"
+import * as TokenEvents from "../TokenEvents.js"
 import * as TokenKey from "../TokenKey.js"
-import type { AutoRefreshError } from "../TokenManager.js"
-import type { Lease, LeaseEnd, TokenStore, Versioned } from "../TokenStore.js"
+import type { AutoRefreshError, RefreshFailure } from "../TokenManager.js"
+import type { Lease, LeaseEnd, Reconnect, ReconnectReason, TokenStore, Versioned } from "../TokenStore.js"
+import { expiryFields } from "../TokenStore.js"
 import * as UserAccessToken from "../UserAccessToken.js"
 import type * as TokenCache from "./tokenCache.js"
 import * as Tracing from "./tracing.js"
@@ -42,6 +44,8 @@ export interface SingleFlight<A, E> {
   readonly join: (id: string) => Effect.Effect<A, E> | undefined
   /** Starts `work` as the flight of `id`, unless one is in progress already: then joins it. */
   readonly lead: (id: string, work: Effect.Effect<A, E>) => Effect.Effect<A, E>
+  /** Starts `work` as the flight of `id`, unless one is in progress already, without waiting. */
+  readonly start: (id: string, work: Effect.Effect<A, E>) => Effect.Effect<void>
 }
 
 /** @internal */
@@ -68,7 +72,9 @@ export const makeSingleFlight = <A, E>(scope: Scope.Scope): SingleFlight<A, E> =
       Effect.uninterruptible(Effect.suspend(() => {
         const running = flights.get(id)
         return running === undefined ? start(id, work) : Effect.succeed(running)
-      })).pipe(Effect.flatMap(Deferred.await))
+      })).pipe(Effect.flatMap(Deferred.await)),
+    start: (id, work) =>
+      Effect.uninterruptible(Effect.suspend(() => flights.has(id) ? Effect.void : Effect.asVoid(start(id, work))))
   }
 }
 
@@ -81,6 +87,8 @@ export interface State {
   readonly holder: string
   readonly cache: TokenCache.TokenCache
   readonly lead: number
+  /** Callers wait for a refresh only within this time of the access token's expiry. */
+  readonly margin: number
   readonly lease: number
   /** New tokens whose write failed, by `TokenKey.toId`, with the version they replace. */
   readonly kept: Map<string, Kept>
@@ -101,6 +109,9 @@ export interface State {
   /** One permit per refresh being sent: shutdown takes them all, so it waits for those. */
   readonly sending: Effect.Semaphore
   readonly background: Scope.Scope
+  readonly events: TokenEvents.Service
+  /** Refreshes ahead that failed, by `TokenKey.toId`: the version, and when to try again. */
+  readonly aheadFailed: Map<string, { readonly version: number; readonly retryAt: number }>
 }
 
 /** @internal */
@@ -444,6 +455,13 @@ const sendUnderLease = (state: State, key: TokenKey.TokenKey, current: Versioned
     yield* Tracing.annotate("digime.outcome", "refreshed")
     const stored = yield* persist(state, key, current.version, verified.right, state.cache.generation())
     yield* Effect.logDebug("Refreshed token stored").pipe(Effect.annotateLogs("digime.version", stored.version))
+    // Not when another writer's newer token was found instead of ours.
+    if (stored.token === verified.right) {
+      yield* publish(
+        state,
+        (at) => TokenEvents.TokenEvent.Refreshed({ key, at, version: stored.version, ...expiryFields(stored.token) })
+      )
+    }
     return stored
   }).pipe(
     // A defect or an interruption after the send: the refresh token may be spent.
@@ -473,13 +491,16 @@ const refreshFlight = (
   state: State,
   key: TokenKey.TokenKey,
   reason: Reason
-): Effect.Effect<Versioned, AutoRefreshError> =>
-  Effect.gen(function*() {
+): Effect.Effect<Versioned, AutoRefreshError> => {
+  // The version the flight last looked at, and whether its failure was reported already.
+  const seen = { version: 0, reported: false }
+  return Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
     let refused = 0
     for (let polls = 0;; polls++) {
       const settled = yield* Effect.flatMap(loadOrFail(state, key), (found) => settle(state, key, found))
       const current = settled.current
+      seen.version = current.version
       const now = yield* Clock.currentTimeMillis
       const asked = reason._tag !== "Forced" && current.version === reason.version
       if (reason._tag !== "Forced" && !asked && usable(state, current, now)) {
@@ -487,11 +508,19 @@ const refreshFlight = (
         yield* Effect.logDebug("The store holds a token that needs no refresh")
         return current
       }
+      const mark = markOf(current)
       if (UserAccessToken.isRefreshTokenExpired(current.token, DateTime.unsafeMake(now))) {
+        seen.reported = mark !== undefined
         return yield* new RefreshTokenExpired({ key, detectedBy: "Clock" })
       }
       const servable = reason._tag !== "Forced" && !(reason._tag === "Rejected" && asked) &&
         DateTime.toEpochMillis(current.token.accessToken.expiresAt) > now
+      if (mark !== undefined) {
+        // Found before: its refresh token is never sent again, its event is not published again.
+        if (servable) return current
+        seen.reported = true
+        return yield* Effect.fail(markError(key, mark))
+      }
       const held = current.lease
       if (held !== undefined && held.version === current.version) {
         if (settled.blocked !== undefined) return servable ? current : yield* Effect.fail(settled.blocked)
@@ -536,10 +565,112 @@ const refreshFlight = (
       if (refused > 1) yield* Effect.sleep(Math.min(50 * 2 ** Math.min(refused - 2, 5), 1000))
     }
   }).pipe(
-    Effect.tapError((error) => Tracing.annotate("digime.outcome", error._tag)),
+    Effect.tapError((error) =>
+      Effect.zipRight(
+        Tracing.annotate("digime.outcome", error._tag),
+        seen.reported || seen.version === 0 ? Effect.void : report(state, key, seen.version, error)
+      )
+    ),
     Metric.trackDuration(DigimeMetrics.refreshDuration),
     withKey(key, "AutoRefresh.refresh")
   )
+}
+
+// The mark "needs reconnect" on the stored version, if any (one on an older version does not count).
+const markOf = (versioned: Versioned): Reconnect | undefined =>
+  versioned.reconnect !== undefined && versioned.reconnect.version === versioned.version
+    ? versioned.reconnect
+    : undefined
+
+const markError = (
+  key: TokenKey.TokenKey,
+  mark: Reconnect
+): RefreshTokenExpired | ReauthRequired | InvalidAccessToken =>
+  mark.reason === "RefreshTokenExpired"
+    ? new RefreshTokenExpired({ key, detectedBy: "Server" })
+    : mark.reason === "InvalidAccessToken"
+    ? new InvalidAccessToken({ key })
+    : new ReauthRequired({ key, reason: mark.reason })
+
+/** @internal */
+export const publish = (state: State, event: (at: number) => TokenEvents.TokenEvent): Effect.Effect<void> =>
+  Effect.clockWith((clock) => state.events.publish(event(clock.unsafeCurrentTimeMillis())))
+
+// What the user must do, if only the user can fix it.
+const reconnectReason = (error: AutoRefreshError | InvalidAccessToken): ReconnectReason | undefined =>
+  error._tag === "RefreshTokenExpired"
+    ? "RefreshTokenExpired"
+    : error._tag === "InvalidAccessToken"
+    ? "InvalidAccessToken"
+    : error._tag === "ReauthRequired"
+    ? (error.reason === "Missing" ? undefined : error.reason)
+    : undefined
+
+/**
+ * A refresh of version `version` failed: the user must connect again (the version is marked so in
+ * the store, and `ReauthorizationRequired` published), or it may pass (`RefreshFailed`). Nothing is
+ * reported when nothing is stored. A store that cannot write the mark is logged; the event is
+ * published all the same.
+ *
+ * @internal
+ */
+export const report = (
+  state: State,
+  key: TokenKey.TokenKey,
+  version: number,
+  error: AutoRefreshError | InvalidAccessToken
+): Effect.Effect<void> => {
+  if (error._tag === "ReauthRequired" && error.reason === "Missing") return Effect.void
+  const reason = reconnectReason(error)
+  if (reason === undefined) {
+    return publish(state, (at) => TokenEvents.TokenEvent.RefreshFailed({ key, at, error: error as RefreshFailure }))
+  }
+  return Effect.clockWith((clock) => {
+    const at = clock.unsafeCurrentTimeMillis()
+    return state.store.markReconnect(key, { reason, version, at }).pipe(
+      Effect.tap((marked) => marked ? Effect.sync(() => state.cache.invalidate(key)) : Effect.void),
+      Effect.catchAll(() => Effect.as(Effect.logWarning("The mark \"needs reconnect\" could not be stored"), true)),
+      Effect.flatMap((marked) =>
+        marked ? state.events.publish(TokenEvents.TokenEvent.ReauthorizationRequired({ key, at, reason })) : Effect.void
+      )
+    )
+  })
+}
+
+// How long a refresh ahead that did not renew the token waits before it is tried again: the token
+// is still valid, and the caller that finds it within the wait margin refreshes it in any case.
+const aheadRetry = 5_000
+const aheadFailedCapacity = 10_000
+
+/**
+ * Within the lead time, still valid past the wait margin: one refresh in the background, unless
+ * one is in flight already or the last one for this version did not renew it a moment ago. Its
+ * failure reaches the events (and the store's "needs reconnect" mark), never the caller.
+ *
+ * @internal
+ */
+export const ahead = (state: State, key: TokenKey.TokenKey, found: Versioned, now: number): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const id = TokenKey.toId(key)
+    const failed = state.aheadFailed.get(id)
+    if (failed !== undefined && failed.version === found.version && now < failed.retryAt) return Effect.void
+    if (state.flights.join(id) !== undefined) return Effect.void
+    const backOff = Effect.clockWith((clock) =>
+      Effect.sync(() => {
+        if (state.aheadFailed.size >= aheadFailedCapacity) state.aheadFailed.clear()
+        state.aheadFailed.set(id, { version: found.version, retryAt: clock.unsafeCurrentTimeMillis() + aheadRetry })
+      })
+    )
+    return state.flights.start(
+      id,
+      refreshFlight(state, key, { _tag: "Due", version: found.version }).pipe(
+        Effect.tap((fresh) =>
+          fresh.version === found.version ? backOff : Effect.sync(() => state.aheadFailed.delete(id))
+        ),
+        Effect.tapError(() => backOff)
+      )
+    )
+  })
 
 // Written without generators: in a burst, every waiting fiber runs this once.
 /** @internal */

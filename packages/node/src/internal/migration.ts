@@ -7,9 +7,10 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
+import * as Crypto from "node:crypto"
 
 /**
- * The table of tokens, in the dialect of `sql`.
+ * The table of tokens, in the dialect of `sql`, and its indexes.
  *
  * @since 0.1.0
  * @category constructors
@@ -26,8 +27,15 @@ export const tokensTable = (sql: SqlClient.SqlClient, tableName: string): Effect
         updated_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
         lease_holder TEXT NULL,
         lease_version BIGINT NULL,
-        lease_until BIGINT NULL
-      )`.pipe(Effect.zipRight(pgLeaseColumns(sql, tableName))),
+        lease_until BIGINT NULL,
+        access_expires_at BIGINT NULL,
+        refresh_expires_at BIGINT NULL,
+        access_due_at BIGINT NULL,
+        refresh_due_at BIGINT NULL,
+        reconnect_reason TEXT NULL,
+        reconnect_version BIGINT NULL,
+        reconnect_at BIGINT NULL
+      )`.pipe(Effect.zipRight(pgUpgrade(sql, tableName))),
     orElse: () =>
       sql`CREATE TABLE IF NOT EXISTS ${sql(tableName)} (
         id TEXT PRIMARY KEY NOT NULL,
@@ -38,53 +46,114 @@ export const tokensTable = (sql: SqlClient.SqlClient, tableName: string): Effect
         updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
         lease_holder TEXT NULL,
         lease_version INTEGER NULL,
-        lease_until INTEGER NULL
-      )`.pipe(Effect.zipRight(sqliteLeaseColumns(sql, tableName)))
+        lease_until INTEGER NULL,
+        access_expires_at INTEGER NULL,
+        refresh_expires_at INTEGER NULL,
+        access_due_at INTEGER NULL,
+        refresh_due_at INTEGER NULL,
+        reconnect_reason TEXT NULL,
+        reconnect_version INTEGER NULL,
+        reconnect_at INTEGER NULL
+      )`.pipe(Effect.zipRight(sqliteUpgrade(sql, tableName)))
   })
 
-const leaseColumns = [
+// The columns that earlier versions did not create: the lease, then the expiries, the due times of
+// upkeep and the mark "needs reconnect".
+const addedColumns = [
   { name: "lease_holder", pg: "TEXT", sqlite: "TEXT" },
   { name: "lease_version", pg: "BIGINT", sqlite: "INTEGER" },
-  { name: "lease_until", pg: "BIGINT", sqlite: "INTEGER" }
+  { name: "lease_until", pg: "BIGINT", sqlite: "INTEGER" },
+  { name: "access_expires_at", pg: "BIGINT", sqlite: "INTEGER" },
+  { name: "refresh_expires_at", pg: "BIGINT", sqlite: "INTEGER" },
+  { name: "access_due_at", pg: "BIGINT", sqlite: "INTEGER" },
+  { name: "refresh_due_at", pg: "BIGINT", sqlite: "INTEGER" },
+  { name: "reconnect_reason", pg: "TEXT", sqlite: "TEXT" },
+  { name: "reconnect_version", pg: "BIGINT", sqlite: "INTEGER" },
+  { name: "reconnect_at", pg: "BIGINT", sqlite: "INTEGER" }
 ] as const
+
+// The claims of upkeep by due time, the listings by expiry (then id, their cursor) and the listing
+// of the keys marked "needs reconnect", which are few.
+const tokenIndexes = [
+  { name: "access_due_at", definition: "(access_due_at)" },
+  { name: "refresh_due_at", definition: "(refresh_due_at)" },
+  { name: "access_expires_at", definition: "(access_expires_at, id)" },
+  { name: "refresh_expires_at", definition: "(refresh_expires_at, id)" },
+  { name: "reconnect", definition: "(id) WHERE reconnect_reason IS NOT NULL" }
+] as const
+
+// The name of an index: the table's, then what it indexes. A name beyond PostgreSQL's 63 bytes
+// (which it would cut, so that two indexes of a long-named table would share one name) keeps what
+// it indexes and a hash of the table's name.
+const indexName = (tableName: string, indexed: string): string => {
+  const name = `${tableName}_${indexed}`
+  if (name.length <= 63) return name
+  const hash = Crypto.createHash("sha256").update(tableName).digest("hex").slice(0, 8)
+  return `${tableName.slice(0, 63 - indexed.length - hash.length - 2)}_${hash}_${indexed}`
+}
+
+const createIndex = (
+  sql: SqlClient.SqlClient,
+  tableName: string,
+  index: typeof tokenIndexes[number]
+): Effect.Effect<unknown, SqlError> =>
+  sql`CREATE INDEX IF NOT EXISTS ${sql(indexName(tableName, index.name))} ON ${sql(tableName)} ${
+    sql.literal(index.definition)
+  }`
 
 // The table name as the statements write it (`sql(tableName)`): each dot-separated part quoted.
 const quotedName = (tableName: string): string => `"${tableName.replace(/"/g, "\"\"").replace(/\./g, "\".\"")}"`
 
-// A table made before leases existed gets their columns. Only the missing ones, and only then:
-// an ALTER TABLE takes an exclusive lock even when it changes nothing, which would queue every
-// reader of the table behind any long transaction, and needs the table's owner. The wait for
-// that lock is bounded, so a migration never holds up the readers for long.
-const pgLeaseColumns = (sql: SqlClient.SqlClient, tableName: string): Effect.Effect<void, SqlError> =>
+// A table made by an earlier version gets the columns and indexes it lacks. Only the missing ones,
+// and only then: an ALTER TABLE takes an exclusive lock even when it changes nothing, which would
+// queue every reader of the table behind any long transaction, and needs the table's owner; a
+// CREATE INDEX IF NOT EXISTS locks out every writer before it finds the index there. The wait for
+// those locks is bounded, so a migration never holds up the readers and writers for long.
+const pgUpgrade = (sql: SqlClient.SqlClient, tableName: string): Effect.Effect<void, SqlError> =>
   Effect.flatMap(
-    sql<{ readonly attname: string }>`
-      SELECT attname FROM pg_attribute
-      WHERE attrelid = to_regclass(${quotedName(tableName)}) AND attnum > 0 AND NOT attisdropped`,
-    (columns) => {
-      const present = new Set(columns.map((column) => column.attname))
-      const missing = leaseColumns.filter((column) => !present.has(column.name))
-      return missing.length === 0 ? Effect.void : sql`SET LOCAL lock_timeout = '10s'`.pipe(
+    Effect.all([
+      sql<{ readonly attname: string }>`
+        SELECT attname FROM pg_attribute
+        WHERE attrelid = to_regclass(${quotedName(tableName)}) AND attnum > 0 AND NOT attisdropped`,
+      sql<{ readonly relname: string }>`
+        SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE i.indrelid = to_regclass(${quotedName(tableName)})`
+    ]),
+    ([columns, indexes]) => {
+      const presentColumns = new Set(columns.map((column) => column.attname))
+      const presentIndexes = new Set(indexes.map((index) => index.relname))
+      const missingColumns = addedColumns.filter((column) => !presentColumns.has(column.name))
+      const missingIndexes = tokenIndexes.filter((index) => !presentIndexes.has(indexName(tableName, index.name)))
+      if (missingColumns.length === 0 && missingIndexes.length === 0) return Effect.void
+      return sql`SET LOCAL lock_timeout = '10s'`.pipe(
         Effect.zipRight(Effect.forEach(
-          missing,
+          missingColumns,
           ({ name, pg }) =>
             sql`ALTER TABLE ${sql(tableName)} ADD COLUMN IF NOT EXISTS ${sql(name)} ${sql.literal(pg)} NULL`,
           { discard: true }
-        ))
+        )),
+        Effect.zipRight(
+          Effect.forEach(missingIndexes, (index) => createIndex(sql, tableName, index), { discard: true })
+        )
       )
     }
   )
 
-// The same for SQLite (which has no ADD COLUMN IF NOT EXISTS).
-const sqliteLeaseColumns = (sql: SqlClient.SqlClient, tableName: string): Effect.Effect<void, SqlError> =>
+// The same for SQLite, which has no ADD COLUMN IF NOT EXISTS and one writer at a time: its indexes
+// are created IF NOT EXISTS at every start.
+const sqliteUpgrade = (sql: SqlClient.SqlClient, tableName: string): Effect.Effect<void, SqlError> =>
   Effect.flatMap(sql<{ readonly name: string }>`SELECT name FROM pragma_table_info(${tableName})`, (columns) => {
     const present = new Set(columns.map((column) => column.name))
-    return Effect.forEach(
-      leaseColumns,
-      ({ name, sqlite }) =>
-        present.has(name)
-          ? Effect.void
-          : sql`ALTER TABLE ${sql(tableName)} ADD COLUMN ${sql(name)} ${sql.literal(sqlite)} NULL`,
-      { discard: true }
+    return Effect.zipRight(
+      Effect.forEach(
+        addedColumns,
+        ({ name, sqlite }) =>
+          present.has(name)
+            ? Effect.void
+            : sql`ALTER TABLE ${sql(tableName)} ADD COLUMN ${sql(name)} ${sql.literal(sqlite)} NULL`,
+        { discard: true }
+      ),
+      Effect.forEach(tokenIndexes, (index) => createIndex(sql, tableName, index), { discard: true })
     )
   })
 

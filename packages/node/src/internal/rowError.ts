@@ -13,6 +13,7 @@ const descriptions = {
   VersionNotInteger: "the stored version is not an integer from 1 to 2^53 - 2",
   Contended: "the row kept changing under the write; try again",
   LeaseInvalid: "the stored lease is invalid",
+  ReconnectInvalid: "the stored mark \"needs reconnect\" is invalid",
   StateNotHashable: "the state could not be hashed",
   KeyInvalid: "the stored key is invalid",
   KindInvalid: "the stored kind is invalid",
