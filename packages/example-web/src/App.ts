@@ -15,6 +15,7 @@ import {
   Authorization,
   AutoRefresh,
   DigimeClient,
+  DigimeConfig,
   PendingAuthorizations,
   TokenKey,
   TokenManager,
@@ -24,6 +25,7 @@ import { HttpRouter, HttpServerRequest } from "@effect/platform"
 import { DateTime, Duration, Effect, Option } from "effect"
 import * as FileRoutes from "./FileRoutes.js"
 import { countdown, countdownScript, escape, isTokenState, page, reconnectPage, redirect } from "./Html.js"
+import * as Operator from "./Operator.js"
 import type { Session } from "./Session.js"
 import { makeSessions, randomId, remember } from "./Session.js"
 
@@ -56,6 +58,8 @@ export interface Options {
    * id of their library (the example seeds its simulated library there).
    */
   readonly onConnected?: ((digimeUserId: string) => Effect.Effect<void>) | undefined
+  /** What the operator's page (`/operator`) shows of the past; without it, the page is not served. */
+  readonly operator?: Operator.Recorder | undefined
 }
 
 export const make = (options: Options) => {
@@ -217,6 +221,12 @@ export const make = (options: Options) => {
     HttpRouter.get("/file", files.file),
     HttpRouter.post("/files/push", files.push),
     HttpRouter.get("/reconnect", reconnect),
+    options.operator === undefined
+      ? (router) => router
+      : HttpRouter.get(
+        "/operator",
+        Effect.flatMap(DigimeConfig.DigimeConfig, (config) => Operator.route(options.operator!, config))
+      ),
     HttpRouter.catchAll((error) =>
       "message" in error && typeof error.message === "string" && "_tag" in error
         ? failure(error as { readonly _tag: string; readonly message: string })
@@ -227,6 +237,7 @@ export const make = (options: Options) => {
 
 export type Requirements =
   | DigimeClient.DigimeClient
+  | DigimeConfig.DigimeConfig
   | TokenManager.TokenManager
   | TokenStore.TokenStore
   | PendingAuthorizations.PendingAuthorizations

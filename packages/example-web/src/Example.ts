@@ -3,9 +3,10 @@
  * on 127.0.0.1, with token lifetimes short enough to watch a refresh and a reconnect happen. The
  * simulated digi.me knows a read contract and a write contract of the same application; when a
  * user first connects, a few files are put into their simulated library, as digi.me would have
- * synced them from the user's services.
+ * synced them from the user's services. `TokenUpkeep` runs beside the library, and `/operator`
+ * shows the state of every stored token and the last token events.
  */
-import { PendingAuthorizations, TokenStore } from "@digime-effect/core"
+import { PendingAuthorizations, TokenStore, TokenUpkeep } from "@digime-effect/core"
 import type { DigimeSimulator } from "@digime-effect/core/testing"
 import { TestContract } from "@digime-effect/core/testing"
 import { NodeDigime } from "@digime-effect/node"
@@ -15,6 +16,7 @@ import { Config, Data, Duration, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
 import * as Http from "node:http"
 import * as App from "./App.js"
+import * as Operator from "./Operator.js"
 
 export interface Options {
   readonly port?: number | undefined
@@ -101,8 +103,25 @@ export const start = (options: Options = {}): Effect.Effect<Running, unknown, Sc
         baseUrl: digime.baseUrl,
         onboardUrl: digime.onboardUrl,
         refreshLeadTime: Duration.millis(500)
-      }).pipe(Layer.provideMerge(TokenStore.layerMemory), Layer.merge(PendingAuthorizations.layerMemory))
+      }).pipe(
+        // Upkeep warns of refresh tokens about to expire and marks the users who must reconnect.
+        // It leaves access-token refreshes to the callers here, so that you can watch one happen
+        // under withAutoRefresh; a real deployment keeps `refreshAhead` on.
+        (library) =>
+          Layer.provideMerge(
+            TokenUpkeep.layer({
+              interval: "1 second",
+              refreshAhead: false,
+              keepAlive: "warn",
+              keepAliveWithin: "1 minute"
+            }),
+            library
+          ),
+        Layer.provideMerge(TokenStore.layerMemory),
+        Layer.merge(PendingAuthorizations.layerMemory)
+      )
     )
+    const operator = yield* Effect.provide(Operator.makeRecorder, services)
     let nodeServer: Http.Server | undefined
     const server = yield* NodeHttpServer.make(() => {
       nodeServer = Http.createServer()
@@ -128,7 +147,8 @@ export const start = (options: Options = {}): Effect.Effect<Running, unknown, Sc
       callbackUrl,
       refreshes,
       pollInterval: Duration.millis(200),
-      onConnected
+      onConnected,
+      operator
     })
     yield* server.serve(Effect.provide(router, services))
     return { appUrl, callbackUrl: callbackUrl.href, digime, refreshes }

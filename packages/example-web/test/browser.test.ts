@@ -111,6 +111,32 @@ suite("example-web in Chromium", () => {
       assert.strictEqual(await page.getAttribute("#error", "data-tag"), "RefreshTokenExpired")
       await shot(page, "05-reconnect")
 
+      // 5b. the operator's page, in another tab: the user needs to reconnect; the events so far
+      const operator = await browser.newPage()
+      await operator.goto(`${running.appUrl}/operator`)
+      assert.strictEqual(await operator.textContent("#count-reconnect"), "1")
+      assert.strictEqual(await operator.textContent("#count-healthy"), "0")
+      assert.strictEqual(await operator.textContent("#count-due"), "0")
+      const tags = await operator.locator("#events .event").evaluateAll((items) =>
+        items.map((item) => item.getAttribute("data-tag") ?? "")
+      )
+      // Newest first: the refusal by the Clock; upkeep's warning for the refreshed token (the
+      // example's refresh tokens do not slide: it expires when the first one did); the refresh;
+      // upkeep's warning for the first token; the first token.
+      assert.deepStrictEqual(tags, [
+        "ReauthorizationRequired",
+        "RefreshTokenExpiring",
+        "Refreshed",
+        "RefreshTokenExpiring",
+        "Stored"
+      ])
+      const bars = await operator.locator("#refresh-chart .bar").evaluateAll((items) =>
+        items.map((item) => Number(item.getAttribute("data-count")))
+      )
+      assert.strictEqual(bars.length, 30)
+      assert.strictEqual(bars.reduce((sum, n) => sum + n, 0), 1)
+      await shot(operator, "05b-operator")
+
       // 6. Reconnect → a reauthorization consent page → Allow → accounts again
       await page.click("#reconnect")
       await page.waitForSelector("#allow")
@@ -120,6 +146,19 @@ suite("example-web in Chromium", () => {
       await page.waitForSelector("#account-list")
       assert.isAtLeast(await page.locator(".account").count(), 1)
       await shot(page, "07-reconnected")
+
+      // 7b. the operator's page again: nobody needs to reconnect any more
+      await operator.goto(`${running.appUrl}/operator`)
+      assert.strictEqual(await operator.textContent("#count-reconnect"), "0")
+      assert.strictEqual(
+        Number(await operator.textContent("#count-healthy")) + Number(await operator.textContent("#count-due")),
+        1
+      )
+      const later = await operator.locator("#events .event").evaluateAll((items) =>
+        items.map((item) => item.getAttribute("data-tag") ?? "")
+      )
+      // The reauthorization's token, stored after the refusal (and perhaps warned of since).
+      assert.isBelow(later.indexOf("Stored"), later.indexOf("ReauthorizationRequired"))
 
       const stats = await Effect.runPromise(running.digime.simulator.stats)
       assert.strictEqual(stats.exchanges, 2)
