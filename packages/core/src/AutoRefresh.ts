@@ -6,7 +6,8 @@
  * | --- | --- |
  * | no token stored | `ReauthRequired` (`Missing`), no request sent |
  * | access token expires within the lead time, refresh token expired by the Clock | `RefreshTokenExpired`, no request sent |
- * | access token expires within the lead time | refresh, store, then run with the new token |
+ * | access token expires within the lead time, not within the wait margin | run at once with it; one refresh starts in the background |
+ * | access token expires within the wait margin, or has expired | refresh, store, then run with the new token |
  * | the effect fails with `AccessTokenRejected` | retry with a newer stored token, or refresh and retry once |
  * | rejected again, the new token still valid when the refusal arrived | `InvalidAccessToken` |
  * | rejected again, the new token expired by then (a call slower than a token lives) | renew and retry, up to 3 tokens, then `RequestError` (`Timeout`) |
@@ -140,8 +141,9 @@ const run = <A, E, R>(key: TokenKey.TokenKey, use: Use<A, E, R>): Wrapped<A, E, 
 /**
  * Runs `use` with a valid access token of the token stored under `key`.
  *
- * The stored token is refreshed when its access token expires within the lead time, or when
- * `use` fails with `AccessTokenRejected`; a refreshed token is stored (compare-and-set) before
+ * The stored token is refreshed when its access token expires within the wait margin (within the
+ * lead time, the call goes on with the valid token while one refresh runs in the background), or
+ * when `use` fails with `AccessTokenRejected`; a refreshed token is stored (compare-and-set) before
  * anyone uses it, and concurrent callers share one refresh (`TokenManager`). A caller interrupted
  * while waiting does not cancel the refresh. The effect's own errors pass through unchanged,
  * except `AccessTokenRejected`, which never escapes. Pipeable: `pipe(use, withAutoRefresh(key))`.
