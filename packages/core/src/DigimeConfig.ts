@@ -15,7 +15,7 @@ import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import type { Contract } from "./Contract.js"
+import { type Contract, unescapePem } from "./Contract.js"
 import { InvalidConfig, UnknownContract } from "./DigimeError.js"
 import * as TokenKey from "./TokenKey.js"
 
@@ -60,7 +60,10 @@ export interface SdkAgent {
 export interface Options {
   readonly applicationId: string
   readonly contracts: ReadonlyArray<Contract>
-  /** API base URL; default `https://api.digi.me/v1.7/`. */
+  /**
+   * API base URL; default `https://api.digi.me/v1.7/`. Its path must end with the API's version
+   * (`/v1.7/`): without it every call would answer 404.
+   */
   readonly baseUrl?: string | undefined
   /** Onboarding (browser) base URL; default `https://api.digi.me/apps/saas/`. */
   readonly onboardUrl?: string | undefined
@@ -230,6 +233,14 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
       return yield* new InvalidConfig({ field: "applicationId", reason: "must not be empty" })
     }
     const baseUrl = yield* parseHttpUrl("baseUrl", options.baseUrl ?? defaultBaseUrl)
+    if (!/\/v\d+(\.\d+)*\/$/.test(withSlash(baseUrl.pathname))) {
+      return yield* new InvalidConfig({
+        field: "baseUrl",
+        reason: `must end with the API's version path, as in ${defaultBaseUrl} (its path is ${
+          JSON.stringify(baseUrl.pathname)
+        })`
+      })
+    }
     const onboardUrl = yield* parseHttpUrl("onboardUrl", options.onboardUrl ?? defaultOnboardUrl)
     const refreshLeadTime = yield* positiveDuration("refreshLeadTime", options.refreshLeadTime, Duration.seconds(60))
     const refreshWaitMargin = yield* positiveDuration(
@@ -282,7 +293,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
           reason: `has an empty private key for contract ${contract.contractId}`
         })
       }
-      contracts.set(contract.contractId, contract)
+      contracts.set(contract.contractId, { ...contract, privateKey: unescapePem(contract.privateKey) })
     }
     const sdkAgent = options.sdkAgent ?? { name: "nodejs", version: "16.1.5" }
     if (sdkAgent.name.trim() === "" || sdkAgent.version.trim() === "") {

@@ -401,7 +401,10 @@ export class CallbackError extends Schema.TaggedError<CallbackError>("@digime-ef
       case "Malformed":
         return "The callback query is not a digi.me answer"
       case "UnknownState":
-        return "The callback's state matches no authorization in progress"
+        return "The callback's state matches no authorization in progress. Most often the authorization was " +
+          "started with another PendingAuthorizations store: a memory store built anew for each request (provide " +
+          "the layer once, for the whole server), or one not shared between the instances behind a load balancer " +
+          "(use SqlPendingAuthorizations)"
       case "ExpiredState":
         return "The authorization of this callback has expired: start again"
       case "ReusedState":

@@ -186,7 +186,10 @@ const store = (state: Refresh.State, key: TokenKey.TokenKey, token: UserAccessTo
         return Refresh.remember(state, key, versioned, generation)
       }),
       Effect.tap((versioned) =>
-        Refresh.publish(state, (at) => TokenEvents.TokenEvent.Stored({ key, at, version: versioned.version }))
+        Effect.zipRight(
+          Refresh.checkLifetime(state, versioned.token),
+          Refresh.publish(state, (at) => TokenEvents.TokenEvent.Stored({ key, at, version: versioned.version }))
+        )
       )
     )
   })
@@ -278,6 +281,7 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
       sending,
       background,
       events: yield* TokenEvents.TokenEvents,
+      leadWarned: { value: false },
       aheadFailed: new Map()
     }
     if (Duration.toMillis(config.tokenCacheTtl) > 0 && config.tokenCacheCapacity > 0) {

@@ -28,6 +28,8 @@ import * as PendingAuthorizations from "@digime-effect/core/PendingAuthorization
 import * as TokenKey from "@digime-effect/core/TokenKey"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
@@ -38,6 +40,7 @@ import type * as AesGcm from "./internal/aesGcm.js"
 import * as Migration from "./internal/migration.js"
 import { RowError } from "./internal/rowError.js"
 import * as SqlStore from "./internal/sqlStore.js"
+import { optionsFromEnv } from "./SqlTokenStore.js"
 import type { Options, Reencrypted, ReencryptOptions } from "./SqlTokenStore.js"
 
 const purgeAfterMillis = 60 * 60 * 1000
@@ -208,6 +211,21 @@ export const layer = (
   options: Options = {}
 ): Layer.Layer<PendingAuthorizations.PendingAuthorizations, SqlError | InvalidConfig, SqlClient.SqlClient> =>
   Layer.effect(PendingAuthorizations.PendingAuthorizations, make(options))
+
+/**
+ * Authorizations in progress with their options from `config` (by default
+ * `SqlTokenStore.optionsFromEnv`, the same as the token store's).
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config<Options> = optionsFromEnv
+): Layer.Layer<
+  PendingAuthorizations.PendingAuthorizations,
+  SqlError | InvalidConfig | ConfigError.ConfigError,
+  SqlClient.SqlClient
+> => Layer.unwrapEffect(Effect.map(config, layer))
 
 /**
  * Seals every PKCE verifier that is not sealed with the current key in the current format again,

@@ -55,10 +55,13 @@ import * as TokenStore from "@digime-effect/core/TokenStore"
 import * as UserAccessToken from "@digime-effect/core/UserAccessToken"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as AesGcm from "./internal/aesGcm.js"
 import * as Migration from "./internal/migration.js"
@@ -678,6 +681,78 @@ export const layer = (
   options: Options = {}
 ): Layer.Layer<TokenStore.TokenStore, SqlError | InvalidConfig, SqlClient.SqlClient> =>
   Layer.effect(TokenStore.TokenStore, make(options))
+
+/**
+ * The options read from the environment, every one optional: `DIGIME_STORE_TABLE` (`tableName`),
+ * `DIGIME_STORE_PENDING_TABLE` (`pendingTableName`), `DIGIME_STORE_ENCRYPTION_KEY` (the current key:
+ * 32 bytes as base64), `DIGIME_STORE_ENCRYPTION_KEY_ID` (its id; without it the key is known by
+ * its fingerprint, as `encryptionKey`), and `DIGIME_STORE_PREVIOUS_KEYS` (older keys that still
+ * open: `id=base64` pairs separated by commas, with `DIGIME_STORE_ENCRYPTION_KEY_ID` set). Keys are
+ * read as `Redacted`. Keys that are not 32 bytes fail when the layer is built (`InvalidConfig`).
+ *
+ * @example
+ * import { SqlPendingAuthorizations, SqlTokenStore } from "@digime-effect/node"
+ * import { PgClient } from "@effect/sql-pg"
+ * import { Config, Layer } from "effect"
+ *
+ * const StoreLive = Layer.merge(SqlTokenStore.layerConfig(), SqlPendingAuthorizations.layerConfig()).pipe(
+ *   Layer.provide(PgClient.layerConfig({ url: Config.redacted("DATABASE_URL") }))
+ * )
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const optionsFromEnv: Config.Config<Options> = Config.all({
+  tableName: Config.option(Config.string("DIGIME_STORE_TABLE")),
+  pendingTableName: Config.option(Config.string("DIGIME_STORE_PENDING_TABLE")),
+  key: Config.option(Config.redacted("DIGIME_STORE_ENCRYPTION_KEY")),
+  keyId: Config.option(Config.string("DIGIME_STORE_ENCRYPTION_KEY_ID")),
+  previous: Config.option(Config.redacted("DIGIME_STORE_PREVIOUS_KEYS"))
+}).pipe(
+  Config.mapOrFail(({ key, keyId, pendingTableName, previous, tableName }) => {
+    const tables = {
+      tableName: Option.getOrUndefined(tableName),
+      pendingTableName: Option.getOrUndefined(pendingTableName)
+    }
+    if (Option.isNone(key)) {
+      return Option.isSome(previous) || Option.isSome(keyId)
+        ? Either.left(ConfigError.MissingData(["DIGIME_STORE_ENCRYPTION_KEY"], "needed with its id or previous keys"))
+        : Either.right<Options>(tables)
+    }
+    if (Option.isNone(keyId)) {
+      return Option.isSome(previous)
+        ? Either.left(ConfigError.MissingData(["DIGIME_STORE_ENCRYPTION_KEY_ID"], "needed with previous keys"))
+        : Either.right<Options>({ ...tables, encryptionKey: key.value })
+    }
+    const older: Array<EncryptionKey> = []
+    if (Option.isSome(previous)) {
+      for (const pair of Redacted.value(previous.value).split(",")) {
+        const at = pair.indexOf("=")
+        if (at < 1) {
+          return Either.left(
+            ConfigError.InvalidData(["DIGIME_STORE_PREVIOUS_KEYS"], "expected id=base64 pairs separated by commas")
+          )
+        }
+        older.push({ id: pair.slice(0, at).trim(), key: Redacted.make(pair.slice(at + 1).trim()) })
+      }
+    }
+    return Either.right<Options>({
+      ...tables,
+      encryption: { current: { id: keyId.value, key: key.value }, previous: older }
+    })
+  })
+)
+
+/**
+ * The token store with its options from `config` (by default `optionsFromEnv`).
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config<Options> = optionsFromEnv
+): Layer.Layer<TokenStore.TokenStore, SqlError | InvalidConfig | ConfigError.ConfigError, SqlClient.SqlClient> =>
+  Layer.unwrapEffect(Effect.map(config, layer))
 
 // -------------------------------------------------------------------------------------------
 // re-encryption

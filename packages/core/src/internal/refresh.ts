@@ -110,6 +110,8 @@ export interface State {
   readonly sending: Effect.Semaphore
   readonly background: Scope.Scope
   readonly events: TokenEvents.Service
+  /** Set once the warning of an access token that lives no longer than the lead time was logged. */
+  readonly leadWarned: { value: boolean }
   /** Refreshes ahead that failed, by `TokenKey.toId`: the version, and when to try again. */
   readonly aheadFailed: Map<string, { readonly version: number; readonly retryAt: number }>
 }
@@ -148,6 +150,24 @@ export const withKey =
       const attributes = { "digime.contract_id": key.contractId, "digime.key": tag }
       return self.pipe(Effect.annotateLogs(attributes), Tracing.withSpan(name, { attributes }))
     })
+
+/**
+ * Logs once per manager when a token's access token lives no longer than the lead time: every call
+ * would then refresh it (or wait for a refresh, within the wait margin).
+ *
+ * @internal
+ */
+export const checkLifetime = (state: State, token: UserAccessToken.UserAccessToken): Effect.Effect<void> =>
+  state.leadWarned.value ? Effect.void : Effect.clockWith((clock) => {
+    const lifetime = DateTime.toEpochMillis(token.accessToken.expiresAt) - clock.unsafeCurrentTimeMillis()
+    if (lifetime > state.lead) return Effect.void
+    state.leadWarned.value = true
+    return Effect.logWarning(
+      `An access token lives ${Math.round(lifetime / 1000)} s, no longer than refreshLeadTime ` +
+        `(${Math.round(state.lead / 1000)} s): every call will refresh it. Set refreshLeadTime (and ` +
+        `refreshWaitMargin) well below the access tokens' lifetime`
+    )
+  })
 
 /** @internal */
 export const usable = (state: State, versioned: Versioned, now: number): boolean =>
@@ -455,6 +475,7 @@ const sendUnderLease = (state: State, key: TokenKey.TokenKey, current: Versioned
     yield* Tracing.annotate("digime.outcome", "refreshed")
     const stored = yield* persist(state, key, current.version, verified.right, state.cache.generation())
     yield* Effect.logDebug("Refreshed token stored").pipe(Effect.annotateLogs("digime.version", stored.version))
+    yield* checkLifetime(state, stored.token)
     // Not when another writer's newer token was found instead of ours.
     if (stored.token === verified.right) {
       yield* publish(
