@@ -118,6 +118,7 @@ const rejected = <A, E, R>(
       })
     }
     yield* Effect.logWarning("The access token was rejected right after a refresh")
+    yield* manager.reportInvalidAccessToken(key, versioned.version)
     return yield* new InvalidAccessToken({ key })
   }).pipe((self) =>
     Effect.flatMap(

@@ -114,6 +114,12 @@ export interface Service {
    */
   readonly refreshVersion: (key: TokenKey.TokenKey, version: number) => Effect.Effect<Versioned, AutoRefreshError>
   /**
+   * digi.me refused the access token of version `version` although it was valid (right after a
+   * refresh): only a new authorization helps. Marks the version "needs reconnect" in the store and
+   * publishes `ReauthorizationRequired` (once per version). `withAutoRefresh` calls it.
+   */
+  readonly reportInvalidAccessToken: (key: TokenKey.TokenKey, version: number) => Effect.Effect<void>
+  /**
    * Deletes the key's token (the user disconnected): from the store, and from this process's
    * memory at once, so that the next call for the key fails with `ReauthRequired` (`Missing`)
    * without waiting for `tokenCacheTtl`. Deleting a key that has no token is not an error.
@@ -282,6 +288,7 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
       background,
       events: yield* TokenEvents.TokenEvents,
       leadWarned: { value: false },
+      reported: new WeakSet(),
       aheadFailed: new Map()
     }
     if (Duration.toMillis(config.tokenCacheTtl) > 0 && config.tokenCacheCapacity > 0) {
@@ -317,6 +324,10 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
       renew: (key, rejected) => Refresh.refresh(state, key, { _tag: "Rejected", version: rejected }),
       refresh: (key) => Refresh.refresh(state, key, { _tag: "Forced" }),
       refreshVersion: (key, version) => Refresh.refresh(state, key, { _tag: "Due", version }),
+      reportInvalidAccessToken: (key, version) =>
+        Refresh.report(state, key, version, new InvalidAccessToken({ key })).pipe(
+          Refresh.withKey(key, "TokenManager.reportInvalidAccessToken")
+        ),
       delete: (key) => remove(state, key),
       cacheSize: Effect.sync(() => state.cache.size()),
       store: (key, token) => store(state, key, token),

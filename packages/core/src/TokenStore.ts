@@ -137,7 +137,9 @@ export interface DueQuery {
 
 /**
  * A claim of due keys by one upkeep instance: up to `limit` keys whose `expiry` is due before
- * `before` (epoch milliseconds), each kept from every other claim of the same expiry until `until`.
+ * `before` (epoch milliseconds); each key's due time becomes `until`. A later claim that looks as
+ * far ahead of its own now finds the key again once its now passes `until - (before - now)`: a
+ * claimer that means to hold keys for a time `hold` passes `until = before + hold`.
  *
  * @since 0.3.0
  * @category models
@@ -224,9 +226,10 @@ export interface Service {
    */
   readonly claimDue: (query: ClaimQuery) => Effect.Effect<ReadonlyArray<Due>, TokenStoreError>
   /**
-   * Marks version `reconnect.version` of the key "needs reconnect", if it is still the stored
-   * one; a newer token (the user connected again) is left as it was. Answers whether it marked.
-   * Every write of a token ends the mark.
+   * Marks version `reconnect.version` of the key "needs reconnect", if it is still the stored one
+   * and not marked yet; a newer token (the user connected again) is left as it was. Answers
+   * whether it marked: of several processes that find the same, one gets `true`. Every write of a
+   * token ends the mark.
    */
   readonly markReconnect: (key: TokenKey.TokenKey, reconnect: Reconnect) => Effect.Effect<boolean, TokenStoreError>
   /** A page of the keys marked "needs reconnect" (see `ReconnectQuery`). */
@@ -335,7 +338,9 @@ export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
       Effect.sync(() => {
         const id = TokenKey.toId(key)
         const entry = entries.get(id)
-        if (entry === undefined || entry.versioned.version !== reconnect.version) return false
+        if (entry === undefined || entry.versioned.version !== reconnect.version || marked(entry.versioned)) {
+          return false
+        }
         entries.set(id, { ...entry, versioned: { ...entry.versioned, reconnect }, due: undefined })
         return true
       }),

@@ -53,7 +53,7 @@ import type { Due, Expiry } from "./TokenStore.js"
 export interface Options {
   /** The sleep between rounds that claimed less than a full batch; default 30 seconds, ±20% jitter. */
   readonly interval?: Duration.DurationInput | undefined
-  /** Keys claimed per round; default 100, at most 10,000. */
+  /** Keys claimed per round and per expiry (access token, refresh token); default 100, at most 10,000. */
   readonly batchSize?: number | undefined
   /** Refreshes at once; default 4. */
   readonly concurrency?: number | undefined
@@ -122,12 +122,13 @@ const durationOf = (
   input: Duration.DurationInput | undefined,
   fallback: Duration.Duration
 ): Effect.Effect<number, InvalidConfig> => {
-  if (input === undefined) return Effect.succeed(Duration.toMillis(fallback))
+  if (input === undefined) return Effect.succeed(Math.ceil(Duration.toMillis(fallback)))
   const decoded = Duration.decodeUnknown(input)
   if (decoded._tag === "None" || !Duration.isFinite(decoded.value) || Duration.toMillis(decoded.value) <= 0) {
     return Effect.fail(new InvalidConfig({ field, reason: "must be a finite, positive duration" }))
   }
-  return Effect.succeed(Duration.toMillis(decoded.value))
+  // Whole milliseconds: the stores keep epoch milliseconds as integers.
+  return Effect.succeed(Math.ceil(Duration.toMillis(decoded.value)))
 }
 
 const integerOf = (field: string, input: number | undefined, fallback: number, max: number) =>
@@ -185,7 +186,7 @@ export const make = (
     const manager = yield* TokenManager
     const store = yield* TokenStore
     const events = yield* TokenEvents.TokenEvents
-    const lead = Duration.toMillis(config.refreshLeadTime)
+    const lead = Math.ceil(Duration.toMillis(config.refreshLeadTime))
     let totals = empty
 
     // One key: refreshed as the version it was claimed at. The manager reports every outcome to
@@ -220,25 +221,26 @@ export const make = (
       )
     }
 
+    // A claim looks `window` ahead of now; it moves each key's due time to `before + hold`, so that
+    // the claims of the next `hold` (which look as far ahead) do not find it again.
+    const claim = (expiry: Expiry, now: number, window: number, hold: number) =>
+      store.claimDue({ expiry, before: now + window, until: now + window + hold, limit: settings.batchSize })
+
     const runOnce = Effect.gen(function*() {
       const now = yield* Effect.clockWith((clock) => Effect.succeed(clock.unsafeCurrentTimeMillis()))
-      const until = now + settings.claimTime
       const access = settings.refreshAhead
-        ? yield* store.claimDue({
-          expiry: "AccessToken",
-          before: now + lead + settings.interval,
-          until,
-          limit: settings.batchSize
-        })
+        ? yield* claim("AccessToken", now, lead + settings.interval, settings.claimTime)
         : []
-      const refresh = yield* store.claimDue({
-        expiry: "RefreshToken",
-        before: now + settings.keepAliveWithin,
+      // Its failure does not lose the access batch claimed already: that one is handled all the same.
+      const refreshClaim = yield* Effect.either(claim(
+        "RefreshToken",
+        now,
+        settings.keepAliveWithin,
         // A warned key is claimed again once its refresh token has expired (it expires within the
-        // window), to be marked "needs reconnect"; not warned twice.
-        until: settings.keepAlive === "warn" ? Math.max(until, now + 2 * settings.keepAliveWithin) : until,
-        limit: settings.batchSize
-      })
+        // window), to be marked "needs reconnect"; it is not warned twice.
+        settings.keepAlive === "warn" ? Math.max(settings.claimTime, settings.keepAliveWithin) : settings.claimTime
+      ))
+      const refresh = Either.isRight(refreshClaim) ? refreshClaim.right : []
       const work = [
         ...access.map((due) => handle(due, "AccessToken", now)),
         ...refresh.filter((due) => !access.some((other) => other.id === due.id)).map((due) =>
@@ -251,6 +253,7 @@ export const make = (
       if (round.claimed > 0) {
         yield* Effect.logDebug("Token upkeep round").pipe(Effect.annotateLogs({ ...round }))
       }
+      if (Either.isLeft(refreshClaim)) return yield* Effect.fail(refreshClaim.left)
       return round
     }).pipe(Effect.withSpan("TokenUpkeep.round"))
 
@@ -258,8 +261,9 @@ export const make = (
   })
 
 /**
- * Runs rounds for the life of the scope: at once again after a round that claimed a full batch,
- * otherwise after `interval` (±20%). A store that fails is logged and tried again after `interval`.
+ * Runs rounds for the life of the scope: at once again after a round that claimed a batch's worth
+ * and did not fail it all, otherwise after `interval` (±20%). A store that fails (or a defect) is
+ * logged and tried again after `interval`: the daemon never stops before its scope closes.
  *
  * @since 0.3.0
  * @category constructors
@@ -274,10 +278,14 @@ export const run = (
       Random.nextRange(0.8, 1.2),
       (factor) => Effect.sleep(Duration.millis(Math.round(settings.interval * factor)))
     )
+    // At once again only after a round that claimed a batch's worth and got some of it done: a
+    // round whose every refresh failed (digi.me down) waits like an idle one.
     const round = service.runOnce.pipe(
-      Effect.flatMap((done) => done.claimed >= settings.batchSize ? Effect.yieldNow() : pause),
-      Effect.catchAll((error) =>
-        Effect.zipRight(Effect.logWarning("Token upkeep could not claim due keys; trying again later", error), pause)
+      Effect.flatMap((done) =>
+        done.claimed >= settings.batchSize && done.failed < done.claimed ? Effect.yieldNow() : pause
+      ),
+      Effect.catchAllCause((cause) =>
+        Effect.zipRight(Effect.logError("Token upkeep could not claim due keys; trying again later", cause), pause)
       )
     )
     yield* Effect.forkScoped(Effect.forever(round))

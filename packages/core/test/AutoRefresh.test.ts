@@ -195,6 +195,14 @@ describe("withAutoRefresh", () => {
       assert.strictEqual(error._tag === "InvalidAccessToken" && error.key, key)
       assert.include(error.message, key.contractId)
       assert.notInclude(error.message, key.userId)
+      // Only a new authorization helps: the key is marked so, and the next call says so at once.
+      const marked = yield* stored()
+      assert.strictEqual(marked.reconnect?.reason, "InvalidAccessToken")
+      assert.strictEqual(marked.reconnect?.version, marked.version)
+      yield* TestClock.adjust("1 hour")
+      const again = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(again._tag, "InvalidAccessToken")
+      assert.strictEqual((yield* stats).refreshes, 1)
     }).pipe(Effect.provide(stack())))
 
   it.effect("a token refreshed ahead of expiry and then rejected is InvalidAccessToken, without a second refresh", () =>

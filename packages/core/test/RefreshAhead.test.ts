@@ -201,6 +201,29 @@ describe("TokenEvents", () => {
       for (const event of events) assert.isNumber(event.at)
     }).pipe(Effect.provide(stack())))
 
+  it.scoped("a refresh whose answer was lost: ReauthorizationRequired (RefreshOutcomeUnknown) at once, not RefreshFailed", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      yield* TestClock.adjust("3595 seconds")
+      yield* simulator.injectFault({ _tag: "DropResponse", endpoint: "token", grant: "refresh_token" })
+      const { events } = yield* collecting(Effect.gen(function*() {
+        const lost = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+        assert.strictEqual(lost._tag === "RequestError" && lost.reason, "Transport")
+      }))
+      assert.deepStrictEqual(tags(events), ["ReauthorizationRequired"])
+      const event = events[0]!
+      assert.strictEqual(event._tag === "ReauthorizationRequired" && event.reason, "RefreshOutcomeUnknown")
+      assert.strictEqual((yield* stored()).reconnect?.reason, "RefreshOutcomeUnknown")
+      // Served while valid, then the reauthorization; the spent refresh token is never sent again.
+      assert.isAbove((yield* AutoRefresh.withAutoRefresh(key, readAccounts)).length, 0)
+      yield* TestClock.adjust("6 seconds")
+      const expired = yield* Effect.flip(AutoRefresh.withAutoRefresh(key, readAccounts))
+      assert.strictEqual(expired._tag === "ReauthRequired" && expired.reason, "RefreshOutcomeUnknown")
+      assert.strictEqual((yield* stats).requests.token, 2)
+      yield* noReplay
+    }).pipe(Effect.provide(stack())))
+
   it.scoped("layerCallback hands every event over in order, and a failing callback does not stop it", () =>
     Effect.gen(function*() {
       const received: Array<string> = []

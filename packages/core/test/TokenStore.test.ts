@@ -1,5 +1,6 @@
 import { TokenStore } from "@digime-effect/core"
-import { dueSuite, suite } from "./TokenStoreSuite.js"
+import { dueSuite, markOnceSuite, suite } from "./TokenStoreSuite.js"
 
 suite("memory", TokenStore.layerMemory)
 dueSuite("memory", TokenStore.layerMemory)
+markOnceSuite("memory", TokenStore.layerMemory)

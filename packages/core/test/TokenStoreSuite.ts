@@ -488,3 +488,27 @@ export const dueSuite = <E>(name: string, layer: Layer.Layer<TokenStore.TokenSto
         })
       ))
   })
+
+export const markOnceSuite = <E>(name: string, layer: Layer.Layer<TokenStore.TokenStore, E>) =>
+  describe(`TokenStore contract, marks: ${name}`, () => {
+    it.effect("markReconnect answers true once per version: of several that find the same, one marks", () =>
+      Effect.gen(function*() {
+        const store = yield* TokenStore.TokenStore
+        const key = TokenKey.make(`user-${crypto.randomUUID()}`, "contract-1")
+        const v1 = yield* store.set(key, token("a1", "r1"))
+        const answers = yield* Effect.all(
+          ["RefreshTokenInvalid", "RefreshOutcomeUnknown", "InvalidAccessToken"].map((reason) =>
+            store.markReconnect(key, { reason: reason as TokenStore.ReconnectReason, version: v1.version, at: 1 })
+          ),
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(answers.filter((marked) => marked).length, 1)
+        // The first mark stays.
+        const reason = Option.getOrThrow(yield* store.get(key)).reconnect?.reason
+        assert.strictEqual(
+          reason,
+          ["RefreshTokenInvalid", "RefreshOutcomeUnknown", "InvalidAccessToken"][answers.indexOf(true)]
+        )
+        yield* store.delete(key)
+      }).pipe(Effect.provide(layer)))
+  })

@@ -2,11 +2,21 @@
  * TokenUpkeep on the memory store and the simulated digi.me, with the TestClock: refresh ahead,
  * idle grants kept alive, a race with a caller, refusals, and its options.
  */
-import { AutoRefresh, TokenEvents, TokenKey, TokenManager, TokenStore, TokenUpkeep } from "@digime-effect/core"
+import {
+  AutoRefresh,
+  DigimeError,
+  TokenEvents,
+  TokenKey,
+  TokenManager,
+  TokenStore,
+  TokenUpkeep
+} from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Clock, Duration, Effect, Layer, Queue, Stream, TestClock } from "effect"
 import { authorize, joinAdvancing, key, noReplay, readAccounts, stack, stats, stored } from "./fixtures.js"
+
+const calls = { claims: 0 }
 
 const upkeep = (options: TokenUpkeep.Options = {}) => TokenUpkeep.make(options)
 
@@ -165,6 +175,7 @@ describe("TokenUpkeep", () => {
       yield* TestClock.adjust("5 minutes")
       assert.strictEqual((yield* service.runOnce).claimed, 0)
       yield* TestClock.adjust("5 minutes")
+      yield* TestClock.adjust("1 second")
       // By now the access token has expired; the refresh token still works.
       assert.deepStrictEqual(yield* service.runOnce, { claimed: 1, refreshed: 1, failed: 0, reconnect: 0, expiring: 0 })
       assert.deepStrictEqual(tags(yield* Queue.takeAll(queue)), ["Refreshed"])
@@ -217,6 +228,58 @@ describe("TokenUpkeep", () => {
       assert.strictEqual((yield* stats).refreshes, 25)
       yield* noReplay
     }).pipe(Effect.provide(stack())))
+
+  it.scoped("keys whose refresh fails stay claimed: the next rounds do not hammer digi.me with them", () =>
+    Effect.gen(function*() {
+      const keys = Array.from({ length: 3 }, (_, i) => TokenKey.make(`user-${i}`, key.contractId))
+      for (const each of keys) yield* authorize(each)
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const service = yield* upkeep({ batchSize: 2, refreshAhead: false, keepAliveWithin: "1 day" })
+      yield* TestClock.adjust("29 days")
+      yield* TestClock.adjust("1 hour")
+      for (let i = 0; i < 10; i++) yield* simulator.injectFault({ _tag: "Status", endpoint: "token", status: 429 })
+      const before = (yield* stats).requests.token
+      const rounds = []
+      for (let i = 0; i < 5; i++) rounds.push(yield* service.runOnce)
+      // Each key once: 2, then 1, then nothing until the claims end.
+      assert.deepStrictEqual(rounds.map((round) => round.claimed), [2, 1, 0, 0, 0])
+      assert.strictEqual((yield* stats).requests.token - before, 3)
+      assert.deepStrictEqual(rounds.map((round) => round.expiring), [2, 1, 0, 0, 0])
+    }).pipe(Effect.provide(stack())))
+
+  it.scoped("the daemon outlives a store that fails, or dies, on a round", () =>
+    Effect.gen(function*() {
+      yield* authorize()
+      const before = yield* stored()
+      const done = yield* advanceUntil(
+        Effect.map(stored(), (now) => now.version > before.version),
+        "3600 seconds",
+        "10 seconds"
+      )
+      assert.isTrue(done)
+      assert.isAtLeast(calls.claims, 3)
+    }).pipe(
+      Effect.provide(Layer.provideMerge(
+        TokenUpkeep.layer(),
+        stack({
+          store: Layer.effect(
+            TokenStore.TokenStore,
+            Effect.map(TokenStore.makeMemory, (inner): TokenStore.Service => ({
+              ...inner,
+              claimDue: (query) =>
+                Effect.suspend(() => {
+                  calls.claims++
+                  return calls.claims === 1
+                    ? Effect.dieMessage("a bug in a store")
+                    : calls.claims === 2
+                    ? Effect.fail(new DigimeError.TokenStoreError({ operation: "claimDue", description: "down" }))
+                    : inner.claimDue(query)
+                })
+            }))
+          )
+        })
+      ))
+    ))
 
   it.effect("bad options are InvalidConfig naming the field", () =>
     Effect.gen(function*() {

@@ -19,10 +19,11 @@ import * as SqlTokenStore from "../src/SqlTokenStore.js"
 interface SuiteModule {
   readonly suite: <E>(name: string, layer: Layer.Layer<TokenStore.TokenStore, E>) => void
   readonly dueSuite: <E>(name: string, layer: Layer.Layer<TokenStore.TokenStore, E>) => void
+  readonly markOnceSuite: <E>(name: string, layer: Layer.Layer<TokenStore.TokenStore, E>) => void
   readonly token: (access: string, refresh: string, expiresAtSeconds?: number) => UserAccessToken.UserAccessToken
 }
 const suitePath = "../../core/test/TokenStoreSuite.js"
-const { dueSuite, suite, token }: SuiteModule = await import(suitePath)
+const { dueSuite, markOnceSuite, suite, token }: SuiteModule = await import(suitePath)
 
 const PgLive = Layer.unwrapEffect(Effect.sync(() => PgClient.layer({ url: Redacted.make(inject("pgUrl")) })))
 
@@ -82,6 +83,7 @@ for (const [name, database] of databases) {
   )
   dueSuite(`SQL on ${name}`, suiteLayer(database, { tableName: "suite_plain" }))
   dueSuite(`SQL on ${name}, encrypted`, suiteLayer(database, { tableName: "suite_sealed", encryptionKey }))
+  markOnceSuite(`SQL on ${name}`, suiteLayer(database, { tableName: "suite_plain" }))
 
   describe(`SqlTokenStore on ${name}`, () => {
     it.layer(database, { timeout: 30_000 })((it) => {
@@ -209,6 +211,22 @@ for (const [name, database] of databases) {
             yield* store.claimDue({ expiry: "RefreshToken", before: 4_000_000_000_000, until: 1, limit: 10 }),
             []
           )
+          // backfillExpiries gives it its expiries (read from the token) without another write of it;
+          // a second run finds nothing left.
+          assert.deepStrictEqual(
+            yield* SqlTokenStore.backfillExpiries({ tableName: table }),
+            { rewritten: 1, skipped: 0, failed: 0 }
+          )
+          assert.deepStrictEqual(
+            yield* SqlTokenStore.backfillExpiries({ tableName: table }),
+            { rewritten: 0, skipped: 0, failed: 0 }
+          )
+          const backfilled = yield* store.listDue({ expiry: "AccessToken", before: 4_000_000_000_000, limit: 10 })
+          assert.deepStrictEqual(backfilled.map((entry) => [entry.version, entry.accessExpiresAt]), [[
+            7,
+            2_000_000_000_000
+          ]])
+          assert.deepStrictEqual(Option.getOrThrow(yield* store.get(key)).lease, lease)
           const written = Option.getOrThrow(yield* store.compareAndSet(key, 7, token("a-new", "r-new", 1_000)))
           const due = { key, id: TokenKey.toId(key), version: written.version, accessExpiresAt: 1_000_000 }
           const listed = yield* store.listDue({ expiry: "AccessToken", before: 4_000_000_000_000, limit: 10 })
@@ -747,4 +765,30 @@ describe("SqlTokenStore: refreshes hold no connection", () => {
         store: SqlTokenStore.layer({ tableName: "pool_pg" }).pipe(Layer.provide(SmallPool), Layer.orDie)
       }).pipe(Layer.orDie)
     )))
+})
+
+describe("SqlTokenStore: rows that cannot be read", () => {
+  for (const [name, database] of databases) {
+    it.effect(`${name}: a claim leaves a bad row claimed and hands out the others; a listing fails with TokenStoreError`, () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const table = `bad_rows_${name === "PostgreSQL" ? "pg" : "sqlite"}_${Date.now()}`
+        const store = yield* SqlTokenStore.make({ tableName: table })
+        const [good, bad] = [fresh(), fresh()]
+        yield* store.set(good, token("a1", "r1", 1_000))
+        yield* store.set(bad, token("a2", "r2", 1_000))
+        // A padded user id, written behind the store's back: not a key TokenKey accepts.
+        yield* sql`UPDATE ${sql(table)} SET user_id = ${" padded "} WHERE id = ${TokenKey.toId(bad)}`
+        const claimed = yield* store.claimDue({ expiry: "AccessToken", before: 2_000_000, until: 5_000_000, limit: 10 })
+        assert.deepStrictEqual(claimed.map((entry) => entry.id), [TokenKey.toId(good)])
+        // The bad row was claimed all the same: not handed out again before its claim ends.
+        assert.deepStrictEqual(
+          yield* store.claimDue({ expiry: "AccessToken", before: 2_000_000, until: 5_000_000, limit: 10 }),
+          []
+        )
+        const error = yield* Effect.flip(store.listDue({ expiry: "AccessToken", before: 2_000_000, limit: 10 }))
+        assert.strictEqual(error._tag, "TokenStoreError")
+        assert.include(error.message, "SqlTokenStore.listDue")
+      }).pipe(Effect.provide(database), Effect.orDie))
+  }
 })

@@ -110,6 +110,8 @@ export interface State {
   readonly sending: Effect.Semaphore
   readonly background: Scope.Scope
   readonly events: TokenEvents.Service
+  /** Errors of flights whose outcome was reported already (a refresh abandoned under its lease). */
+  readonly reported: WeakSet<object>
   /** Set once the warning of an access token that lives no longer than the lead time was logged. */
   readonly leadWarned: { value: boolean }
   /** Refreshes ahead that failed, by `TokenKey.toId`: the version, and when to try again. */
@@ -445,6 +447,15 @@ const leaseAndSend = (state: State, key: TokenKey.TokenKey, current: Versioned, 
     )
   }))
 
+// The version's refresh token may be spent and is never sent again: only the user can help now.
+// That is reported at once (rather than when its access token expires), and the flight's own
+// error is not reported a second time as a failure that may pass.
+const reportAbandoned = (state: State, key: TokenKey.TokenKey, version: number, error: object) =>
+  Effect.zipRight(
+    Effect.sync(() => state.reported.add(error)),
+    report(state, key, version, new ReauthRequired({ key, reason: "RefreshOutcomeUnknown" }))
+  )
+
 const sendUnderLease = (state: State, key: TokenKey.TokenKey, current: Versioned, lease: Lease) =>
   Effect.gen(function*() {
     // From here on the refresh token may be spent: the lease is released only on digi.me's refusal.
@@ -454,9 +465,11 @@ const sendUnderLease = (state: State, key: TokenKey.TokenKey, current: Versioned
       refreshToken: current.token.refreshToken.value
     }))
     if (Either.isLeft(sent)) {
-      yield* endLease(state, key, lease, maybeSpent(sent.left) ? "Abandoned" : "Released")
+      const spent = maybeSpent(sent.left)
+      yield* endLease(state, key, lease, spent ? "Abandoned" : "Released")
       const error = refusal(key, sent.left)
       yield* countRefresh(key, error._tag)
+      if (spent) yield* reportAbandoned(state, key, current.version, error)
       return yield* Effect.fail(error)
     }
     const verified = yield* Effect.either(state.client.verifyTokenAnswer("refreshToken", sent.right))
@@ -468,6 +481,7 @@ const sendUnderLease = (state: State, key: TokenKey.TokenKey, current: Versioned
         yield* keepSettling(state, key)
       } else {
         yield* endLease(state, key, lease, "Abandoned")
+        yield* reportAbandoned(state, key, current.version, verified.left)
       }
       return yield* Effect.fail(verified.left)
     }
@@ -589,7 +603,9 @@ const refreshFlight = (
     Effect.tapError((error) =>
       Effect.zipRight(
         Tracing.annotate("digime.outcome", error._tag),
-        seen.reported || seen.version === 0 ? Effect.void : report(state, key, seen.version, error)
+        seen.reported || seen.version === 0 || state.reported.has(error)
+          ? Effect.void
+          : report(state, key, seen.version, error)
       )
     ),
     Metric.trackDuration(DigimeMetrics.refreshDuration),
