@@ -1,8 +1,32 @@
-import { Signer } from "@digime-effect/core"
-import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
+import {
+  AutoRefresh,
+  DigimeClient,
+  Signer,
+  TokenKey,
+  TokenManager,
+  TokenProtocol,
+  TokenStore,
+  type UserAccessToken
+} from "@digime-effect/core"
+import { DigimeSimulator, DigimeTest, TestContract } from "@digime-effect/core/testing"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, DateTime, Effect, Either, Encoding, Fiber, Layer, Option, Redacted, TestClock } from "effect"
+import {
+  Clock,
+  DateTime,
+  Effect,
+  Either,
+  Encoding,
+  Fiber,
+  HashMap,
+  Inspectable,
+  Layer,
+  Logger,
+  LogLevel,
+  Option,
+  Redacted,
+  TestClock
+} from "effect"
 
 const applicationId = "app-1"
 const contractId = "contract-1"
@@ -888,4 +912,226 @@ describe("DigimeSimulator: refusals name the claim or the field", () => {
         "body: unexpected field actions"
       ])
     }).pipe(Effect.provide(TestLayer())))
+})
+
+// --- autoConsent and the request log ---------------------------------------------------------
+
+interface LogLine {
+  readonly message: string
+  readonly level: LogLevel.LogLevel
+  readonly annotations: Readonly<Record<string, string>>
+}
+
+/** Runs the effect with a logger that keeps every line (all levels), with its annotations as text. */
+const recordingLogs = <A, E, R>(effect: (lines: ReadonlyArray<LogLine>) => Effect.Effect<A, E, R>) => {
+  const lines: Array<LogLine> = []
+  const recorder = Logger.make(({ annotations, logLevel, message }) => {
+    const texts: Record<string, string> = {}
+    HashMap.forEach(annotations, (value, name) => (texts[name] = Inspectable.toStringUnknown(value)))
+    const parts = Array.isArray(message) ? message : [message]
+    lines.push({
+      message: parts.map((part) => Inspectable.toStringUnknown(part)).join(" "),
+      level: logLevel,
+      annotations: texts
+    })
+  })
+  return effect(lines).pipe(
+    Effect.provide(Logger.replace(Logger.defaultLogger, recorder)),
+    Logger.withMinimumLogLevel(LogLevel.All)
+  )
+}
+
+/** The simulator's lines among the recorded ones. */
+const simulatorLines = (lines: ReadonlyArray<LogLine>) =>
+  lines.filter((line) => line.annotations["simulator.endpoint"] !== undefined)
+
+describe("DigimeSimulator: autoConsent", () => {
+  it.effect("the library authorizes and reauthorizes by following the consent page's redirect: no consent call", () =>
+    Effect.gen(function*() {
+      const client = yield* DigimeClient.DigimeClient
+      const manager = yield* TokenManager.TokenManager
+      const http = yield* HttpClient.HttpClient
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const key = TokenKey.make("user-auto", DigimeTest.contractId)
+      /** Opens the consent page as a browser would: the redirect's target. */
+      const open = (url: string) =>
+        Effect.gen(function*() {
+          const answer = yield* http.get(url)
+          assert.strictEqual(answer.status, 302)
+          assert.strictEqual(answer.headers["cache-control"], "no-store")
+          return answer.headers["location"]!
+        })
+
+      const start = yield* client.getAuthorizeUrl({ contractId: key.contractId, callbackUrl: DigimeTest.callbackUrl })
+      const callback = yield* open(start.url)
+      assert.isTrue(callback.startsWith(`${DigimeTest.callbackUrl}?`))
+      const result = yield* TokenProtocol.parseCallback(callback, start.state)
+      const first = yield* manager.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
+      assert.lengthOf(yield* AutoRefresh.withAutoRefresh(key, client.readAccounts), 1)
+
+      const again = yield* manager.getReauthorizeUrl({ key, callbackUrl: DigimeTest.callbackUrl })
+      assert.include(again.url, "/user-reauth?")
+      const reauthorized = yield* TokenProtocol.parseCallback(yield* open(again.url), again.state)
+      const second = yield* manager.exchangeCodeForToken({
+        key,
+        code: reauthorized.code,
+        codeVerifier: again.codeVerifier
+      })
+      assert.strictEqual(second.digimeUserId, first.digimeUserId)
+      assert.strictEqual((yield* simulator.stats).exchanges, 2)
+
+      // The page is opened once: its code is used.
+      const used = yield* http.get(start.url)
+      assert.strictEqual(used.status, 400)
+      assert.strictEqual(((yield* used.json) as any).error.code, "InvalidConsentRequest")
+      const recorded = (yield* simulator.requests).filter((request) => request.endpoint === "consent")
+      assert.deepStrictEqual(recorded.map((request) => [request.method, request.path, request.status]), [
+        ["GET", "/apps/saas/authorize", 302],
+        ["GET", "/apps/saas/user-reauth", 302],
+        ["GET", "/apps/saas/authorize", 400]
+      ])
+      assert.strictEqual(recorded[2]!.problem, "consent: the onboarding URL's code was already used")
+    }).pipe(Effect.provide(DigimeTest.layer({ simulator: { autoConsent: true } }))))
+
+  it.effect("only GET; not counted in stats, no fault applies; without autoConsent the page is not handled", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      yield* simulator.injectFault({ _tag: "Status", endpoint: "authorize", status: 500 })
+      const { challenge } = yield* pkce
+      const unlucky = yield* call("POST", "oauth/authorize", authorizeClaims(challenge), { agent })
+      assert.strictEqual(unlucky.status, 500)
+      const answer = yield* call("POST", "oauth/authorize", authorizeClaims(challenge), { agent })
+      const url = `${simulator.onboardUrl}authorize?code=${decodeJwt(answer.json.token).payload.preauthorization_code}`
+      assertError(yield* send("POST", "", undefined, undefined, url), 405, "MethodNotAllowed")
+      const opened = yield* send("GET", "", undefined, undefined, url)
+      assert.strictEqual(opened.status, 302)
+      const callback = new URL(opened.headers["location"]!)
+      assert.strictEqual(callback.searchParams.get("success"), "true")
+      assert.strictEqual(callback.searchParams.get("state"), "state-1")
+      assert.isString(callback.searchParams.get("accountReference"))
+      assert.strictEqual((yield* exchange(callback.searchParams.get("code")!, (yield* pkce).verifier)).status, 400)
+      const stats = yield* simulator.stats
+      assert.strictEqual(stats.requests.authorize, 2)
+      assert.strictEqual(Object.values(stats.requests).reduce((n, count) => n + count, 0), 3)
+    }).pipe(
+      Effect.provide(TestLayer({ autoConsent: true })),
+      Effect.zipRight(
+        Effect.gen(function*() {
+          // Without the option, the consent page is no path of the API.
+          const simulator = yield* DigimeSimulator.DigimeSimulator
+          const answer = yield* send("GET", "", undefined, undefined, `${simulator.onboardUrl}authorize?code=x`)
+          assertError(answer, 404, "NotFound")
+          assert.strictEqual((yield* simulator.requests)[0]!.endpoint, "unknown")
+        }).pipe(Effect.provide(TestLayer()))
+      )
+    ))
+})
+
+describe("DigimeSimulator: log", () => {
+  it.effect("one info line per request: method, path, status, and for a refusal its code and cause", () =>
+    recordingLogs((lines) =>
+      Effect.gen(function*() {
+        const jwt = yield* sign({ ...(yield* baseClaims), access_token: "x" })
+        const [header, payload, signature] = jwt.split(".")
+        const flipped = `${signature!.slice(0, 10)}${signature![10] === "A" ? "B" : "A"}${signature!.slice(11)}`
+        // digi.me's answer does not say why...
+        assertError(
+          yield* send("GET", "permission-access/accounts", `${header}.${payload}.${flipped}`),
+          406,
+          "ValidationErrors",
+          "Parameter validation errors"
+        )
+        yield* send("GET", "jwks/oauth", undefined)
+        yield* call("POST", "oauth/token", { grant_type: "refresh_token", refresh_token: "nope", iat: 1 })
+        yield* send("GET", "nowhere?code=secret-code", undefined)
+
+        const logged = simulatorLines(lines)
+        // ...the log does.
+        assert.deepStrictEqual(logged.map((line) => line.message), [
+          "GET /v1.7/permission-access/accounts 406 ValidationErrors: assertion: the signature does not verify (PS512, 64-byte salt)",
+          "GET /v1.7/jwks/oauth 200",
+          "POST /v1.7/oauth/token 400 ValidationErrors: unexpected claim: iat",
+          "GET /v1.7/nowhere 404 NotFound: unknown path"
+        ])
+        assert.isTrue(logged.every((line) => line.level === LogLevel.Info))
+        assert.deepStrictEqual(logged[0]!.annotations, {
+          "simulator.endpoint": "accounts",
+          "simulator.status": "406",
+          "simulator.problem": "assertion: the signature does not verify (PS512, 64-byte salt)"
+        })
+        assert.deepStrictEqual(logged[1]!.annotations, { "simulator.endpoint": "jwks", "simulator.status": "200" })
+        assert.strictEqual(logged[3]!.annotations["simulator.endpoint"], "unknown")
+        for (const line of lines) assert.notInclude(line.message, "secret-code")
+      }).pipe(Effect.provide(TestLayer({ log: true })))
+    ))
+
+  it.effect("off by default: nothing logged", () =>
+    recordingLogs((lines) =>
+      Effect.gen(function*() {
+        yield* authorized
+        yield* send("GET", "jwks/oauth", undefined)
+        assert.deepStrictEqual(simulatorLines(lines), [])
+      }).pipe(Effect.provide(TestLayer()))
+    ))
+
+  it.effect("a whole journey with autoConsent: every request logged, no code, verifier, token, key or assertion", () =>
+    recordingLogs((lines) =>
+      Effect.gen(function*() {
+        const client = yield* DigimeClient.DigimeClient
+        const manager = yield* TokenManager.TokenManager
+        const http = yield* HttpClient.HttpClient
+        const key = TokenKey.make("user-log", DigimeTest.contractId)
+        const secrets: Array<string> = []
+        const keep = (token: UserAccessToken.UserAccessToken) =>
+          secrets.push(Redacted.value(token.accessToken.value), Redacted.value(token.refreshToken.value))
+
+        const start = yield* client.getAuthorizeUrl({ contractId: key.contractId, callbackUrl: DigimeTest.callbackUrl })
+        secrets.push(Redacted.value(start.codeVerifier), new URL(start.url).searchParams.get("code")!)
+        const callback = (yield* http.get(start.url)).headers["location"]!
+        const result = yield* TokenProtocol.parseCallback(callback, start.state)
+        secrets.push(Redacted.value(result.code))
+        keep(yield* manager.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier }))
+        yield* AutoRefresh.withAutoRefresh(key, client.readAccounts)
+        yield* TestClock.adjust("2 hours")
+        yield* AutoRefresh.withAutoRefresh(key, client.readAccounts)
+        keep(Option.getOrThrow(yield* (yield* TokenStore.TokenStore).get(key)).token)
+        const session = yield* AutoRefresh.withAutoRefresh(key, client.readSession)
+        secrets.push(session.key)
+        yield* AutoRefresh.withAutoRefresh(key, (credentials) =>
+          client.readFileList({ ...credentials, sessionKey: session.key }))
+        const simulator = yield* DigimeSimulator.DigimeSimulator
+        const stored = yield* simulator.requests
+
+        const logged = simulatorLines(lines)
+        assert.strictEqual(logged.length, stored.length)
+        assert.deepStrictEqual(
+          logged.map((line) =>
+            line.message.replace(/query\/\S+/, "query/…")
+          ),
+          [
+            "POST /v1.7/oauth/authorize 201",
+            "GET /v1.7/jwks/oauth 200",
+            "GET /apps/saas/authorize 302",
+            "POST /v1.7/oauth/token 201",
+            "GET /v1.7/permission-access/accounts 202",
+            "POST /v1.7/oauth/token 201",
+            "GET /v1.7/jwks/oauth 200",
+            "GET /v1.7/permission-access/accounts 202",
+            "POST /v1.7/permission-access/trigger 202",
+            "GET /v1.7/permission-access/query/… 200"
+          ]
+        )
+        // The session key is cut to its first characters.
+        assert.include(logged[9]!.message, `/query/${session.key.slice(0, 6)}… 200`)
+        assert.isAtLeast(secrets.length, 8)
+        for (const line of lines) {
+          const texts = [line.message, ...Object.values(line.annotations)]
+          for (const text of texts) {
+            assert.notInclude(text, "Bearer")
+            assert.notInclude(text, "eyJ")
+            for (const secret of secrets) assert.notInclude(text, secret)
+          }
+        }
+      }).pipe(Effect.provide(DigimeTest.layer({ simulator: { autoConsent: true, log: true } })))
+    ))
 })

@@ -911,6 +911,65 @@ describe("DigimeSimulator data: managing accounts", () => {
       assert.strictEqual(stats.requests.revokeAccount, 5)
       assert.strictEqual(stats.requests.deleteAccount, 3)
     }).pipe(Effect.provide(TestLayer())))
+
+  it.effect("autoConsent: the onboard, reauthorize and revoke pages redirect at once, as Allow", () =>
+    Effect.gen(function*() {
+      const simulator = yield* DigimeSimulator.DigimeSimulator
+      const client = yield* HttpClient.HttpClient
+      const { accessToken, accountId, digimeUserId } = yield* newUser
+      /** Opens a page as a browser would: the redirect's target. */
+      const open = (url: string) =>
+        Effect.gen(function*() {
+          const answer = yield* client.get(url)
+          assert.strictEqual(answer.status, 302)
+          return new URL(answer.headers["location"]!)
+        })
+      const referenceCode = (extra: Record<string, unknown> = {}) =>
+        Effect.map(
+          send("POST", "oauth/token/reference", reader, onboardClaims(accessToken, extra), jsonBody({ agent })),
+          (answer) => decodePayload(json(answer).token).reference_code as string
+        )
+
+      // Onboard: one more account.
+      const onboarded = yield* open(`${simulator.onboardUrl}onboard?code=${yield* referenceCode({ state: "st" })}`)
+      assert.deepStrictEqual([...onboarded.searchParams.entries()], [["success", "true"], ["state", "st"]])
+      assert.strictEqual(`${onboarded.origin}${onboarded.pathname}`, callbackUrl)
+      const [, second] = yield* simulator.accountsOf(digimeUserId)
+      assert.isDefined(second)
+
+      // Revoke the second account's permission: it needs reauthorization.
+      const revoke = yield* send("GET", "permission-access/revoke/h:accountId", reader, { access_token: accessToken }, {
+        headers: { accountid: second!.id, redirecturi: "https://app.example/revoked" }
+      })
+      const revoked = yield* open(json(revoke).location)
+      assert.strictEqual(revoked.href, "https://app.example/revoked?result=success")
+      assert.isTrue((yield* simulator.accountsOf(digimeUserId))[1]!.reauthRequired)
+
+      // Reauthorize it.
+      const code = yield* referenceCode()
+      const { id } = json(
+        yield* send("POST", "reference", reader, {}, jsonBody({ type: "accountId", value: second!.id }))
+      )
+      const reauthorized = yield* open(`${simulator.onboardUrl}reauthorize?code=${code}&accountRef=${id}`)
+      assert.strictEqual(reauthorized.searchParams.get("success"), "true")
+      assert.deepStrictEqual(
+        (yield* simulator.accountsOf(digimeUserId)).map((account) => [account.id, account.reauthRequired]),
+        [[accountId, false], [second!.id, false]]
+      )
+      // A refused page: an accountRef that is not one.
+      const unknown = yield* client.get(
+        `${simulator.onboardUrl}reauthorize?code=${yield* referenceCode()}&accountRef=x`
+      )
+      assert.strictEqual(unknown.status, 400)
+      const recorded = (yield* simulator.requests).filter((request) => request.endpoint === "consent")
+      assert.deepStrictEqual(recorded.map((request) => [request.path, request.status]), [
+        ["/apps/saas/onboard", 302],
+        ["/apps/saas/revoke", 302],
+        ["/apps/saas/reauthorize", 302],
+        ["/apps/saas/reauthorize", 400]
+      ])
+      assert.strictEqual(recorded[3]!.problem, "consent: the reauthorize URL carries an unknown or expired accountRef")
+    }).pipe(Effect.provide(TestLayer({ autoConsent: true }))))
 })
 
 describe("DigimeSimulator data: discovery, sample data, contract details, report", () => {

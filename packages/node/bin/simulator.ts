@@ -1,17 +1,26 @@
+#!/usr/bin/env node
 /**
- * `pnpm simulator`: serves the simulated digi.me over HTTP until SIGINT or SIGTERM, and prints the
- * URLs to point an application at. Run with `--help` for the options.
+ * `digime-simulator` (the package's `bin`; `pnpm simulator` in this repository): serves the
+ * simulated digi.me over HTTP until SIGINT or SIGTERM, and prints the URLs to point an application
+ * at. Run with `--help` for the options.
+ *
+ * Built by `bin/tsconfig.json` into `dist/bin/simulator.js`. It imports the package by its own
+ * name, so that the built file finds the built modules once installed (`publishConfig.exports`),
+ * and `tsx bin/simulator.ts` the sources in this repository (`exports`).
  */
+import * as NodeDigimeSimulator from "@digime-effect/node/testing/NodeDigimeSimulator"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Arr from "effect/Array"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import { readFile } from "node:fs/promises"
 import { parseArgs } from "node:util"
-import * as NodeDigimeSimulator from "../src/testing/NodeDigimeSimulator.js"
 
-const usage = `Usage: pnpm simulator [options]
+const usage = `Usage: digime-simulator [options]     (in the digime-effect repository: pnpm simulator)
 
 Serves a simulated digi.me (API, key set, consent pages) over HTTP until interrupted.
 
@@ -31,6 +40,10 @@ Options:
   --sync-polls N               running file-list answers before a sync completes (default 2)
   --fail-every N:STATUS        answer every Nth API request with STATUS (500-599)
   --drop-refresh-answers N     cut the connection after each of the next N successful refreshes
+  --auto-consent               opening a consent page answers at once with the redirect to the
+                               callback (code and state), as clicking Allow would: no page to read
+  --log                        print one line per request: method, path, status, and for a refusal
+                               its cause (digi.me's answer only says e.g. "Parameter validation errors")
   --help                       show this help
 `
 
@@ -67,6 +80,8 @@ const parse = Effect.gen(function*() {
           latency: { type: "string" },
           "fail-every": { type: "string" },
           "drop-refresh-answers": { type: "string" },
+          "auto-consent": { type: "boolean" },
+          log: { type: "boolean" },
           help: { type: "boolean", short: "h" }
         }
       }),
@@ -123,7 +138,9 @@ const parse = Effect.gen(function*() {
     latency: latency === undefined || latency === 0 ? undefined : Duration.millis(latency),
     failEvery,
     dropRefreshAnswers,
-    syncPolls
+    syncPolls,
+    autoConsent: values["auto-consent"] === true ? true : undefined,
+    log: values.log === true ? true : undefined
   }
   return options
 })
@@ -158,6 +175,12 @@ const serve = (options: NodeDigimeSimulator.Options) =>
         `  pushed        GET  ${server.controlUrl}pushed`,
         `  application   ${options.applicationId}`,
         `  contract ids  ${contractIds.length === 0 ? "(none yet)" : contractIds.join(", ")}`,
+        `  consent       ${
+          options.autoConsent === true
+            ? "automatic: a consent page redirects to the callback at once (--auto-consent)"
+            : "a page with Allow and Deny (--auto-consent to skip it)"
+        }`,
+        `  log           ${options.log === true ? "one line per request, below (--log)" : "off (--log to turn on)"}`,
         "",
         "Point your application at it:",
         `  DIGIME_APPLICATION_ID=${options.applicationId}`,
@@ -169,6 +192,12 @@ const serve = (options: NodeDigimeSimulator.Options) =>
     return yield* Effect.never
   }).pipe(Effect.scoped)
 
+/** One line per log entry on stdout: the time, the level when it is not INFO, the message. */
+const lineLogger = Logger.make(({ date, logLevel, message }) => {
+  const level = logLevel === LogLevel.Info ? "" : ` ${logLevel.label}`
+  globalThis.console.log(`${date.toISOString()}${level} ${Arr.ensure(message).map(String).join(" ")}`)
+})
+
 const main = Effect.gen(function*() {
   const options = yield* parse
   if (options === undefined) return yield* Console.log(usage)
@@ -176,18 +205,22 @@ const main = Effect.gen(function*() {
 }).pipe(
   Effect.catchTag("UsageError", (error) =>
     Effect.zipRight(
-      Console.error(`simulator: ${error.message}\n\n${usage}`),
+      Console.error(`digime-simulator: ${error.message}\n\n${usage}`),
       Effect.sync(() => {
         process.exitCode = 2
       })
     )),
   Effect.catchTag("ServeError", (error) =>
     Effect.zipRight(
-      Console.error(`simulator: cannot listen (${error.cause instanceof Error ? error.cause.message : "unknown"})`),
+      Console.error(
+        `digime-simulator: cannot listen (${error.cause instanceof Error ? error.cause.message : "unknown"})`
+      ),
       Effect.sync(() => {
         process.exitCode = 1
       })
     ))
 )
 
-NodeRuntime.runMain(main)
+NodeRuntime.runMain(main.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, lineLogger))), {
+  disablePrettyLogger: true
+})

@@ -7,8 +7,21 @@
  * user, read back with the first.
  *
  *   pnpm demo [--access-lifetime 3] [--refresh-lifetime 10] [--concurrency 200] [--simulator-url URL]
+ *
+ * The lifetimes are minimums: the demo first times its own steps on this machine (a rehearsal on
+ * a simulator of its own) and lengthens them when the machine is slow, so that each step happens
+ * when the timeline says, however loaded the machine.
  */
-import { Authorization, AutoRefresh, DigimeClient, Files, TokenKey, TokenStore } from "@digime-effect/core"
+import {
+  Authorization,
+  AutoRefresh,
+  DigimeClient,
+  Files,
+  PendingAuthorizations,
+  TokenKey,
+  TokenManager,
+  TokenStore
+} from "@digime-effect/core"
 import type { DigimeSimulator } from "@digime-effect/core/testing"
 import { TestContract } from "@digime-effect/core/testing"
 import { NodeDigime, SqlPendingAuthorizations, SqlTokenStore } from "@digime-effect/node"
@@ -27,8 +40,9 @@ const usage = `Usage: pnpm demo [options]
 Walks the whole digi.me token lifecycle against a simulated digi.me over HTTP and prints a timeline.
 
 Options:
-  --access-lifetime SECONDS   access token lifetime (default 3)
-  --refresh-lifetime SECONDS  refresh token lifetime, counted from the authorization (default 10)
+  --access-lifetime SECONDS   access token lifetime, at least (default 3)
+  --refresh-lifetime SECONDS  refresh token lifetime, counted from the authorization, at least (default 10);
+                              both are lengthened when a rehearsal of the steps shows a slow machine
   --concurrency N             concurrent reads in the burst on a stale token (default 200)
   --simulator-url URL         use a simulator already running (pnpm simulator) instead of starting one;
                               its own lifetimes apply, and its application id must be demo-app
@@ -313,11 +327,98 @@ const program = (simulator: Simulated) =>
     yield* log("done: every token decision above was made by withAutoRefresh")
   })
 
+// The library on the simulated digi.me at `baseUrl`, storing in `stores`.
+const libraryOn = (
+  simulator: { readonly baseUrl: string; readonly onboardUrl: string },
+  contracts: ReadonlyArray<TestContract.TestContract>,
+  stores: Layer.Layer<TokenStore.TokenStore | PendingAuthorizations.PendingAuthorizations, unknown>
+) =>
+  NodeDigime.layer({
+    applicationId,
+    contracts: contracts.map((each) => each.contract),
+    baseUrl: simulator.baseUrl,
+    onboardUrl: simulator.onboardUrl,
+    refreshLeadTime: Duration.millis(500),
+    refreshWaitMargin: Duration.millis(500)
+  }).pipe(Layer.provideMerge(stores))
+
+/**
+ * Times the steps whose length the lifetimes must cover, on a simulator of its own with long
+ * lifetimes: an authorization and a read, a refresh, and the burst of concurrent reads on a stale
+ * token. Slowest of two rounds (the first also warms the code up), in milliseconds.
+ */
+const rehearse = (contract: TestContract.TestContract) =>
+  Effect.gen(function*() {
+    const server = yield* NodeDigimeSimulator.make({
+      applicationId,
+      contracts: [{ contractId, publicKeyPem: contract.publicKeyPem }]
+    })
+    const simulator = yield* overHttp(server.origin)
+    const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.map(Effect.timed(effect), ([duration]) => Duration.toMillis(duration))
+    return yield* Effect.gen(function*() {
+      const client = yield* DigimeClient.DigimeClient
+      const manager = yield* TokenManager.TokenManager
+      const slowest = { authorize: 0, refresh: 0, burst: 0 }
+      for (let round = 0; round < 2; round++) {
+        const user = TokenKey.make(`rehearsal-${round}`, contractId)
+        const read = AutoRefresh.withAutoRefresh(user, client.readAccounts)
+        const authorize = yield* timed(Effect.gen(function*() {
+          const start = yield* Authorization.startAuthorization({ key: user, callbackUrl })
+          yield* Authorization.completeAuthorization(yield* simulator.consent(start.url))
+          yield* read
+        }))
+        const refresh = yield* timed(Effect.zipRight(manager.refresh(user), read))
+        const burst = yield* timed(Effect.zipRight(
+          manager.refresh(user),
+          Effect.all(Array.from({ length: concurrency }, () => read), { concurrency: "unbounded" })
+        ))
+        slowest.authorize = Math.max(slowest.authorize, authorize)
+        slowest.refresh = Math.max(slowest.refresh, refresh)
+        slowest.burst = Math.max(slowest.burst, burst)
+      }
+      return slowest
+    }).pipe(
+      Effect.provide(
+        libraryOn(server, [contract], Layer.merge(TokenStore.layerMemory, PendingAuthorizations.layerMemory))
+      )
+    )
+  }).pipe(Effect.scoped)
+
+/**
+ * The lifetimes the timeline needs, from the steps' measured lengths (three times each, for the
+ * machine getting slower meanwhile), never under the ones asked for: the access token must
+ * outlive an authorization and a read, and the burst; the refresh token, counted from the
+ * authorization, must outlive that, two access tokens, a refresh and the burst.
+ */
+const lifetimesFor = (measured: { readonly authorize: number; readonly refresh: number; readonly burst: number }) => {
+  const slack = 3
+  // It must also outlive the burst: a token that expires while the burst runs is refreshed again.
+  const access = Math.max(accessLifetime, Math.ceil((slack * Math.max(measured.authorize, measured.burst)) / 1000))
+  const refresh = Math.max(
+    refreshLifetime,
+    Math.ceil((slack * (measured.authorize + measured.refresh + measured.burst)) / 1000) + 2 * access + 1
+  )
+  return { access, refresh }
+}
+
 const main = Effect.gen(function*() {
   const contract = yield* TestContract.make(contractId)
   const writeContract = yield* TestContract.make(writeContractId)
   let origin: string
   if (simulatorOrigin === undefined) {
+    const measured = yield* rehearse(contract)
+    const lifetimes = lifetimesFor(measured)
+    yield* log(
+      `rehearsal on this machine: an authorization and a read ${measured.authorize.toFixed(0)} ms, a refresh ` +
+        `${measured.refresh.toFixed(0)} ms, ${concurrency} reads on a stale token ${measured.burst.toFixed(0)} ms`
+    )
+    if (lifetimes.access !== accessLifetime || lifetimes.refresh !== refreshLifetime) {
+      yield* log(
+        `lifetimes lengthened to fit this machine: access ${lifetimes.access} s (asked ${accessLifetime}), ` +
+          `refresh ${lifetimes.refresh} s (asked ${refreshLifetime})`
+      )
+    }
     const server = yield* NodeDigimeSimulator.make({
       applicationId,
       appName: "digime-effect demo",
@@ -325,14 +426,14 @@ const main = Effect.gen(function*() {
         { contractId, publicKeyPem: contract.publicKeyPem },
         { contractId: writeContractId, publicKeyPem: writeContract.publicKeyPem, accessType: "w" }
       ],
-      accessTokenLifetime: Duration.seconds(accessLifetime),
-      refreshTokenLifetime: Duration.seconds(refreshLifetime),
+      accessTokenLifetime: Duration.seconds(lifetimes.access),
+      refreshTokenLifetime: Duration.seconds(lifetimes.refresh),
       refreshTokenExpiry: "fixed",
       strictRotation: true
     })
     origin = server.origin
     yield* log(
-      `started a simulated digi.me at ${server.baseUrl} (access ${accessLifetime} s, refresh ${refreshLifetime} s)`
+      `started a simulated digi.me at ${server.baseUrl} (access ${lifetimes.access} s, refresh ${lifetimes.refresh} s)`
     )
   } else {
     origin = simulatorOrigin
@@ -357,14 +458,7 @@ const main = Effect.gen(function*() {
   const stores = Layer.merge(SqlTokenStore.layer(), SqlPendingAuthorizations.layer()).pipe(
     Layer.provide(SqliteClient.layer({ filename: storeFile }))
   )
-  const layer = NodeDigime.layer({
-    applicationId,
-    contracts: [contract.contract, writeContract.contract],
-    baseUrl: simulator.baseUrl,
-    onboardUrl: simulator.onboardUrl,
-    refreshLeadTime: Duration.millis(500)
-  }).pipe(Layer.provideMerge(stores))
-  yield* Effect.provide(program(simulator), layer)
+  yield* Effect.provide(program(simulator), libraryOn(simulator, [contract, writeContract], stores))
 }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici))
 
 Effect.runPromiseExit(main).then((exit) => {

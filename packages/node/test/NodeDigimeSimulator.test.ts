@@ -3,11 +3,26 @@ import { DigimeSimulator, TestContract } from "@digime-effect/core/testing"
 import { NodeSigner } from "@digime-effect/node"
 import { NodeDigimeSimulator, NodeDigimeTest } from "@digime-effect/node/testing"
 import { assert, describe, it } from "@effect/vitest"
-import { DateTime, Duration, Effect, Either, Encoding, Layer, Redacted, Schedule, TestClock } from "effect"
-import { spawn } from "node:child_process"
+import {
+  DateTime,
+  Duration,
+  Effect,
+  Either,
+  Encoding,
+  HashMap,
+  Inspectable,
+  Layer,
+  Logger,
+  LogLevel,
+  Redacted,
+  Schedule,
+  TestClock
+} from "effect"
+import { execFile, spawn } from "node:child_process"
 import { constants, createDecipheriv, createPrivateKey, privateDecrypt } from "node:crypto"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { accessSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as NodeHttp from "node:http"
+import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { brotliCompressSync, brotliDecompressSync, gunzipSync } from "node:zlib"
@@ -389,6 +404,119 @@ describe("NodeDigimeSimulator: the client library over HTTP", () => {
     }).pipe(Effect.provide(ClientLayer({ failEvery: { nth: 3, status: 503 } }))))
 })
 
+// --- autoConsent and the request log over HTTP -----------------------------------------------
+
+/** Runs the effect (the server built inside it) with a logger that keeps the simulator's lines. */
+const withRecordedLog = <A, E, R>(effect: (lines: ReadonlyArray<string>) => Effect.Effect<A, E, R>) => {
+  const lines: Array<string> = []
+  const recorder = Logger.make(({ annotations, message }) => {
+    if (!HashMap.has(annotations, "simulator.endpoint")) return
+    const parts = Array.isArray(message) ? message : [message]
+    const notes: Array<string> = []
+    HashMap.forEach(annotations, (value, name) => notes.push(`${name}=${Inspectable.toStringUnknown(value)}`))
+    lines.push([parts.map((part) => Inspectable.toStringUnknown(part)).join(" "), ...notes.sort()].join(" | "))
+  })
+  return effect(lines).pipe(
+    Effect.provide(Logger.replace(Logger.defaultLogger, recorder)),
+    Logger.withMinimumLogLevel(LogLevel.All)
+  )
+}
+
+describe("NodeDigimeSimulator: autoConsent and log over HTTP", () => {
+  it.live("autoConsent: the library authorizes and reauthorizes by reading the page's 302, without a browser", () =>
+    Effect.gen(function*() {
+      const client = yield* DigimeClient.DigimeClient
+      const manager = yield* TokenManager.TokenManager
+      const key = TokenKey.make("user-auto", contractId)
+      /** A client without a browser opens the page: the redirect's target, no HTML read. */
+      const open = (url: string) =>
+        Effect.gen(function*() {
+          const answer = yield* http("GET", url)
+          assert.strictEqual(answer.status, 302, answer.text)
+          assert.strictEqual(answer.text, "")
+          return answer.headers.get("location")!
+        })
+
+      const start = yield* client.getAuthorizeUrl({ contractId, callbackUrl })
+      const callback = yield* open(start.url)
+      assert.isTrue(callback.startsWith(`${callbackUrl}?`))
+      const result = yield* TokenProtocol.parseCallback(callback, start.state)
+      yield* manager.exchangeCodeForToken({ key, code: result.code, codeVerifier: start.codeVerifier })
+      assert.lengthOf(yield* AutoRefresh.withAutoRefresh(key, client.readAccounts), 1)
+
+      const reauth = yield* manager.getReauthorizeUrl({ key, callbackUrl })
+      const reauthResult = yield* TokenProtocol.parseCallback(yield* open(reauth.url), reauth.state)
+      yield* manager.exchangeCodeForToken({ key, code: reauthResult.code, codeVerifier: reauth.codeVerifier })
+      yield* AutoRefresh.withAutoRefresh(key, client.readAccounts)
+
+      // The page cannot be opened twice; only GET opens it.
+      const used = yield* http("GET", start.url)
+      assert.strictEqual(used.status, 400)
+      assert.strictEqual(used.json.error.code, "InvalidConsentRequest")
+      assert.strictEqual((yield* http("POST", start.url)).status, 405)
+      const { controlUrl } = yield* server
+      const stats = (yield* http("GET", `${controlUrl}stats`)).json as DigimeSimulator.Stats
+      assert.strictEqual(stats.exchanges, 2)
+      const requests = (yield* http("GET", `${controlUrl}requests`)).json as ReadonlyArray<
+        DigimeSimulator.RecordedRequest
+      >
+      assert.deepStrictEqual(
+        requests.filter((request) => request.endpoint === "consent").map((request) => [request.path, request.status]),
+        [["/apps/saas/authorize", 302], ["/apps/saas/user-reauth", 302], ["/apps/saas/authorize", 400], [
+          "/apps/saas/authorize",
+          405
+        ]]
+      )
+    }).pipe(Effect.provide(ClientLayer({ autoConsent: true }))))
+
+  it.live("log: one line per request, API, consent pages and control, with the cause of each refusal; no secret", () =>
+    withRecordedLog((lines) =>
+      Effect.gen(function*() {
+        const { controlUrl } = yield* server
+        const forged = yield* call("GET", "permission-access/accounts", { access_token: "x" }, { signWith: impostor })
+        // digi.me's words in the answer, the cause in the log.
+        assert.strictEqual(forged.json.error.message, "Parameter validation errors")
+        const { url, verifier } = yield* preAuthorize
+        assert.strictEqual((yield* http("GET", url)).status, 200)
+        const callback = yield* choose(url, "allow")
+        assert.strictEqual((yield* http("GET", url)).status, 400)
+        const code = callback.searchParams.get("code")!
+        const token = decodePayload((yield* exchange(code, verifier)).json.token)
+        assert.strictEqual(
+          (yield* postJson(`${controlUrl}contracts`, { contractId: "bad", publicKeyPem: "nope" })).status,
+          400
+        )
+        assert.strictEqual((yield* http("GET", `${controlUrl}stats`)).status, 200)
+
+        assert.deepStrictEqual(lines.map((line) => line.split(" | ")[0]), [
+          "GET /v1.7/permission-access/accounts 406 ValidationErrors: assertion: the signature does not verify (PS512, 64-byte salt)",
+          "POST /v1.7/oauth/authorize 201",
+          "GET /apps/saas/authorize 200",
+          "POST /apps/saas/consent 303",
+          "GET /apps/saas/authorize 400: the onboarding URL's code was already used",
+          "POST /v1.7/oauth/token 201",
+          "POST /_simulator/contracts 400 InvalidRequest: the public key of contract bad is not an RSA public PEM",
+          "GET /_simulator/stats 200"
+        ])
+        assert.include(lines[0]!, "simulator.endpoint=accounts")
+        assert.include(lines[0]!, "simulator.problem=assertion: the signature does not verify")
+        assert.include(lines[2]!, "simulator.endpoint=consentPage")
+        assert.include(lines[6]!, "simulator.endpoint=control")
+        const secrets = [
+          code,
+          verifier,
+          new URL(url).searchParams.get("code")!,
+          token.access_token.value,
+          token.refresh_token.value
+        ]
+        for (const line of lines) {
+          assert.notInclude(line, "eyJ")
+          for (const secret of secrets) assert.notInclude(line, secret)
+        }
+      }).pipe(Effect.provide(ServerLayer({ log: true })))
+    ))
+})
+
 describe("NodeDigimeSimulator: control endpoints", () => {
   it.live("stats, requests, contracts and faults", () =>
     Effect.gen(function*() {
@@ -613,11 +741,17 @@ interface Process {
   readonly kill: () => void
 }
 
-const startCli = (args: ReadonlyArray<string>) =>
+const packageDir = join(import.meta.dirname, "..")
+
+/**
+ * Runs the command line: `bin/simulator.ts` as `pnpm simulator` does, or another script (the built
+ * `dist/bin/simulator.js`). tsx loads the TypeScript sources the repository's `exports` point at.
+ */
+const startCli = (args: ReadonlyArray<string>, script = "bin/simulator.ts") =>
   Effect.acquireRelease(
     Effect.sync((): Process => {
-      const child = spawn(process.execPath, ["--import", "tsx", "bin/simulator.ts", ...args], {
-        cwd: join(import.meta.dirname, ".."),
+      const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
+        cwd: packageDir,
         stdio: ["ignore", "pipe", "pipe"]
       })
       let output = ""
@@ -975,6 +1109,128 @@ describe("NodeDigimeSimulator: the CLI", () => {
       const code = yield* Effect.promise(() => cli.exited).pipe(Effect.timeout("20 seconds"))
       assert.strictEqual(code, 2)
       assert.include(cli.output(), "--fail-every needs N:STATUS")
-      assert.include(cli.output(), "Usage: pnpm simulator")
+      assert.include(cli.output(), "Usage: digime-simulator")
     }).pipe(Effect.scoped), 40_000)
+
+  it.live("--help lists --auto-consent and --log; an unknown flag is a usage error", () =>
+    Effect.gen(function*() {
+      const help = yield* startCli(["--help"])
+      assert.strictEqual(yield* Effect.promise(() => help.exited).pipe(Effect.timeout("20 seconds")), 0)
+      assert.match(help.output(), /^Usage: digime-simulator \[options\]/)
+      assert.include(help.output(), "--auto-consent")
+      assert.include(help.output(), "--log")
+      const bad = yield* startCli(["--auto-consent=yes"])
+      assert.strictEqual(yield* Effect.promise(() => bad.exited).pipe(Effect.timeout("20 seconds")), 2)
+      assert.include(bad.output(), "digime-simulator: ")
+    }).pipe(Effect.scoped), 40_000)
+
+  it.live(
+    "--auto-consent --log: a whole authorization with no page read; each request logged with its cause",
+    () =>
+      Effect.gen(function*() {
+        const dir = mkdtempSync(join(tmpdir(), "simulator-cli-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+        const pemPath = join(dir, "contract.pem")
+        writeFileSync(pemPath, contract.publicKeyPem)
+        const cli = yield* startCli([
+          "--application-id",
+          "cli-app",
+          "--contract",
+          `${contractId}=${pemPath}`,
+          "--auto-consent",
+          "--log"
+        ])
+        const baseUrl = yield* waitFor("the base URL", () => /base URL\s+(\S+)/.exec(cli.output())?.[1], cli)
+        assert.include(cli.output(), "consent       automatic")
+        assert.include(cli.output(), "log           one line per request")
+        const signer = yield* Signer.Signer
+        const signed = (method: string, path: string, claims: Record<string, unknown>, body?: unknown) =>
+          Effect.gen(function*() {
+            const jwt = yield* signer.sign(contract.contract, {
+              client_id: `cli-app_${contractId}`,
+              nonce: makeNonce(),
+              timestamp: Date.now(),
+              ...claims
+            })
+            return yield* http(method, `${baseUrl}${path}`, {
+              headers: {
+                authorization: `Bearer ${Redacted.value(jwt)}`,
+                ...(body === undefined ? {} : { "content-type": "application/json" })
+              },
+              ...(body === undefined ? {} : { body: JSON.stringify(body) })
+            })
+          })
+
+        const { challenge, verifier } = yield* pkce
+        const authorized = yield* signed("POST", "oauth/authorize", authorizeClaims(challenge), { agent })
+        assert.strictEqual(authorized.status, 201)
+        const onboarding = `${new URL(baseUrl).origin}/apps/saas/authorize?code=${
+          decodePayload(authorized.json.token).preauthorization_code
+        }`
+        const page = yield* http("GET", onboarding)
+        assert.strictEqual(page.status, 302)
+        const callback = new URL(page.headers.get("location")!)
+        assert.strictEqual(callback.searchParams.get("state"), "state-1")
+        const code = callback.searchParams.get("code")!
+        const token = yield* signed("POST", "oauth/token", {
+          grant_type: "authorization_code",
+          code,
+          code_verifier: verifier
+        })
+        assert.strictEqual(token.status, 201)
+        const unsigned = yield* http("GET", `${baseUrl}permission-access/accounts`)
+        assert.strictEqual(unsigned.json.error.message, "Parameter validation errors")
+
+        yield* waitFor("the log lines", () =>
+          cli.output().includes("GET /v1.7/permission-access/accounts 406") || undefined, cli)
+        const logged = cli.output().split("\n").filter((line) =>
+          /^\d{4}-\d\d-\d\dT/.test(line)
+        )
+        assert.deepStrictEqual(logged.map((line) => line.replace(/^\S+ /, "")), [
+          "POST /v1.7/oauth/authorize 201",
+          "GET /apps/saas/authorize 302",
+          "POST /v1.7/oauth/token 201",
+          "GET /v1.7/permission-access/accounts 406 ValidationErrors: assertion: missing or malformed Authorization header"
+        ])
+        const payload = decodePayload(token.json.token)
+        for (const secret of [code, verifier, payload.access_token.value, payload.refresh_token.value]) {
+          assert.notInclude(cli.output(), secret)
+        }
+        cli.kill()
+        assert.strictEqual(yield* Effect.promise(() => cli.exited).pipe(Effect.timeout("10 seconds")), 0)
+      }).pipe(Effect.scoped, Effect.provide(NodeSigner.layer)),
+    40_000
+  )
+
+  it.live(
+    "the package's bin: dist/bin/simulator.js, built by the build, starts with a shebang and serves",
+    () =>
+      Effect.gen(function*() {
+        const manifest = JSON.parse(readFileSync(join(packageDir, "package.json"), "utf8"))
+        assert.deepStrictEqual(manifest.bin, { "digime-simulator": "./dist/bin/simulator.js" })
+        assert.include(manifest.scripts.prepack, "tsc -b tsconfig.src.json bin")
+        // The build of the bin (incremental: quick when `tsc -b` has run).
+        yield* Effect.async<void, Error>((resume) => {
+          const tsc = execFile(
+            process.execPath,
+            [createRequire(import.meta.url).resolve("typescript/bin/tsc"), "-b", "bin"],
+            { cwd: packageDir },
+            (error, stdout) =>
+              resume(error === null ? Effect.void : Effect.fail(new Error(`${error.message}\n${stdout}`)))
+          )
+          return Effect.sync(() => tsc.kill())
+        })
+        const built = join(packageDir, "dist/bin/simulator.js")
+        accessSync(built)
+        assert.isTrue(readFileSync(built, "utf8").startsWith("#!/usr/bin/env node\n"))
+
+        const cli = yield* startCli(["--auto-consent", "--log"], "dist/bin/simulator.js")
+        const baseUrl = yield* waitFor("the base URL", () => /base URL\s+(\S+)/.exec(cli.output())?.[1], cli)
+        assert.strictEqual((yield* http("GET", `${baseUrl}jwks/oauth`)).status, 200)
+        yield* waitFor("the log line", () => cli.output().includes("GET /v1.7/jwks/oauth 200") || undefined, cli)
+        cli.kill()
+        assert.strictEqual(yield* Effect.promise(() => cli.exited).pipe(Effect.timeout("10 seconds")), 0)
+      }).pipe(Effect.scoped),
+    120_000
+  )
 })

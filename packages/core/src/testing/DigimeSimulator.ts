@@ -61,6 +61,8 @@
  *   (case-insensitive substring) are applied, `include` and `queryString` are ignored.
  * - **Report** (`GET export/medmij/report`): `from` and `to` are whole seconds with `from ≤ to`
  *   (`from=undefined` is `400 ValidationErrors`); the answer is `200 application/xml`.
+ * - **Consent pages** are not served by `handle` unless `autoConsent` is set: then a `GET` of one
+ *   answers `302` to the callback, as Allow would (`Service.consent`).
  * - **Statuses** of the data calls added to trigger (`202`), accounts (`202`) and delete user (`201`):
  *   `200` for the file list, files, revoke, discovery, sample datasets, contract details and the
  *   report; `201` for pushes, `POST reference` and account deletion.
@@ -232,6 +234,25 @@ export interface Options {
    * processing it. `nth` is a positive integer, `status` 500 to 599.
    */
   readonly failEvery?: { readonly nth: number; readonly status: number } | undefined
+  /**
+   * Default `false`. With `true`, opening a consent page through `handle` (a `GET` of an onboarding
+   * URL: `{onboardUrl}authorize?code=…`, `user-reauth`, `onboard`, `reauthorize` or a revoke
+   * `location`) answers at once `302` with `Location` set to the callback URL, as Allow on the page
+   * would (`consent(url)`): a headless client completes the journey by reading the redirect. An
+   * unknown, used or expired code answers `400 InvalidConsentRequest`. Such a request is recorded
+   * under the endpoint `consent`; it is not counted in `Stats` and no fault applies to it.
+   */
+  readonly autoConsent?: boolean | undefined
+  /**
+   * Default `false`. With `true`, every request `handle` answers is logged with `Effect.logInfo`,
+   * by the fiber that handles it (so with its logger), e.g.
+   * `POST /v1.7/oauth/token 406 ValidationErrors: assertion: the signature does not verify (PS512, 64-byte salt)`:
+   * the method, the path (never the query; a session key cut to its first six characters), the
+   * status and, for a refusal, digi.me's error code and the cause digi.me's answer does not give
+   * (`RecordedRequest.problem`). The annotations `simulator.endpoint`, `simulator.status` and
+   * `simulator.problem` carry the same. No token, code, verifier or client assertion is logged.
+   */
+  readonly log?: boolean | undefined
 }
 
 /**
@@ -262,7 +283,8 @@ export interface Stats {
  * @category models
  */
 export interface RecordedRequest {
-  readonly endpoint: Endpoint | "unknown"
+  /** `"consent"`: a consent page opened with `autoConsent`; `"unknown"`: no such path. */
+  readonly endpoint: Endpoint | "consent" | "unknown"
   readonly method: string
   /** The URL's path, e.g. `/v1.7/oauth/token`. */
   readonly path: string
@@ -272,7 +294,11 @@ export interface RecordedRequest {
    */
   readonly claims: Readonly<Record<string, unknown>> | undefined
   readonly status: number
-  /** Why the request was refused, when it was (e.g. `"unexpected claim: iat"`). */
+  /**
+   * Why the request was refused, when it was (e.g. `"unexpected claim: iat"`, or `"assertion: the
+   * signature does not verify (PS512, 64-byte salt)"` where digi.me only answers "Parameter
+   * validation errors"). Never quotes a secret.
+   */
   readonly problem?: string | undefined
 }
 

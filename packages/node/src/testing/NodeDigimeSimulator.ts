@@ -59,7 +59,12 @@
  * The simulator is timed by the `Clock` of the fiber that builds the server: the live clock
  * normally, `TestClock` when built inside a test that uses it.
  *
- * `pnpm simulator` (in `packages/node`, or at the root) starts one from the command line.
+ * The package's `digime-simulator` command (`npx digime-simulator --help`; `pnpm simulator` in
+ * this repository) starts one from the command line, with `--auto-consent` and `--log`.
+ *
+ * With `autoConsent`, opening a consent page answers at once `302` to the callback (as Allow), for
+ * headless clients. With `log`, each request is logged with the cause of each refusal, which
+ * digi.me's answers do not give (a bad client assertion is only "Parameter validation errors").
  *
  * @example
  * import { NodeDigimeSimulator } from "@digime-effect/node/testing"
@@ -83,8 +88,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
-import { isConsentRequest, makeConsentPages, onboardPath } from "./internal/consentPages.js"
+import { isConsentPage, isConsentRequest, makeConsentPages, onboardPath } from "./internal/consentPages.js"
 import { controlError, controlHosts, controlPath, makeControl } from "./internal/control.js"
+import { logServed } from "./internal/requestLog.js"
 
 /**
  * The simulator's options (without its URLs, which come from the address the server listens on)
@@ -108,6 +114,20 @@ export interface Options extends Omit<DigimeSimulator.Options, "baseUrl" | "onbo
   readonly allowedHosts?: ReadonlyArray<string> | undefined
   /** The application name shown on the consent page; default the application id. */
   readonly appName?: string | undefined
+  /**
+   * Default `false`. With `true`, opening a consent page (`GET {origin}/apps/saas/authorize?code=…`
+   * and the other pages) shows no page: it answers at once `302` to the application's callback, as
+   * Allow would, so that a client without a browser (`fetch` with `redirect: "manual"`, a test)
+   * completes the journey without reading HTML. See `DigimeSimulator.Options.autoConsent`.
+   */
+  readonly autoConsent?: boolean | undefined
+  /**
+   * Default `false`. With `true`, every request is logged at info level on the logger of the fiber
+   * that built the server: the API calls as `DigimeSimulator.Options.log` says (with the cause of
+   * each refusal), and the consent pages and control requests in the same format
+   * (`simulator.endpoint` `consentPage` or `control`).
+   */
+  readonly log?: boolean | undefined
   /**
    * Drops the answer of that many successful refreshes, one after the other: each refresh rotates
    * the refresh token, then the connection is cut before the answer is sent. Default 0.
@@ -246,15 +266,34 @@ export const make = (options: Options): Effect.Effect<Server, HttpServerError.Se
     const consentPages = makeConsentPages(simulator, appName ?? options.applicationId)
     const control = makeControl(server, hosts)
 
+    const autoConsent = options.autoConsent === true
     const app = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       const url = new URL(request.url, origin)
-      if (isConsentRequest(request.method, url.pathname)) return yield* consentPages(request, url)
-      if (url.pathname.startsWith(controlPath)) return yield* control(request, url)
-      return yield* api(request, url)
-    }).pipe(
-      Effect.catchTag("RequestError", () => Effect.succeed(controlError(400, "the request could not be read")))
-    )
+      // With autoConsent, the simulator answers the consent pages itself (a redirect, no page).
+      const endpoint = autoConsent && isConsentPage(url.pathname)
+        ? "api"
+        : isConsentRequest(request.method, url.pathname)
+        ? "consentPage"
+        : url.pathname.startsWith(controlPath)
+        ? "control"
+        : "api"
+      const answered = yield* (endpoint === "consentPage"
+        ? consentPages(request, url)
+        : endpoint === "control"
+        ? control(request, url)
+        : api(request, url)).pipe(
+          Effect.map((response) => ({ response, logged: endpoint === "api" })),
+          Effect.catchTag(
+            "RequestError",
+            () => Effect.succeed({ response: controlError(400, "the request could not be read"), logged: false })
+          )
+        )
+      if (options.log === true && !answered.logged) {
+        yield* logServed(endpoint, request.method, url, answered.response)
+      }
+      return answered.response
+    })
 
     yield* httpServer.serve(app)
     return server

@@ -13,6 +13,7 @@ import * as UrlParams from "@effect/platform/UrlParams"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import { withProblem } from "./requestLog.js"
 
 /** @internal */
 export const onboardPath = "/apps/saas/"
@@ -20,12 +21,19 @@ export const onboardPath = "/apps/saas/"
 const consentPages: ReadonlyArray<string> = ["authorize", "user-reauth", "onboard", "reauthorize", "revoke"]
 
 /**
+ * Whether the path is one of the consent pages (whatever the method).
+ *
+ * @internal
+ */
+export const isConsentPage = (path: string): boolean => consentPages.some((name) => path === `${onboardPath}${name}`)
+
+/**
  * Whether the consent pages answer this request: a `GET` of a page or the `POST` of its form.
  *
  * @internal
  */
 export const isConsentRequest = (method: string, path: string): boolean =>
-  consentPages.some((name) => path === `${onboardPath}${name}`)
+  isConsentPage(path)
     ? method === "GET"
     : path === `${onboardPath}consent` && method === "POST"
 
@@ -71,10 +79,13 @@ ${body}
   ).pipe(HttpServerResponse.setStatus(status), HttpServerResponse.setHeaders(pageHeaders))
 
 const errorPage = (message: string): HttpServerResponse.HttpServerResponse =>
-  page(
-    400,
-    "digi.me: this link cannot be used",
-    `<h1 id="error">This consent link cannot be used</h1>\n<p id="reason">${escapeHtml(message)}</p>`
+  withProblem(
+    page(
+      400,
+      "digi.me: this link cannot be used",
+      `<h1 id="error">This consent link cannot be used</h1>\n<p id="reason">${escapeHtml(message)}</p>`
+    ),
+    message
   )
 
 const asksFor: Record<DigimeSimulator.ConsentRequest["kind"], string> = {

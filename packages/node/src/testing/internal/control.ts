@@ -13,6 +13,7 @@ import * as Either from "effect/Either"
 import * as Encoding from "effect/Encoding"
 import * as Schema from "effect/Schema"
 import type { Server } from "../NodeDigimeSimulator.js"
+import { withProblem } from "./requestLog.js"
 
 /** @internal */
 export const controlPath = "/_simulator/"
@@ -75,7 +76,8 @@ export const controlError = (
   status: number,
   message: string,
   code = "InvalidRequest"
-): HttpServerResponse.HttpServerResponse => HttpServerResponse.unsafeJson({ error: { code, message } }, { status })
+): HttpServerResponse.HttpServerResponse =>
+  withProblem(HttpServerResponse.unsafeJson({ error: { code, message } }, { status }), message, code)
 
 // `host[:port]` as a `Host` header carries it, normalised as in a URL (lower case, no `:80`); anything
 // else (user info, a path, stray characters) is not a host.

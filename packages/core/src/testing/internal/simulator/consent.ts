@@ -51,6 +51,16 @@ const pages: ReadonlyArray<readonly [Page, PreAuthorization["kind"]]> = [
 
 const pathOf = (page: Page): string => page === "reauth" ? "user-reauth" : page
 
+/**
+ * Whether the URL (its origin and path; the query is not read) is one of the consent pages.
+ *
+ * @internal
+ */
+export const isConsentPage = (state: State, url: URL): boolean => {
+  const address = `${url.origin}${url.pathname}`
+  return pages.some(([page]) => address === `${state.config.onboardUrl}${pathOf(page)}`)
+}
+
 interface Pending {
   readonly page: Page
   readonly preAuthorization: PreAuthorization
@@ -117,8 +127,12 @@ export const describeConsent = (state: State, onboardingUrl: string): Effect.Eff
 
 type ConsentOptions = Parameters<Service["consent"]>[1]
 
-/** The user answers the consent page at `now`: the callback URL digi.me redirects to. */
-const answerConsent = (
+/**
+ * The user answers the consent page at `now`: the callback URL digi.me redirects to.
+ *
+ * @internal
+ */
+export const answerConsent = (
   state: State,
   onboardingUrl: string,
   options: ConsentOptions,

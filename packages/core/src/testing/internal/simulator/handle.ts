@@ -1,8 +1,12 @@
 /**
  * The request handler: routes a request to its endpoint (and its path parameters), applies the
  * faults, runs the checks and the endpoint's handler, signs the token answers, records the request
- * and waits the latency. `HEAD` answers keep their status and headers and lose their body. What it
- * counted and recorded is read back by `stats` and `requests`.
+ * (and logs it, with the `log` option) and waits the latency. `HEAD` answers keep their status and
+ * headers and lose their body. What it counted and recorded is read back by `stats` and `requests`.
+ *
+ * With the `autoConsent` option, a `GET` of a consent page is answered here too (endpoint
+ * `consent`): `302` to the callback, as Allow on the page would. It is recorded and logged, and
+ * neither counted in `stats` nor subject to faults.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -10,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type { Endpoint, RecordedRequest, SimRequest, SimResponse, Stats } from "../../DigimeSimulator.js"
 import { noBody, redactClaims, verifyAssertion } from "./checks.js"
+import { answerConsent, isConsentPage } from "./consent.js"
 import { failEveryRefusal, statusRefusal, takeGrantDrop, takeRequestFault, takeTamper } from "./faults.js"
 import { processRequest, type RouteParams } from "./handlers.js"
 import { type Json, jsonResponse, type Refusal, refuse } from "./responses.js"
@@ -63,6 +68,7 @@ type Routed =
     readonly refusal: Refusal | undefined
     readonly params: RouteParams
   }
+  | { readonly endpoint: "consent"; readonly path: string; readonly refusal: Refusal | undefined; readonly url: URL }
   | { readonly endpoint: "unknown"; readonly path: string; readonly refusal: Refusal }
 
 const route = (state: State, request: SimRequest): Routed => {
@@ -72,6 +78,16 @@ const route = (state: State, request: SimRequest): Routed => {
     url = new URL(request.url)
   } catch {
     return { endpoint: "unknown", path: request.url, refusal: refuse(404, "NotFound", "Not found", "not a URL") }
+  }
+  if (state.config.autoConsent && isConsentPage(state, url)) {
+    return {
+      endpoint: "consent",
+      path: url.pathname,
+      url,
+      refusal: request.method.toUpperCase() === "GET"
+        ? undefined
+        : refuse(405, "MethodNotAllowed", `Method ${request.method} is not allowed`, "expected GET")
+    }
   }
   const address = `${url.origin}${url.pathname}`
   const relative = url.origin === baseOrigin && address.startsWith(baseUrl) ? address.slice(baseUrl.length) : undefined
@@ -174,6 +190,50 @@ const answer = (
       : answered
   })
 
+/** A consent page opened with `autoConsent`: the redirect Allow makes, or why the URL cannot be used. */
+const consentAnswer = (state: State, url: URL, now: number): Answer => {
+  const callback = answerConsent(state, url.href, { allow: true }, now)
+  return Either.isRight(callback)
+    ? {
+      response: { status: 302, headers: { location: callback.right, "cache-control": "no-store" }, body: "" },
+      claims: undefined,
+      problem: undefined,
+      delay: undefined
+    }
+    : refused(refuse(
+      400,
+      "InvalidConsentRequest",
+      `This consent link cannot be used: ${callback.left}`,
+      `consent: ${callback.left}`
+    ))
+}
+
+/**
+ * The log line of a request: method, path (a session key cut to its first characters; never the
+ * query, whose values may be codes), status, and for a refusal digi.me's error code and the cause.
+ * `problem` never quotes a secret (see `responses.ts`).
+ */
+const logRequest = (recorded: RecordedRequest, response: SimResponse): Effect.Effect<void> => {
+  const path = recorded.path.replace(/[?#].*$/s, "").replace(
+    /(\/permission-access\/query\/)([^/]{6})[^/]+/,
+    (_match, prefix: string, start: string) => `${prefix}${start}…`
+  )
+  const code = response.headers["x-error-code"]
+  const cause = recorded.problem === undefined ? "" : `${code === undefined ? "" : ` ${code}`}: ${recorded.problem}`
+  const cut = response.dropConnection === true
+    ? " (connection cut before the answer)"
+    : response.dropBodyAfter !== undefined
+    ? ` (connection cut after ${response.dropBodyAfter} bytes of the body)`
+    : ""
+  return Effect.logInfo(`${recorded.method} ${path} ${recorded.status}${cause}${cut}`).pipe(
+    Effect.annotateLogs({
+      "simulator.endpoint": recorded.endpoint,
+      "simulator.status": recorded.status,
+      ...(recorded.problem === undefined ? {} : { "simulator.problem": recorded.problem })
+    })
+  )
+}
+
 /**
  * Answers one request; never fails. Reads the `Clock` for `now`, and sleeps on it for the latency
  * and `Delay` faults.
@@ -184,27 +244,29 @@ export const handle = (state: State, request: SimRequest): Effect.Effect<SimResp
   Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
     const routed = route(state, request)
-    if (routed.endpoint !== "unknown") {
-      state.requestCounts[routed.endpoint]++
-      state.apiRequests++
-    }
     let result: Answer
     if (routed.endpoint === "unknown") {
       result = refused(routed.refusal)
+    } else if (routed.endpoint === "consent") {
+      result = routed.refusal !== undefined ? refused(routed.refusal) : consentAnswer(state, routed.url, now)
     } else {
+      state.requestCounts[routed.endpoint]++
+      state.apiRequests++
       const refusal = failEveryRefusal(state) ?? routed.refusal
       result = refusal !== undefined
         ? refused(refusal)
         : yield* answer(state, request, routed.endpoint, routed.params, now)
     }
-    state.recorded.push({
+    const recorded: RecordedRequest = {
       endpoint: routed.endpoint,
       method: request.method.toUpperCase(),
       path: routed.path,
       claims: result.claims === undefined ? undefined : redactClaims(result.claims),
       status: result.response.status,
       ...(result.problem === undefined ? {} : { problem: result.problem })
-    })
+    }
+    state.recorded.push(recorded)
+    if (state.config.log) yield* logRequest(recorded, result.response)
     if (state.config.latency !== undefined) yield* Effect.sleep(state.config.latency)
     if (result.delay !== undefined) yield* Effect.sleep(result.delay)
     if (request.method.toUpperCase() === "HEAD") {

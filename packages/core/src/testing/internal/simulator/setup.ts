@@ -47,7 +47,9 @@ const makeConfig = (options: Options): Effect.Effect<Config> =>
       latency: options.latency === undefined ? undefined : Duration.decode(options.latency),
       slidingExpiry: (options.refreshTokenExpiry ?? "sliding") === "sliding",
       strictRotation: options.strictRotation ?? true,
-      failEvery
+      failEvery,
+      autoConsent: options.autoConsent ?? false,
+      log: options.log ?? false
     }
   })
 

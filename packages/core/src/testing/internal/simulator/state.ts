@@ -185,6 +185,10 @@ export interface Config {
   readonly slidingExpiry: boolean
   readonly strictRotation: boolean
   readonly failEvery: Options["failEvery"]
+  /** Opening a consent page through `handle` answers as Allow would. */
+  readonly autoConsent: boolean
+  /** Each request handled is logged (`Effect.logInfo`). */
+  readonly log: boolean
 }
 
 /** @internal */
