@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up, type check of every package (sources, tests and type tests),
 # then every Vitest project, then the project's habit checks (lint, import cycles, packaging, doc
-# examples). Ends with a line "N passed, N failed": each failed check (the type check, each habit
-# check) counts as one failure beside the failed tests, and is named on stderr.
+# examples, the README's install, quick start and testing example in a fresh project). Ends with a
+# line "N passed, N failed": each failed check (the type check, each habit check) counts as one
+# failure beside the failed tests, and is named on stderr.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,7 @@ habit "lint (pnpm lint)" pnpm lint
 habit "import cycles (pnpm check-cycles)" bash scripts/check-cycles.sh
 habit "packaging (pnpm check-pack)" bash scripts/pack-check.sh
 habit "doc examples (pnpm check-examples)" bash scripts/check-examples.sh
+habit "a fresh project from the README (pnpm check-readme)" bash scripts/check-readme.sh
 
 node -e '
 const fs = require("node:fs")
