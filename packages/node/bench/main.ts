@@ -21,11 +21,12 @@ import * as PerRequest from "./perRequest.js"
 import { machine, makeReport, markdown, table } from "./report.js"
 import * as Signing from "./signing.js"
 import { postgresUrl } from "./support.js"
+import * as Upkeep from "./upkeep.js"
 
 const usage = `Usage: pnpm bench [options]
 
 Options:
-  --only LIST       run only these sections (comma-separated numbers, 1 to 8)
+  --only LIST       run only these sections (comma-separated numbers, 1 to 9)
   --quick           small sizes and short runs: checks that every section works, figures are rough
   --out FILE        where to write the JSON results (default bench-results.json at the repository root)
   --markdown FILE   also write the table as Markdown
@@ -62,10 +63,10 @@ if (values.help) {
 }
 
 const sections = values.only === undefined
-  ? [1, 2, 3, 4, 5, 6, 7, 8]
+  ? [1, 2, 3, 4, 5, 6, 7, 8, 9]
   : values.only.split(",").map((part) => Number(part.trim()))
-if (sections.some((n) => !Number.isInteger(n) || n < 1 || n > 8)) {
-  process.stderr.write(`--only takes section numbers from 1 to 8\n\n${usage}\n`)
+if (sections.some((n) => !Number.isInteger(n) || n < 1 || n > 9)) {
+  process.stderr.write(`--only takes section numbers from 1 to 9\n\n${usage}\n`)
   process.exit(2)
 }
 if (typeof globalThis.gc !== "function") {
@@ -87,12 +88,13 @@ const titles: Record<number, string> = {
   5: "multi-process",
   6: "memory",
   7: "file decryption",
-  8: "all files"
+  8: "all files",
+  9: "fleet upkeep"
 }
 
 const main = Effect.gen(function*() {
   const startedAt = new Date()
-  const needsPostgres = sections.some((n) => n === 1 || n === 3 || n === 5)
+  const needsPostgres = sections.some((n) => n === 1 || n === 3 || n === 5 || n === 9)
   const pgUrl = needsPostgres ? yield* postgresUrl : ""
   for (const n of sections) {
     process.stdout.write(`\n${n}. ${titles[n]}\n`)
@@ -121,6 +123,9 @@ const main = Effect.gen(function*() {
         break
       case 8:
         yield* AllFiles.run(options)
+        break
+      case 9:
+        yield* Upkeep.run(options)
         break
     }
   }
