@@ -9,7 +9,17 @@ import type { DigimeError } from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, ConfigProvider, Duration, Effect, Fiber, Layer, Redacted, Stream, TestClock } from "effect"
-import { authorize, joinAdvancing, key, noReplay, readAccounts, stack, stats, stored } from "./fixtures.js"
+import {
+  advanceUntil,
+  authorize,
+  joinAdvancing,
+  key,
+  noReplay,
+  readAccounts,
+  stack,
+  stats,
+  stored
+} from "./fixtures.js"
 
 // The events published while `body` runs, collected from a subscription made before it.
 const collecting = <A, E, R>(body: Effect.Effect<A, E, R>) =>
@@ -21,16 +31,6 @@ const collecting = <A, E, R>(body: Effect.Effect<A, E, R>) =>
   })
 
 const queueAll = <A>(queue: { readonly takeAll: Effect.Effect<Chunk.Chunk<A>> }) => queue.takeAll
-
-// Moves the TestClock forward in 1-second steps, at most `total`, until `done` holds: one large step
-// could run ahead of a background fiber still doing real work (signing, verifying).
-const advanceUntil = <E, R>(done: Effect.Effect<boolean, E, R>, total: Duration.DurationInput) =>
-  Effect.gen(function*() {
-    for (let waited = 0; waited < Duration.toSeconds(total); waited++) {
-      if (yield* done) return
-      yield* TestClock.adjust("1 second")
-    }
-  })
 
 const tags = (events: ReadonlyArray<TokenEvents.TokenEvent>) => events.map((event) => event._tag)
 

@@ -13,26 +13,25 @@ import {
 } from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Clock, Duration, Effect, Layer, Queue, Stream, TestClock } from "effect"
-import { authorize, joinAdvancing, key, noReplay, readAccounts, stack, stats, stored } from "./fixtures.js"
+import type { Duration } from "effect"
+import { Chunk, Clock, Effect, Layer, Queue, Stream, TestClock } from "effect"
+import {
+  advanceUntil,
+  authorize,
+  joinAdvancing,
+  key,
+  noReplay,
+  readAccounts,
+  stack,
+  stats,
+  stored
+} from "./fixtures.js"
 
 const calls = { claims: 0 }
 
 const upkeep = (options: TokenUpkeep.Options = {}) => TokenUpkeep.make(options)
 
 const tags = (events: Chunk.Chunk<TokenEvents.TokenEvent>) => Chunk.toReadonlyArray(events).map((event) => event._tag)
-
-// Moves the TestClock forward in steps of `step`, at most `total`, until `done` holds: one large
-// step could run ahead of a fiber still doing real work (signing, verifying).
-const advanceUntil = <E, R>(done: Effect.Effect<boolean, E, R>, total: Duration.DurationInput, step = "1 second") =>
-  Effect.gen(function*() {
-    const steps = Math.ceil(Duration.toMillis(total) / Duration.toMillis(step as Duration.DurationInput))
-    for (let i = 0; i < steps; i++) {
-      if (yield* done) return true
-      yield* TestClock.adjust(step as Duration.DurationInput)
-    }
-    return yield* done
-  })
 
 describe("TokenUpkeep", () => {
   it.scoped("refreshes a token ahead of its lead time: the caller that comes next finds it fresh", () =>

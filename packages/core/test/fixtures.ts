@@ -72,6 +72,25 @@ export const joinAdvancing = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, total: Dura
     return yield* Fiber.join(fiber)
   })
 
+/**
+ * Moves the TestClock forward in steps of `step`, at most `total`, until `done` holds, and answers
+ * whether it does: like `joinAdvancing`, for work that runs in the background (a refresh ahead, a
+ * daemon) rather than in a fiber the test holds.
+ */
+export const advanceUntil = <E, R>(
+  done: Effect.Effect<boolean, E, R>,
+  total: Duration.DurationInput,
+  step: Duration.DurationInput = "1 second"
+) =>
+  Effect.gen(function*() {
+    const steps = Math.ceil(Duration.toMillis(Duration.decode(total)) / Duration.toMillis(Duration.decode(step)))
+    for (let i = 0; i < steps; i++) {
+      if (yield* done) return true
+      yield* TestClock.adjust(step)
+    }
+    return yield* done
+  })
+
 /** `readAccounts` of the `DigimeClient`: the data call the tests wrap with `withAutoRefresh`. */
 export const readAccounts = (credentials: DataProtocol.Credentials) =>
   Effect.flatMap(DigimeClient.DigimeClient, (client) => client.readAccounts(credentials))
