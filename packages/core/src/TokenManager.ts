@@ -183,7 +183,7 @@ const current = (state: Refresh.State, key: TokenKey.TokenKey): Effect.Effect<Cu
 const store = (state: Refresh.State, key: TokenKey.TokenKey, token: UserAccessToken.UserAccessToken) =>
   Effect.suspend(() => {
     const generation = state.cache.generation()
-    return state.store.set(key, token).pipe(
+    return Effect.suspend(() => state.store.set(key, token)).pipe(
       Effect.retry({ schedule: Refresh.storeRetry }),
       Effect.flatMap((versioned) => {
         state.kept.delete(TokenKey.toId(key))
@@ -207,7 +207,7 @@ const remove = (state: Refresh.State, key: TokenKey.TokenKey): Effect.Effect<voi
     state.unverified.delete(TokenKey.toId(key))
   })
   return forget.pipe(
-    Effect.zipRight(Effect.retry(state.store.delete(key), { schedule: Refresh.storeRetry })),
+    Effect.zipRight(Effect.retry(Effect.suspend(() => state.store.delete(key)), { schedule: Refresh.storeRetry })),
     Effect.zipRight(Refresh.publish(state, (at) => TokenEvents.TokenEvent.Deleted({ key, at }))),
     // Once more when the store is done: a copy read while the delete ran is not cached either.
     Effect.ensuring(forget),

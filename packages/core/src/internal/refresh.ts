@@ -238,9 +238,10 @@ const endLease = (state: State, key: TokenKey.TokenKey, lease: Lease, end: Lease
     )
   )
 
-// In the background, until the store confirms (or the lease is no longer the key's).
+// In the background, until the store confirms (or the lease is no longer the key's). Each attempt
+// asks the store anew: a store's effect may be one answer, decided when it was made.
 const endLeaseLater = (state: State, key: TokenKey.TokenKey, lease: Lease, end: LeaseEnd): Effect.Effect<void> =>
-  state.store.endLease(key, lease, end).pipe(
+  Effect.suspend(() => state.store.endLease(key, lease, end)).pipe(
     Effect.zipRight(forgetLease(state, key, lease)),
     Effect.retry(Schedule.exponential("1 second").pipe(Schedule.union(Schedule.spaced("1 minute")))),
     Effect.ignore,
@@ -258,7 +259,7 @@ const persist = (
   token: UserAccessToken.UserAccessToken,
   generation: number
 ): Effect.Effect<Versioned, ReauthRequired | TokenStoreError> =>
-  state.store.compareAndSet(key, baseVersion, token).pipe(
+  Effect.suspend(() => state.store.compareAndSet(key, baseVersion, token)).pipe(
     Effect.retry({ schedule: storeRetry }),
     Effect.tapError(() =>
       Effect.zipRight(
