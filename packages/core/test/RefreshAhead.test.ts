@@ -8,7 +8,7 @@ import { AutoRefresh, DigimeConfig, TokenEvents, TokenKey, TokenManager, TokenSt
 import type { DigimeError } from "@digime-effect/core"
 import { DigimeSimulator } from "@digime-effect/core/testing"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, ConfigProvider, Duration, Effect, Fiber, Layer, Redacted, Stream, TestClock } from "effect"
+import { Chunk, ConfigProvider, Duration, Effect, Fiber, Layer, Queue, Redacted, Stream, TestClock } from "effect"
 import {
   advanceUntil,
   authorize,
@@ -27,10 +27,8 @@ const collecting = <A, E, R>(body: Effect.Effect<A, E, R>) =>
     const events = yield* TokenEvents.TokenEvents
     const queue = yield* events.subscribe
     const result = yield* body
-    return { result, events: Chunk.toReadonlyArray(yield* queueAll(queue)) }
+    return { result, events: Chunk.toReadonlyArray(yield* Queue.takeAll(queue)) }
   })
-
-const queueAll = <A>(queue: { readonly takeAll: Effect.Effect<Chunk.Chunk<A>> }) => queue.takeAll
 
 const tags = (events: ReadonlyArray<TokenEvents.TokenEvent>) => events.map((event) => event._tag)
 
