@@ -7,6 +7,8 @@
  */
 import type * as Headers from "@effect/platform/Headers"
 import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
 import type { RequestError } from "./DigimeError.js"
 
@@ -53,4 +55,13 @@ export interface StreamedResponse {
   readonly status: number
   readonly headers: Headers.Headers
   readonly body: Stream.Stream<Uint8Array, RequestError>
+  /**
+   * The body read in one go instead, without a stream, when the answer announces its length
+   * (`Content-Length`, no content coding) and it is at most `limit` bytes; `Option.none()` when it
+   * does not (read `body` then). Either this or `body` is read, once. Absent when the HTTP client
+   * cannot say what it received on the wire (`fetch` may undo a coding and hide it).
+   *
+   * @since 0.2.0
+   */
+  readonly whole?: ((limit: number) => Effect.Effect<Option.Option<Uint8Array>, RequestError>) | undefined
 }

@@ -18,6 +18,7 @@
 import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -30,6 +31,7 @@ import { preparedPerContract } from "./internal/contractKey.js"
 import * as Envelope from "./internal/envelope.js"
 import { fileError } from "./internal/envelope.js"
 import * as Tracing from "./internal/tracing.js"
+import { collectCapped } from "./internal/transport.js"
 import { webImplementation } from "./internal/webFileCipher.js"
 
 /**
@@ -88,6 +90,31 @@ export interface DecryptOptions {
  * @since 0.2.0
  * @category models
  */
+export interface DecryptBytesOptions extends DecryptOptions {
+  /** The most content that may come out (after decompression); more is `ContentTooLarge`. */
+  readonly maxBytes?: number | undefined
+}
+
+/**
+ * A file's content is longer than the caller's limit (`DecryptBytesOptions.maxBytes`): the
+ * decompression stopped there.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class ContentTooLarge extends Data.TaggedError("ContentTooLarge")<{
+  readonly fileName: string
+  readonly limit: number
+}> {
+  override get message(): string {
+    return `the content of the file ${JSON.stringify(this.fileName)} is longer than ${this.limit} bytes`
+  }
+}
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
 export interface Service {
   /**
    * Decrypts one file's body as it streams: memory does not grow with the file's size. The content
@@ -100,6 +127,15 @@ export interface Service {
   ) => <E, R>(
     body: Stream.Stream<Uint8Array, E, R>
   ) => Stream.Stream<Uint8Array, E | FileDecryptionError | InvalidContractKey, R>
+  /**
+   * Decrypts one file's whole body, already in memory, in one go: the same checks and errors as
+   * `decrypt`, without the cost of a stream, for a file that is read whole anyway (as
+   * `DigimeClient.readFileBytes` reads small files). Its content is held in memory: for a large
+   * file, prefer `decrypt`.
+   */
+  readonly decryptBytes: (
+    options: DecryptBytesOptions
+  ) => (body: Uint8Array) => Effect.Effect<Uint8Array, FileDecryptionError | InvalidContractKey | ContentTooLarge>
   /** Parses the contract's key now (it is kept), so that an unusable key fails early. */
   readonly prepare: (contract: Contract) => Effect.Effect<void, InvalidContractKey>
 }
@@ -156,6 +192,18 @@ export type Decompress = <E, R>(
 ) => Stream.Stream<Uint8Array, E | FileDecryptionError, R>
 
 /**
+ * Decompresses a whole decrypted content in one go, failing with `Decompression` on content that
+ * is not in its format and with `ContentTooLarge` as soon as the output would pass `maxBytes`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type DecompressBytes = (
+  content: Uint8Array,
+  maxBytes: number
+) => Effect.Effect<Uint8Array, FileDecryptionError | ContentTooLarge>
+
+/**
  * What a platform provides: the key preparation, the decryption and the decompressors. The
  * framing, the size rules, the compression names and the key cache are `make`'s.
  *
@@ -169,6 +217,13 @@ export interface Implementation {
     compression: "gzip" | "brotli",
     fileName: string
   ) => Either.Either<Decompress, FileDecryptionError>
+  /**
+   * A decompressor of whole contents, for `decryptBytes`, when the platform has one (`decompressor`
+   * is run on a one-chunk stream otherwise). It must accept and refuse what `decompressor` does.
+   */
+  readonly decompressBytes?:
+    | ((compression: "gzip" | "brotli", fileName: string) => DecompressBytes)
+    | undefined
 }
 
 // One channel from body to content: the key prepared first (so that an unusable key fails before
@@ -240,6 +295,20 @@ const decryptChannel = <E>(
     return loop
   })
 
+// The parts in one array: the part itself when there is only one with bytes.
+const concatenated = (parts: ReadonlyArray<Uint8Array>, tail: Uint8Array): Uint8Array => {
+  const all = tail.length === 0 ? parts : [...parts, tail]
+  const filled = all.filter((part) => part.length > 0)
+  if (filled.length === 1) return filled[0]!
+  const out = new Uint8Array(filled.reduce((length, part) => length + part.length, 0))
+  let offset = 0
+  for (const part of filled) {
+    out.set(part, offset)
+    offset += part.length
+  }
+  return out
+}
+
 /**
  * Builds the service from a platform's `Implementation`. Each contract's key is prepared once
  * (on first use) and kept for as long as the contract's `privateKey` is the same value; a key
@@ -254,40 +323,107 @@ export const make = (implementation: Implementation): Effect.Effect<Service> =>
   Effect.sync(() => {
     const keyFor = preparedPerContract(implementation.prepareKey)
 
+    // What both ways of decrypting check before any byte: the compression's name, and a declared
+    // size that cannot be an envelope's.
+    const checked = (options: DecryptOptions): Either.Either<Compression, FileDecryptionError> => {
+      const compression = compressionOf(options.compression)
+      if (Option.isNone(compression)) {
+        return Either.left(fileError(
+          options.fileName,
+          "UnsupportedCompression",
+          `the compression ${JSON.stringify(options.compression)} is none of none, identity, gzip, brotli`
+        ))
+      }
+      if (options.size !== undefined) {
+        const declared = Envelope.make(options.size)
+        if (Either.isLeft(declared)) return Either.left(fileError(options.fileName, "InvalidSize", declared.left))
+      }
+      return Either.right(compression.value)
+    }
+
     const decrypt = (options: DecryptOptions) =>
     <E, R>(
       body: Stream.Stream<Uint8Array, E, R>
     ): Stream.Stream<Uint8Array, E | FileDecryptionError | InvalidContractKey, R> => {
       const { contract, fileName } = options
-      const compression = compressionOf(options.compression)
-      if (Option.isNone(compression)) {
-        return Stream.fail(
-          fileError(
-            fileName,
-            "UnsupportedCompression",
-            `the compression ${JSON.stringify(options.compression)} is none of none, identity, gzip, brotli`
-          )
-        )
-      }
-      if (options.size !== undefined) {
-        const declared = Envelope.make(options.size)
-        if (Either.isLeft(declared)) return Stream.fail(fileError(fileName, "InvalidSize", declared.left))
-      }
-      const decompress = compression.value === "none"
+      const compression = checked(options)
+      if (Either.isLeft(compression)) return Stream.fail(compression.left)
+      const decompress = compression.right === "none"
         ? Either.right<Decompress>((plain) => plain)
-        : implementation.decompressor(compression.value, fileName)
+        : implementation.decompressor(compression.right, fileName)
       if (Either.isLeft(decompress)) return Stream.fail(decompress.left)
       return decompress.right(
         Stream.pipeThroughChannel(body, decryptChannel<E>(keyFor(contract), fileName, options.size))
       ).pipe(
         Tracing.withStreamSpan("FileCipher.decrypt", {
-          attributes: { "digime.contract_id": contract.contractId, "digime.compression": compression.value }
+          attributes: { "digime.contract_id": contract.contractId, "digime.compression": compression.right }
+        })
+      )
+    }
+
+    const decryptBytes = (options: DecryptBytesOptions) =>
+    (
+      body: Uint8Array
+    ): Effect.Effect<Uint8Array, FileDecryptionError | InvalidContractKey | ContentTooLarge> => {
+      const { contract, fileName } = options
+      const maxBytes = options.maxBytes ?? Number.MAX_SAFE_INTEGER
+      const compression = checked(options)
+      if (Either.isLeft(compression)) return Effect.fail(compression.left)
+      const decompress: Either.Either<DecompressBytes, FileDecryptionError> = compression.right === "none"
+        ? Either.right((content, maxBytes) =>
+          content.length > maxBytes
+            ? Effect.fail(new ContentTooLarge({ fileName, limit: maxBytes }))
+            : Effect.succeed(content)
+        )
+        : implementation.decompressBytes !== undefined
+        ? Either.right(implementation.decompressBytes(compression.right, fileName))
+        : Either.map(implementation.decompressor(compression.right, fileName), (decompress) => (content, maxBytes) =>
+          Effect.catchTag(
+            collectCapped(decompress(Stream.succeed(content)), maxBytes),
+            "BodyTooLarge",
+            () =>
+              Effect.fail(new ContentTooLarge({ fileName, limit: maxBytes }))
+          ))
+      if (Either.isLeft(decompress)) {
+        return Effect.fail(decompress.left)
+      }
+      const size = Envelope.sizeProblem(body.length) ??
+        (options.size !== undefined && options.size !== body.length
+          ? `the body is ${body.length} bytes, not its declared ${options.size}`
+          : undefined)
+      if (size !== undefined) {
+        return Effect.fail(fileError(fileName, "InvalidSize", size))
+      }
+      const end = body.length - Envelope.blockLength
+      const last = body.slice(end)
+      return keyFor(contract).pipe(
+        Effect.flatMap((key) =>
+          key.open(
+            fileName,
+            body.slice(0, Envelope.keySlotLength),
+            body.slice(Envelope.keySlotLength, Envelope.headerLength)
+          )
+        ),
+        Effect.flatMap((decipher) => {
+          const finish = (parts: ReadonlyArray<Uint8Array>) =>
+            Effect.map(decipher.final(last), (tail) =>
+              concatenated(parts, tail))
+          if (end === Envelope.headerLength) return finish([])
+          const blocks = [body.subarray(Envelope.headerLength, end)]
+          return decipher.updateSync !== undefined
+            ? finish(decipher.updateSync(blocks))
+            : Effect.flatMap(decipher.update(blocks), finish)
+        }),
+        Effect.flatMap((content) => decompress.right(content, maxBytes)),
+        Tracing.withSpan("FileCipher.decryptBytes", {
+          attributes: { "digime.contract_id": contract.contractId, "digime.compression": compression.right }
         })
       )
     }
 
     return {
       decrypt,
+      decryptBytes,
       prepare: (contract) => Effect.asVoid(keyFor(contract))
     } satisfies Service
   })

@@ -291,6 +291,8 @@ export interface FileHeaders {
  */
 export interface EncryptedFile extends FileHeaders {
   readonly body: Stream.Stream<Uint8Array, RequestError>
+  /** The body in one go instead of `body`, when the client can: see `StreamedResponse.whole`. */
+  readonly whole?: StreamedResponse["whole"]
 }
 
 // `x-metadata`: base64url JSON, padded or not (standard base64 read too).
@@ -373,7 +375,10 @@ export const processFileResponse = (
 ): Effect.Effect<EncryptedFile, ResponseError> =>
   Effect.map(
     fileHeadersOf(request, response.status, response.headers, fileName),
-    (headers) => ({ ...headers, body: response.body })
+    (headers) =>
+      response.whole === undefined
+        ? { ...headers, body: response.body }
+        : { ...headers, body: response.body, whole: response.whole }
   )
 
 /**

@@ -36,11 +36,11 @@ import type {
   RefreshTokenExpired,
   TokenStoreError
 } from "./DigimeError.js"
-import { RequestError, ResponseError } from "./DigimeError.js"
+import { RequestError } from "./DigimeError.js"
 import type { AccountSync, FileHeaders, FileInfo, FileList, SyncState } from "./FileProtocol.js"
 import { isFinal } from "./FileProtocol.js"
 import * as Tracing from "./internal/tracing.js"
-import { collectCapped, retryAfterFailure } from "./internal/transport.js"
+import { retryAfterFailure } from "./internal/transport.js"
 import type { TokenKey } from "./TokenKey.js"
 import type { AutoRefreshError, TokenManager } from "./TokenManager.js"
 
@@ -171,21 +171,6 @@ const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential("
   Schedule.intersect(Schedule.recurs(3))
 )
 
-// The whole file in memory, up to `limit` bytes.
-const collect = (
-  data: Stream.Stream<Uint8Array, RequestError | FileDecryptionError | InvalidContractKey>,
-  fileName: string,
-  limit: number
-): Effect.Effect<Uint8Array, RequestError | FileDecryptionError | InvalidContractKey | ResponseError> =>
-  Effect.catchTag(collectCapped(data, limit), "BodyTooLarge", () =>
-    Effect.fail(
-      new ResponseError({
-        operation: "readFile",
-        status: 200,
-        description: `the file ${fileName} is longer than ${limit} bytes: read it as a stream (Files.read)`
-      })
-    ))
-
 const accountsNeedingReauthorization = (accounts: Readonly<Record<string, AccountSync>>): ReadonlyArray<string> =>
   Object.entries(accounts).filter(([, account]) => account.error?.reauth === true).map(([id]) => id)
 
@@ -268,13 +253,9 @@ export const readAll = (
     const download = (file: FileInfo): Effect.Effect<FileRead | FileFailed, TokenStateError, TokenManager> =>
       retryAfterFailure(
         withAutoRefresh(key, (credentials) =>
-          client.readFile({ ...credentials, sessionKey, fileName: file.name }).pipe(
-            Effect.flatMap((read) =>
-              Effect.map(collect(read.data, file.name, maxFileBytes), (data): FileRead => {
-                const { data: _, ...headers } = read
-                return { ...headers, _tag: "File", file, data }
-              })
-            )
+          Effect.map(
+            client.readFileBytes({ ...credentials, sessionKey, fileName: file.name, maxBytes: maxFileBytes }),
+            (read): FileRead => ({ ...read, _tag: "File", file })
           )),
         { schedule: retry, while: (error) => !isTokenState(error) && isRetryable(error) }
       ).pipe(

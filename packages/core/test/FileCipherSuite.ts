@@ -646,4 +646,104 @@ export const suite = (name: string, options: Options) =>
           }
         }
       }))
+
+    // -------------------------------------------------------------------------------------------
+    // decryptBytes: the whole body in one go
+    // -------------------------------------------------------------------------------------------
+
+    const decryptBytes = (body: Uint8Array, options: Partial<FileCipher.DecryptBytesOptions> = {}) =>
+      Effect.exit(cipher.decryptBytes({ contract, fileName: "file.json", ...options })(body))
+
+    /** The outcome, a `ContentTooLarge` included. */
+    const bytesOutcome = (exit: Exit.Exit<Uint8Array, unknown>): Outcome | { readonly _tag: "TooLarge" } =>
+      Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(
+          Option.exists((error) => error instanceof FileCipher.ContentTooLarge)
+        )
+        ? { _tag: "TooLarge" }
+        : outcomeOf(exit)
+
+    it.effect(`decryptBytes: the vectors byte for byte: ${vectors.map((v) => v.name).join(", ")}`, () =>
+      Effect.gen(function*() {
+        for (const v of vectors) {
+          const envelope = envelopeOf(v)
+          const bytes = bytesOf(yield* decryptBytes(envelope, { compression: v.compression, fileName: v.name }))
+          assert.deepStrictEqual(bytes, utf8(v.plaintextUtf8), v.name)
+          // Exactly as long as allowed is allowed; a byte less is ContentTooLarge, naming the file.
+          const length = utf8(v.plaintextUtf8).length
+          bytesOf(yield* decryptBytes(envelope, { compression: v.compression, maxBytes: length }))
+          if (length > 0) {
+            const exit = yield* decryptBytes(envelope, {
+              compression: v.compression,
+              fileName: v.name,
+              maxBytes: length - 1
+            })
+            const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+            assert.instanceOf(error, FileCipher.ContentTooLarge, v.name)
+            assert.deepStrictEqual({ ...error }, { _tag: "ContentTooLarge", fileName: v.name, limit: length - 1 })
+            assert.include(error!.message, JSON.stringify(v.name))
+          }
+        }
+      }))
+
+    it.effect("decryptBytes: the same outcome as decrypt for sealed, truncated, flipped and random bodies", () =>
+      check(
+        fc.asyncProperty(
+          fc.uint8Array({ maxLength: 1500 }),
+          compressions,
+          fc.constantFrom("sealed", "truncated", "flipped", "random"),
+          fc.nat(),
+          fc.integer({ min: 1, max: 255 }),
+          async (content, compression, kind, point, mask) => {
+            const sealed = await seal(content, compression)
+            const body = kind === "sealed"
+              ? sealed
+              : kind === "truncated"
+              ? sealed.subarray(0, point % sealed.length)
+              : kind === "flipped"
+              ? sealed.map((byte, i) => i === point % sealed.length ? byte ^ mask : byte)
+              : content
+            const streamed = outcomeOf(await Effect.runPromise(decrypt(body, { compression })))
+            const whole = bytesOutcome(await Effect.runPromise(decryptBytes(body, { compression })))
+            assert.deepStrictEqual(
+              whole._tag === "Bytes" ? whole.bytes : reasonOf(whole as Outcome),
+              streamed._tag === "Bytes" ? streamed.bytes : reasonOf(streamed)
+            )
+            if (kind === "sealed") assert.deepStrictEqual(whole._tag === "Bytes" ? whole.bytes : whole, content)
+          }
+        ),
+        100
+      ))
+
+    it.effect("decryptBytes: content that inflates past maxBytes stops there, ContentTooLarge", () =>
+      Effect.gen(function*() {
+        // 4 MiB of zeros compress to a few kilobytes.
+        const content = new Uint8Array(4 * 1024 * 1024)
+        for (const compression of supported) {
+          const envelope = yield* Effect.promise(() => seal(content, compression))
+          const outcome = bytesOutcome(yield* decryptBytes(envelope, { compression, maxBytes: 64 * 1024 }))
+          assert.strictEqual(outcome._tag, "TooLarge", compression)
+          assert.strictEqual(
+            bytesOf(yield* decryptBytes(envelope, { compression })).length,
+            content.length,
+            compression
+          )
+        }
+      }))
+
+    it.effect("decryptBytes: a declared size other than the body's, InvalidSize; an unknown compression, UnsupportedCompression; an unusable key, InvalidContractKey", () =>
+      Effect.gen(function*() {
+        const envelope = envelopeOf(vector("plain-json"))
+        for (const size of [0, 287, envelope.length - 16, envelope.length + 16, 1.5]) {
+          assert.strictEqual(errorOf(yield* decryptBytes(envelope, { size })).reason, "InvalidSize", String(size))
+        }
+        bytesOf(yield* decryptBytes(envelope, { size: envelope.length }))
+        assert.strictEqual(
+          errorOf(yield* decryptBytes(envelope, { compression: "zstd" })).reason,
+          "UnsupportedCompression"
+        )
+        const bad = Contract.make({ contractId: "bad", privateKey: Redacted.make("not a key") })
+        const exit = yield* decryptBytes(envelope, { contract: bad })
+        const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+        assert.instanceOf(error, DigimeError.InvalidContractKey)
+      }))
   })

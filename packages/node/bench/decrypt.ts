@@ -6,6 +6,10 @@
  * through `createGunzip`. A small file (64 KiB of JSON lines) and a large one (4 MiB; 1 MiB with
  * `--quick`), plain and gzip. Target ≥ 0.9× the raw throughput.
  *
+ * And the same files read whole (`FileCipher.decryptBytes`, as `DigimeClient.readFileBytes` and
+ * `Files.readAll` decrypt a body of at most 4 MiB) against the same by hand on the whole body: one
+ * decipher call, and for gzip `zlib.gunzip`. Target ≥ 0.9× too.
+ *
  * For context: the same work written by hand on the Effect stream of the body (the decipher in
  * `Stream.mapChunks`, gzip through `NodeStream.pipeThroughDuplex`), which tells the cost of
  * consuming an Effect stream from the cost of the library; and `FileCipher.layerWebCrypto` on the
@@ -17,6 +21,7 @@ import { Chunk, Effect, Redacted, Stream } from "effect"
 import * as Crypto from "node:crypto"
 import { Readable, Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
+import { promisify } from "node:util"
 import * as Zlib from "node:zlib"
 import { NodeFileCipher } from "../src/index.js"
 import { interleaved, type SectionOptions, testContract } from "./support.js"
@@ -62,6 +67,8 @@ const bodyOf = (chunks: ReadonlyArray<Uint8Array>): Stream.Stream<Uint8Array> =>
   Stream.fromChunks(...chunks.map((chunk) => Chunk.of(chunk)))
 
 type Compression = "none" | "gzip"
+
+const gunzip = promisify(Zlib.gunzip)
 
 export const run = async (options: Omit<SectionOptions, "pgUrl">) => {
   const contract = testContract.contract
@@ -127,6 +134,14 @@ export const run = async (options: Omit<SectionOptions, "pgUrl">) => {
     )
   }
 
+  // By hand, a whole body in memory: one decipher call, and for gzip zlib's one-shot gunzip.
+  const rawWhole = async (body: Buffer, compression: Compression): Promise<number> => {
+    const dataKey = Crypto.privateDecrypt(oaep, body.subarray(0, 256))
+    const decipher = Crypto.createDecipheriv("aes-256-cbc", dataKey, body.subarray(256, 272))
+    const plain = Buffer.concat([decipher.update(body.subarray(272)), decipher.final()])
+    return compression === "none" ? plain.length : (await gunzip(plain)).length
+  }
+
   const nodeCipher = Effect.runSync(NodeFileCipher.make)
   const webCipher = Effect.runSync(FileCipher.makeWebCrypto)
   Effect.runSync(nodeCipher.prepare(contract))
@@ -140,6 +155,12 @@ export const run = async (options: Omit<SectionOptions, "pgUrl">) => {
       )
     )
   }
+
+  const libraryWhole = (body: Buffer, compression: Compression) =>
+    Effect.runPromise(
+      Effect.map(nodeCipher.decryptBytes({ contract, fileName: "bench.json", compression })(body), (bytes) =>
+        bytes.length)
+    )
 
   const large = options.quick ? { label: "1 MiB", size: MiB } : { label: "4 MiB", size: 4 * MiB }
   const files = [
@@ -160,7 +181,9 @@ export const run = async (options: Omit<SectionOptions, "pgUrl">) => {
       raw: await raw(file.chunks, file.compression),
       byHandOnEffect: await byHandOnEffect(file.chunks, file.compression),
       node: await library(nodeCipher, file.chunks, file.compression),
-      web: await library(webCipher, file.chunks, file.compression)
+      web: await library(webCipher, file.chunks, file.compression),
+      rawWhole: await rawWhole(file.body, file.compression),
+      nodeWhole: await libraryWhole(file.body, file.compression)
     }
     for (const [name, length] of Object.entries(lengths)) {
       if (length !== file.plain.length) {
@@ -175,6 +198,12 @@ export const run = async (options: Omit<SectionOptions, "pgUrl">) => {
     if (!Buffer.concat(Chunk.toReadonlyArray(decrypted)).equals(file.plain)) {
       throw new Error(`decrypt: NodeFileCipher changed the content of the ${file.name}`)
     }
+    const whole = await Effect.runPromise(
+      nodeCipher.decryptBytes({ contract, fileName: "bench.json", compression: file.compression })(file.body)
+    )
+    if (!Buffer.from(whole).equals(file.plain)) {
+      throw new Error(`decrypt: NodeFileCipher.decryptBytes changed the content of the ${file.name}`)
+    }
   }
 
   const settings = options.quick
@@ -186,12 +215,16 @@ export const run = async (options: Omit<SectionOptions, "pgUrl">) => {
       raw: `raw node:crypto + node:zlib (${file.name})`,
       node: `NodeFileCipher (${file.name})`,
       byHandOnEffect: `by hand on the Effect stream (${file.name})`,
-      web: `FileCipher.layerWebCrypto (${file.name})`
+      web: `FileCipher.layerWebCrypto (${file.name})`,
+      rawWhole: `raw node:crypto + node:zlib, whole body (${file.name})`,
+      nodeWhole: `NodeFileCipher.decryptBytes (${file.name})`
     }
     const tasks: Record<string, () => Promise<number>> = {
       [names.raw]: () => raw(file.chunks, file.compression),
       [names.node]: () => library(nodeCipher, file.chunks, file.compression),
-      [names.byHandOnEffect]: () => byHandOnEffect(file.chunks, file.compression)
+      [names.byHandOnEffect]: () => byHandOnEffect(file.chunks, file.compression),
+      [names.rawWhole]: () => rawWhole(file.body, file.compression),
+      [names.nodeWhole]: () => libraryWhole(file.body, file.compression)
     }
     if (isLarge) tasks[names.web] = () => library(webCipher, file.chunks, file.compression)
     const results = await interleaved(tasks, settings)
@@ -228,6 +261,19 @@ export const run = async (options: Omit<SectionOptions, "pgUrl">) => {
       floorName: "MiB/s by hand on the Effect stream",
       ratio: rateRatio(names.node, names.byHandOnEffect),
       details: detailsOf(names.node, names.byHandOnEffect)
+    })
+    const wholeRatio = rateRatio(names.nodeWhole, names.rawWhole)
+    options.report.record({
+      section,
+      name: `decryption throughput, ${file.name} read whole (${file.label}, decryptBytes)`,
+      value: throughput(names.nodeWhole),
+      unit: "MiB/s",
+      floor: throughput(names.rawWhole),
+      floorName: "MiB/s raw node:crypto + node:zlib on the whole body",
+      ratio: wholeRatio,
+      target: "≥ 0.9× raw",
+      pass: wholeRatio >= 0.9,
+      details: detailsOf(names.nodeWhole, names.rawWhole)
     })
     if (isLarge) {
       options.report.record({

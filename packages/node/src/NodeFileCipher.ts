@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
+import * as NodeBuffer from "node:buffer"
 import * as Crypto from "node:crypto"
 import * as Zlib from "node:zlib"
 import { rsaPrivateKey } from "./internal/contractKey.js"
@@ -222,9 +223,31 @@ const zlibDecompress = (
   return Stream.pipeThroughChannel(plain, channel)
 }
 
+// A whole content in one go, on the threadpool: zlib stops as soon as the output would pass
+// `maxBytes` (its `maxOutputLength`), so a small body that inflates without end costs no more.
+const zlibDecompressBytes =
+  (format: "gzip" | "brotli", fileName: string): FileCipher.DecompressBytes => (content, maxBytes) =>
+    Effect.async<Uint8Array, FileDecryptionError | FileCipher.ContentTooLarge>((resume) => {
+      const options = {
+        chunkSize: zlibOptions.chunkSize,
+        maxOutputLength: Math.min(Math.max(1, Math.floor(maxBytes)), NodeBuffer.constants.MAX_LENGTH)
+      }
+      const done = (error: Error | null, output: Buffer) => {
+        if (error === null && output.length <= maxBytes) return resume(Effect.succeed(output))
+        resume(Effect.fail(
+          error === null || (error as { readonly code?: unknown }).code === "ERR_BUFFER_TOO_LARGE"
+            ? new FileCipher.ContentTooLarge({ fileName, limit: maxBytes })
+            : fileError(fileName, "Decompression", `the decrypted content is not valid ${format} data`)
+        ))
+      }
+      if (format === "gzip") Zlib.gunzip(content, options, done)
+      else Zlib.brotliDecompress(content, options, done)
+    })
+
 const implementation: FileCipher.Implementation = {
   prepareKey,
-  decompressor: (compression, fileName) => Either.right(zlibDecompress(compression, fileName))
+  decompressor: (compression, fileName) => Either.right(zlibDecompress(compression, fileName)),
+  decompressBytes: zlibDecompressBytes
 }
 
 /**

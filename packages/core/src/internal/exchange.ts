@@ -11,6 +11,7 @@ import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import type { Contract } from "../Contract.js"
@@ -26,6 +27,7 @@ import {
   fromHttpClientError,
   harden,
   isTransientRequestError,
+  readCapped,
   retryAfterFailure,
   retrySchedule,
   timedOut,
@@ -126,10 +128,34 @@ export const make = (
           )
       )
     )
+    const headers = response.headers
+    const whole = (limit: number): Effect.Effect<Option.Option<Uint8Array>, RequestError> => {
+      const declared = Number(headers["content-length"] ?? Number.NaN)
+      const coding = headers["content-encoding"]
+      if (
+        !Number.isSafeInteger(declared) || declared < 0 || declared > limit ||
+        (coding !== undefined && coding !== "identity")
+      ) return Effect.succeedNone
+      return readCapped(response, limit, { headers, inOneGo: true }).pipe(
+        Effect.mapError((error) =>
+          error._tag === "BodyUnreadable" && deadline !== undefined && deadline.transport.isDeadline(error.cause)
+            ? idle()
+            : new RequestError({
+              operation: request.operation,
+              reason: "Transport",
+              description: "the answer's body was cut before its end"
+            })
+        ),
+        Effect.map(Option.some)
+      )
+    }
     return {
       status: response.status,
-      headers: response.headers,
-      body: deadline === undefined ? Stream.timeoutFail(body, idle, config.requestTimeout) : body
+      headers,
+      body: deadline === undefined ? Stream.timeoutFail(body, idle, config.requestTimeout) : body,
+      // Only a client that reports what it received on the wire (a `Transport`): HTTP's framing
+      // then stops the read at the announced length.
+      ...(deadline === undefined ? {} : { whole })
     }
   }
 

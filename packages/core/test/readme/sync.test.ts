@@ -72,6 +72,7 @@ describe("README", () => {
         "client.readFileList",
         "Files.read(",
         "client.readFileMetadata",
+        "client.readFileBytes",
         "Files.readAll",
         "client.pushData",
         "client.pushToProvider",
