@@ -42,6 +42,14 @@ export const defaultOnboardUrl = "https://api.digi.me/apps/saas/"
 export const defaultTokenCacheCapacity = 10_000
 
 /**
+ * The default of `Options.warmUpTimeout`: how long building the layer waits for its warm-up at most.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const defaultWarmUpTimeout: Duration.Duration = Duration.seconds(1)
+
+/**
  * The identity sent as `agent.sdk` in request bodies. digi.me answers `SDKInvalid` or
  * `SDKVersionInvalid` when it does not recognise it.
  *
@@ -127,6 +135,24 @@ export interface Options {
    * limit (`KeySet.maxBytes`).
    */
   readonly maxResponseBytes?: number | undefined
+  /**
+   * Whether the platform's layer gets the first call ready while it is built, so that the first
+   * call of a process costs about what a later one does; default `true`. On Node
+   * (`NodeDigime.layer`): the connection to the origin of `baseUrl` is opened ahead (TCP, and TLS
+   * for https), to be taken by the first request that needs one within 4 seconds (as long as undici
+   * keeps an idle connection), and one data call runs in memory against a canned answer, without a
+   * byte leaving the process, so that the code of a call, each contract's key and the HTTP parser
+   * are ready. Nothing is sent to digi.me,
+   * no store is read, no span is made; a failure of the warm-up never fails the layer (it is only
+   * logged, at debug level). Core's own `Digime.layer` does nothing with it.
+   */
+  readonly warmUp?: boolean | undefined
+  /**
+   * How long building the layer waits for its warm-up at most; default 1 second. Past it the layer
+   * is built anyway (a digi.me unreachable at start-up delays it by this much at most), and a
+   * connection still opening is used if it opens in time. `0`: the layer does not wait at all.
+   */
+  readonly warmUpTimeout?: Duration.DurationInput | undefined
 }
 
 /**
@@ -161,6 +187,10 @@ export interface Service {
   readonly keySetMaxAge: Duration.Duration
   readonly clockTolerance: Duration.Duration
   readonly maxResponseBytes: number
+  /** See `Options.warmUp`. */
+  readonly warmUp: boolean
+  /** See `Options.warmUpTimeout`. */
+  readonly warmUpTimeout: Duration.Duration
   readonly contracts: ReadonlyMap<string, Contract>
   /** The contract with this id, or `UnknownContract`. */
   readonly contract: (contractId: string) => Effect.Effect<Contract, UnknownContract>
@@ -308,6 +338,11 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
     if (!Number.isSafeInteger(maxResponseBytes) || maxResponseBytes <= 0) {
       return yield* new InvalidConfig({ field: "maxResponseBytes", reason: "must be a positive integer" })
     }
+    const warmUp = options.warmUp ?? true
+    if (typeof warmUp !== "boolean") {
+      return yield* new InvalidConfig({ field: "warmUp", reason: "must be true or false" })
+    }
+    const warmUpTimeout = yield* positiveDuration("warmUpTimeout", options.warmUpTimeout, defaultWarmUpTimeout)
     return {
       applicationId,
       baseUrl: withSlash(baseUrl.href),
@@ -324,6 +359,8 @@ export const make = (options: Options): Effect.Effect<Service, InvalidConfig> =>
       keySetMaxAge,
       clockTolerance,
       maxResponseBytes,
+      warmUp,
+      warmUpTimeout,
       contracts,
       contract: (contractId) => {
         const contract = contracts.get(contractId)
@@ -391,8 +428,9 @@ export const contractsFromEnv: Config.Config<ReadonlyArray<Contract>> = Config.a
  * Options read from the environment: `DIGIME_APPLICATION_ID`; the contracts (see
  * `contractsFromEnv`); and optionally `DIGIME_BASE_URL`,
  * `DIGIME_ONBOARD_URL`, `DIGIME_REFRESH_LEAD_TIME`, `DIGIME_REFRESH_WAIT_MARGIN`, `DIGIME_REQUEST_TIMEOUT`,
- * `DIGIME_TOKEN_CACHE_TTL` (durations such as `"60 seconds"`), `DIGIME_TOKEN_CACHE_CAPACITY`,
- * `DIGIME_JWKS_ORIGINS` (comma separated) and `DIGIME_KEY_TAG_SECRET`.
+ * `DIGIME_TOKEN_CACHE_TTL`, `DIGIME_WARM_UP_TIMEOUT` (durations such as `"60 seconds"`),
+ * `DIGIME_TOKEN_CACHE_CAPACITY`, `DIGIME_JWKS_ORIGINS` (comma separated), `DIGIME_KEY_TAG_SECRET`
+ * and `DIGIME_WARM_UP` (`true` or `false`).
  *
  * @example
  * import { DigimeConfig } from "@digime-effect/core"
@@ -422,5 +460,7 @@ export const fromEnv: Config.Config<Options> = Config.all({
     Config.option,
     Config.map(Option.getOrUndefined)
   ),
-  keyTagSecret: Config.redacted("DIGIME_KEY_TAG_SECRET").pipe(Config.option, Config.map(Option.getOrUndefined))
+  keyTagSecret: Config.redacted("DIGIME_KEY_TAG_SECRET").pipe(Config.option, Config.map(Option.getOrUndefined)),
+  warmUp: Config.boolean("DIGIME_WARM_UP").pipe(Config.option, Config.map(Option.getOrUndefined)),
+  warmUpTimeout: Config.duration("DIGIME_WARM_UP_TIMEOUT").pipe(Config.option, Config.map(Option.getOrUndefined))
 })

@@ -31,6 +31,46 @@ describe("DigimeConfig", () => {
       assert.strictEqual((yield* failure({ ...base, refreshLeaseTime: "-1 seconds" })).field, "refreshLeaseTime")
     }))
 
+  it.effect("warmUp is on by default, waited for 1 second at most; both options are validated", () =>
+    Effect.gen(function*() {
+      const base = { applicationId: "app", contracts: [contract] }
+      const byDefault = yield* DigimeConfig.make(base)
+      assert.isTrue(byDefault.warmUp)
+      assert.isTrue(Duration.equals(byDefault.warmUpTimeout, Duration.seconds(1)))
+      const given = yield* DigimeConfig.make({ ...base, warmUp: false, warmUpTimeout: 0 })
+      assert.isFalse(given.warmUp)
+      assert.isTrue(Duration.equals(given.warmUpTimeout, Duration.zero))
+      assert.strictEqual((yield* failure({ ...base, warmUp: "no" as unknown as boolean })).field, "warmUp")
+      assert.strictEqual((yield* failure({ ...base, warmUpTimeout: -1 })).field, "warmUpTimeout")
+      assert.strictEqual((yield* failure({ ...base, warmUpTimeout: "-1 seconds" })).field, "warmUpTimeout")
+      assert.strictEqual((yield* failure({ ...base, warmUpTimeout: Duration.infinity })).field, "warmUpTimeout")
+    }))
+
+  it.effect("fromEnv reads DIGIME_WARM_UP and DIGIME_WARM_UP_TIMEOUT", () =>
+    Effect.gen(function*() {
+      const read = (entries: ReadonlyArray<readonly [string, string]>) =>
+        DigimeConfig.DigimeConfig.pipe(
+          Effect.provide(
+            DigimeConfig.layerConfig(DigimeConfig.fromEnv).pipe(
+              Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(
+                new Map([
+                  ["DIGIME_APPLICATION_ID", "app"],
+                  ["DIGIME_CONTRACT_ID", "c"],
+                  ["DIGIME_PRIVATE_KEY", "k"],
+                  ...entries
+                ])
+              )))
+            )
+          )
+        )
+      const config = yield* read([["DIGIME_WARM_UP", "false"], ["DIGIME_WARM_UP_TIMEOUT", "250 millis"]])
+      assert.isFalse(config.warmUp)
+      assert.isTrue(Duration.equals(config.warmUpTimeout, Duration.millis(250)))
+      assert.isTrue((yield* read([])).warmUp)
+      const error = yield* Effect.flip(read([["DIGIME_WARM_UP", "maybe"]]))
+      assert.isTrue(ConfigError.isConfigError(error))
+    }))
+
   it.effect("adds the trailing slash to both URLs", () =>
     Effect.gen(function*() {
       const config = yield* DigimeConfig.make({

@@ -29,6 +29,7 @@ import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Layer from "effect/Layer"
 import * as UndiciClient from "./internal/undiciClient.js"
+import * as WarmUp from "./internal/warmUp.js"
 import * as NodeFileCipher from "./NodeFileCipher.js"
 import * as NodeSigner from "./NodeSigner.js"
 import * as NodeVerifier from "./NodeVerifier.js"
@@ -52,20 +53,31 @@ export const layerPlatform: Layer.Layer<Signer | Verifier | FileCipher | HttpCli
   Layer.scoped(HttpClient.HttpClient, UndiciClient.scoped)
 )
 
+// The library on the Node platform, warmed up once built (`DigimeConfig.warmUp`).
+const onPlatform = <E, R>(
+  digime: Layer.Layer<Digime.Services, E, R>
+): Layer.Layer<Digime.Services, E, Exclude<R, Signer | Verifier | FileCipher | HttpClient.HttpClient>> =>
+  Layer.effectDiscard(WarmUp.warmUp).pipe(Layer.provideMerge(digime), Layer.provide(layerPlatform))
+
 /**
  * The library on Node from options; needs a `TokenStore`.
+ *
+ * Unless `warmUp` is `false`, building it also gets the first call ready (for at most
+ * `warmUpTimeout`, 1 second by default): it opens the connection to digi.me's origin ahead and runs
+ * one data call in memory, against a canned answer, so that the first call of the process costs
+ * about what a later one does. Nothing is sent to digi.me, and a digi.me unreachable at start-up
+ * does not fail the layer (see `DigimeConfig.Options.warmUp`). `layerPlatform` alone does not warm up.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer = (
   options: DigimeConfig.Options
-): Layer.Layer<Digime.Services, InvalidConfig | InvalidContractKey, TokenStore> =>
-  Digime.layer(options).pipe(Layer.provide(layerPlatform))
+): Layer.Layer<Digime.Services, InvalidConfig | InvalidContractKey, TokenStore> => onPlatform(Digime.layer(options))
 
 /**
  * The library on Node from `Config` (by default `DIGIME_*` from the environment, see
- * `DigimeConfig.fromEnv`); needs a `TokenStore`.
+ * `DigimeConfig.fromEnv`); needs a `TokenStore`. It warms up as `layer` does.
  *
  * @since 0.1.0
  * @category layers
@@ -73,4 +85,4 @@ export const layer = (
 export const layerConfig = (
   config: Config.Config.Wrap<DigimeConfig.Options> = Digime.fromEnv
 ): Layer.Layer<Digime.Services, ConfigError.ConfigError | InvalidConfig | InvalidContractKey, TokenStore> =>
-  Digime.layerConfig(config).pipe(Layer.provide(layerPlatform))
+  onPlatform(Digime.layerConfig(config))
