@@ -5,10 +5,11 @@
  *
  * @since 0.1.0
  */
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Metric from "effect/Metric"
 import type * as MetricKeyType from "effect/MetricKeyType"
 import type * as MetricState from "effect/MetricState"
+import * as MetricKeys from "./internal/metricKeys.js"
 
 /**
  * Refreshes that reached digi.me, tagged `outcome` (`refreshed` or the error's tag) and
@@ -17,13 +18,12 @@ import type * as MetricState from "effect/MetricState"
  * @since 0.1.0
  * @category models
  */
-export const refreshes: Metric.Metric.Counter<number> = Metric.counter("digime_refreshes_total", {
-  description: "Refreshes sent to digi.me, by outcome",
-  incremental: true
-})
+export const refreshes: Metric.Metric.Counter<number> = Metric.fromMetricKey(MetricKeys.refreshes)
 
 /**
- * How long a refresh takes, from the decision to refresh (in this process) to the stored result.
+ * How long a refresh takes, from the decision to refresh (in this process) to the stored result:
+ * a `Metric.timer` (milliseconds, tagged `time_unit`), built from a key that carries its tag so
+ * that an update does not build the tagged key again.
  *
  * @since 0.1.0
  * @category models
@@ -32,7 +32,7 @@ export const refreshDuration: Metric.Metric<
   MetricKeyType.MetricKeyType.Histogram,
   Duration.Duration,
   MetricState.MetricState.Histogram
-> = Metric.timer("digime_refresh_duration", "Refresh latency, lock to stored result")
+> = Metric.mapInput(Metric.fromMetricKey(MetricKeys.refreshDuration), Duration.toMillis)
 
 /**
  * Callers that needed a refresh and joined one already in flight instead of starting their own.

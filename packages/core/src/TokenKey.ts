@@ -108,11 +108,25 @@ export const makeTagger = (secret: Redacted.Redacted<string | Uint8Array>): Effe
     : Effect.succeed(unsafeTagger(bytes))
 }
 
+// How many tags a tagger keeps: the same keys are tagged on every refresh and store call, and an
+// HMAC in JavaScript costs tens of microseconds. Emptied when full.
+const tagCacheCapacity = 10_000
+
 const unsafeTagger = (secret: Uint8Array): Tagger => {
   // The keyed state after the secret, copied for each tag (two compressions saved per tag).
   const keyed = hmac.create(sha256, secret)
+  const tags = new Map<string, string>()
   return {
-    tag: (key) => Encoding.encodeHex(keyed.clone().update(encodeUtf8(toId(key))).digest().subarray(0, 8))
+    tag: (key) => {
+      const id = toId(key)
+      let tag = tags.get(id)
+      if (tag === undefined) {
+        tag = Encoding.encodeHex(keyed.clone().update(encodeUtf8(id)).digest().subarray(0, 8))
+        if (tags.size >= tagCacheCapacity) tags.clear()
+        tags.set(id, tag)
+      }
+      return tag
+    }
   }
 }
 

@@ -245,7 +245,7 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
     const scope = yield* Effect.scope
     const flightScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
     const background = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-    const sending = yield* Effect.makeSemaphore(Refresh.maxSending)
+    const sending = Refresh.makeSending()
     const closing = { value: false }
     // Shutdown: no lease is taken any more, refreshes being sent finish (up to their lease), the
     // flights are interrupted, and what is kept gets one last chance to be stored.
@@ -255,7 +255,7 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
       }).pipe(
         Effect.zipRight(
           // Finalizers are uninterruptible: the wait must be interruptible for its time limit to work.
-          Effect.interruptible(sending.withPermits(Refresh.maxSending)(Effect.void)).pipe(
+          Effect.interruptible(sending.idle.await).pipe(
             Effect.timeoutOption(config.refreshLeaseTime)
           )
         ),

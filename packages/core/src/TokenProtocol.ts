@@ -233,6 +233,11 @@ export const exchangeCodeRequest = (options: {
     return { operation, contractId: options.contractId, request, claims, idempotent: false }
   })
 
+// The HTTP request of every refresh, built once (requests are immutable).
+const refreshTokenHttpRequest = HttpClientRequest.post("oauth/token").pipe(
+  HttpClientRequest.setHeader("content-type", "application/json")
+)
+
 /**
  * `POST oauth/token`, grant `refresh_token`: a JSON content type but no body (WP §4.4). Never
  * repeated: digi.me rotates the refresh token on every refresh, so when an answer is lost the
@@ -245,19 +250,26 @@ export const refreshTokenRequest = (options: {
   readonly contractId: string
   readonly refreshToken: Redacted.Redacted<string>
 }): Effect.Effect<Request, InvalidOptions> =>
-  Effect.gen(function*() {
-    const operation = "refreshToken"
-    yield* Calls.nonEmpty(operation, "contractId", options.contractId)
-    yield* Calls.nonEmpty(operation, "refreshToken", options.refreshToken)
-    const claims = yield* Calls.encodeClaims(operation, Protocol.RefreshClaims, {
-      grant_type: "refresh_token",
-      refresh_token: options.refreshToken
-    })
-    const request = HttpClientRequest.post("oauth/token").pipe(
-      HttpClientRequest.setHeader("content-type", "application/json")
+  // Without a generator: every refresh builds one.
+  Effect.zipRight(
+    Effect.zipRight(
+      Calls.nonEmpty("refreshToken", "contractId", options.contractId),
+      Calls.nonEmpty("refreshToken", "refreshToken", options.refreshToken)
+    ),
+    Effect.map(
+      Calls.encodeClaims("refreshToken", Protocol.RefreshClaims, {
+        grant_type: "refresh_token",
+        refresh_token: options.refreshToken
+      }),
+      (claims): Request => ({
+        operation: "refreshToken",
+        contractId: options.contractId,
+        request: refreshTokenHttpRequest,
+        claims,
+        idempotent: false
+      })
     )
-    return { operation, contractId: options.contractId, request, claims, idempotent: false }
-  })
+  )
 
 /**
  * Reads the answer to `exchangeCodeRequest` or `refreshTokenRequest` without verifying it: the

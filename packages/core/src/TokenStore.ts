@@ -68,6 +68,19 @@ export interface Versioned {
 export type LeaseEnd = "Released" | "Abandoned"
 
 /**
+ * What `acquireLeaseAndGet` answers: whether the lease was taken, and the key's stored token
+ * (`None` when nothing is stored). When the lease was taken, `current` is the leased version with
+ * the lease, read in the same atomic step; otherwise it is read after the refusal, as `get` would.
+ *
+ * @since 0.4.0
+ * @category models
+ */
+export interface LeaseAndCurrent {
+  readonly acquired: boolean
+  readonly current: Option.Option<Versioned>
+}
+
+/**
  * Why the user of a key must connect again: digi.me refused the refresh token as expired
  * (`RefreshTokenExpired`) or invalid (`RefreshTokenInvalid`), a refresh's outcome was lost so its
  * refresh token may be spent (`RefreshOutcomeUnknown`), or digi.me refused the access token itself
@@ -206,6 +219,22 @@ export interface Service {
    * Atomic: of several processes, one takes it. Answers whether it did.
    */
   readonly acquireLease: (key: TokenKey.TokenKey, lease: Lease) => Effect.Effect<boolean, TokenStoreError>
+  /**
+   * Optional: `acquireLease` and `get` in one step, so that a refresh takes its lease and reads
+   * the token it sends in one round trip. Takes `lease` as `acquireLease` does (atomically), and
+   * only if version `lease.version` is not marked "needs reconnect"; answers whether it took it
+   * and the stored token (see `LeaseAndCurrent`). The `TokenManager` uses it, when a store has it,
+   * for the first look of a refresh whose version it knows; without it, it reads with `get`, then
+   * takes the lease with `acquireLease`. A failure may come after the lease was taken (an answer
+   * lost, a row that does not read): the caller then ends it as `Released`, nothing having been
+   * sent. A wrapper of a store that changes `get` or `acquireLease` must change this method as
+   * well, or leave it out.
+   *
+   * @since 0.4.0
+   */
+  readonly acquireLeaseAndGet?:
+    | ((key: TokenKey.TokenKey, lease: Lease) => Effect.Effect<LeaseAndCurrent, TokenStoreError>)
+    | undefined
   /**
    * Ends `lease` without a new token, if it is still the one on the key: same holder, version and
    * `until`. Another holder's lease is left, and so is an abandoned one (a `Released` never reopens

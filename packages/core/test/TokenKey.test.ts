@@ -30,6 +30,23 @@ describe("TokenKey", () => {
       assert.notStrictEqual(a.tag(key), a.tag(TokenKey.make("alice@example.com", "contract-2")))
     }))
 
+  it.effect("a tagger keeps its tags: the same tag before and after more keys than it keeps, as a new tagger's", () =>
+    Effect.gen(function*() {
+      const secret = Redacted.make("a deployment secret, 32 bytes..")
+      const tagger = yield* TokenKey.makeTagger(secret)
+      const first = TokenKey.make("user-0", "contract-1")
+      const tag = tagger.tag(first)
+      assert.strictEqual(tagger.tag(first), tag)
+      for (let id = 1; id <= 10_001; id++) tagger.tag(TokenKey.make(`user-${id}`, "contract-1"))
+      assert.strictEqual(tagger.tag(first), tag)
+      const fresh = yield* TokenKey.makeTagger(secret)
+      assert.strictEqual(fresh.tag(first), tag)
+      assert.strictEqual(
+        tagger.tag(TokenKey.make("user-10001", "contract-1")),
+        fresh.tag(TokenKey.make("user-10001", "contract-1"))
+      )
+    }))
+
   it.effect("enumerable ids cannot be recovered from tags without the secret", () =>
     Effect.gen(function*() {
       // The attack on the old unkeyed hash: hash every id of a small range, look the tag up.

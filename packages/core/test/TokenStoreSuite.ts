@@ -203,6 +203,93 @@ export const suite = <E>(name: string, layer: Layer.Layer<TokenStore.TokenStore,
         assert.isFalse(yield* store.acquireLease(key, leaseOf("p2", v1.version)))
       })))
 
+    // The optional `acquireLeaseAndGet`: checked when the store has it.
+    const withLeaseAndGet = <A, E2>(
+      test: (
+        store: TokenStore.Service,
+        acquireLeaseAndGet: NonNullable<TokenStore.Service["acquireLeaseAndGet"]>
+      ) => Effect.Effect<A, E2>
+    ) =>
+      run(Effect.flatMap(TokenStore.TokenStore, (store) => {
+        const acquireLeaseAndGet = store.acquireLeaseAndGet
+        return acquireLeaseAndGet === undefined ? Effect.void : test(store, acquireLeaseAndGet)
+      }))
+
+    it.effect("acquireLeaseAndGet takes the lease as acquireLease does and answers the leased token with it", () =>
+      withLeaseAndGet((store, acquireLeaseAndGet) =>
+        Effect.gen(function*() {
+          const key = fresh()
+          const v1 = yield* store.set(key, token("a1", "r1"))
+          const taken = yield* acquireLeaseAndGet(key, leaseOf("p1", v1.version))
+          assert.isTrue(taken.acquired)
+          const current = Option.getOrThrow(taken.current)
+          assert.strictEqual(current.version, v1.version)
+          assert.deepStrictEqual(current.lease, leaseOf("p1", v1.version))
+          assert.isTrue(sameToken(current.token, token("a1", "r1")))
+          assert.deepStrictEqual(Option.getOrThrow(yield* store.get(key)).lease, leaseOf("p1", v1.version))
+          // The version is leased now: refused to anyone, the row answered as it is.
+          const again = yield* acquireLeaseAndGet(key, leaseOf("p2", v1.version))
+          assert.isFalse(again.acquired)
+          assert.deepStrictEqual(Option.getOrThrow(again.current).lease, leaseOf("p1", v1.version))
+          assert.isFalse(yield* store.acquireLease(key, leaseOf("p3", v1.version)))
+          // The compare-and-set ends it; the new version can be leased.
+          const v2 = Option.getOrThrow(yield* store.compareAndSet(key, v1.version, token("a2", "r2")))
+          const next = yield* acquireLeaseAndGet(key, leaseOf("p2", v2.version))
+          assert.isTrue(next.acquired)
+          assert.isTrue(sameToken(Option.getOrThrow(next.current).token, token("a2", "r2")))
+        })
+      ))
+
+    it.effect("acquireLeaseAndGet refuses another version, a missing key, an abandoned lease and a marked version", () =>
+      withLeaseAndGet((store, acquireLeaseAndGet) =>
+        Effect.gen(function*() {
+          const key = fresh()
+          const missing = yield* acquireLeaseAndGet(key, leaseOf("p1", 1))
+          assert.isFalse(missing.acquired)
+          assert.isTrue(Option.isNone(missing.current))
+          const v1 = yield* store.set(key, token("a1", "r1"))
+          // Another version than the stored one: refused, the stored token answered without a lease.
+          const older = yield* acquireLeaseAndGet(key, leaseOf("p1", v1.version + 1))
+          assert.isFalse(older.acquired)
+          assert.strictEqual(Option.getOrThrow(older.current).version, v1.version)
+          assert.isUndefined(Option.getOrThrow(older.current).lease)
+          assert.isUndefined(Option.getOrThrow(yield* store.get(key)).lease)
+          // An abandoned lease is never taken again.
+          assert.isTrue(yield* store.acquireLease(key, leaseOf("p1", v1.version)))
+          yield* store.endLease(key, leaseOf("p1", v1.version), "Abandoned")
+          const abandoned = yield* acquireLeaseAndGet(key, leaseOf("p2", v1.version))
+          assert.isFalse(abandoned.acquired)
+          assert.strictEqual(Option.getOrThrow(abandoned.current).lease?.until, 0)
+          // A version marked "needs reconnect" is not leased; the mark is answered.
+          const v2 = yield* store.set(key, token("a2", "r2"))
+          const mark = { reason: "RefreshTokenInvalid", version: v2.version, at: 1_000 } as const
+          assert.isTrue(yield* store.markReconnect(key, mark))
+          const marked = yield* acquireLeaseAndGet(key, leaseOf("p2", v2.version))
+          assert.isFalse(marked.acquired)
+          assert.deepStrictEqual(Option.getOrThrow(marked.current).reconnect, mark)
+          assert.isUndefined(Option.getOrThrow(yield* store.get(key)).lease)
+        })
+      ))
+
+    it.effect("acquireLeaseAndGet: one holder per version, against itself and acquireLease, however many ask at once", () =>
+      withLeaseAndGet((store, acquireLeaseAndGet) =>
+        Effect.gen(function*() {
+          const key = fresh()
+          const v1 = yield* store.set(key, token("a1", "r1"))
+          const taken = yield* Effect.all(
+            ["p1", "p2", "p3", "p4", "p5", "p6"].map((holder, i) =>
+              i % 2 === 0
+                ? Effect.map(acquireLeaseAndGet(key, leaseOf(holder, v1.version)), (answer) => answer.acquired)
+                : store.acquireLease(key, leaseOf(holder, v1.version))
+            ),
+            { concurrency: "unbounded" }
+          )
+          assert.strictEqual(taken.filter((won) => won).length, 1)
+          const holder = ["p1", "p2", "p3", "p4", "p5", "p6"][taken.indexOf(true)]
+          assert.strictEqual(Option.getOrThrow(yield* store.get(key)).lease?.holder, holder)
+        })
+      ))
+
     it.effect("leases of different keys are independent", () =>
       run(Effect.gen(function*() {
         const store = yield* TokenStore.TokenStore

@@ -26,10 +26,12 @@
  * reason, never a token value.
  *
  * **Leases.** A refresh is announced in the row before it is sent (`acquireLease`): the holder, the
- * version and the end of the lease, in three columns, written by one conditional `UPDATE`. The
- * compare-and-set write of the new token clears them in the same statement. No transaction, lock
- * or pooled connection is held while a refresh runs, so a holder whose session dies changes
- * nothing: its lease stays until it is released, written over, or outlived.
+ * version and the end of the lease, in three columns, written by one conditional `UPDATE`;
+ * `acquireLeaseAndGet` returns the row it leased from that same statement, so that a refresh takes
+ * its lease and re-reads its token in one round trip. The compare-and-set write of the new token
+ * clears them in the same statement. No transaction, lock or pooled connection is held while a
+ * refresh runs, so a holder whose session dies changes nothing: its lease stays until it is
+ * released, written over, or outlived.
  *
  * **Upkeep.** Every write of a token stores its two expiries (`listDue` reads them through an
  * index of each) and makes them its two due times, which `claimDue` moves to the end of a claim,
@@ -71,6 +73,7 @@ import type * as AesGcm from "./internal/aesGcm.js"
 import * as Migration from "./internal/migration.js"
 import { RowError } from "./internal/rowError.js"
 import * as SqlStore from "./internal/sqlStore.js"
+import * as TokenJson from "./internal/tokenJson.js"
 
 /**
  * A key of an encryption key ring.
@@ -214,8 +217,10 @@ export const migrate = (
 // token store
 // -------------------------------------------------------------------------------------------
 
-const encodeToken = Schema.encode(UserAccessToken.UserAccessTokenFromJson)
-const decodeToken = Schema.decode(UserAccessToken.UserAccessTokenFromJson)
+// Synchronous, and made once: the token's schema encodes without effects; the JSON this library
+// writes is decoded without the schema's interpreter (see `TokenJson`).
+const encodeToken = Schema.encodeEither(UserAccessToken.UserAccessTokenFromJson)
+const decodeToken = TokenJson.decode
 
 // How many times `set` reads the version and writes the next one before it gives up: each miss is
 // another writer's success.
@@ -225,12 +230,18 @@ const setAttempts = 20
 const bindingOf = (id: string, version: number): AesGcm.Binding => ({ row: id, context: [String(version)] })
 
 const encode = (token: UserAccessToken.UserAccessToken): Effect.Effect<string, RowError> =>
-  Effect.mapError(encodeToken(token), () => new RowError({ reason: "TokenNotEncodable" }))
+  Either.match(encodeToken(token), {
+    onLeft: () => Effect.fail(new RowError({ reason: "TokenNotEncodable" })),
+    onRight: Effect.succeed
+  })
 
 // Fields this version does not know (written by a newer one) are ignored, and kept in the JSON
 // that `reencrypt` seals again.
 const decode = (json: string): Effect.Effect<UserAccessToken.UserAccessToken, RowError> =>
-  Effect.mapError(decodeToken(json), () => new RowError({ reason: "TokenNotDecodable" }))
+  Either.match(decodeToken(json), {
+    onLeft: () => Effect.fail(new RowError({ reason: "TokenNotDecodable" })),
+    onRight: Effect.succeed
+  })
 
 /**
  * A token store on the `SqlClient`'s database. Creates its table if needed.
@@ -247,16 +258,22 @@ export const make = (
     yield* Migration.run(sql, Migration.tokensTable(sql, tableName))
     const table = sql(tableName)
 
-    const read = (id: string, row: Row) =>
-      Effect.gen(function*() {
-        const version = yield* SqlStore.toVersion(row.version)
-        const stored = yield* SqlStore.toText(row.token, "ValueNotText")
-        const lease = yield* leaseOf(row)
-        const mark = yield* reconnectOf(row)
-        const token = yield* Effect.flatMap(codec.open(stored, bindingOf(id, version)), decode)
+    // The columns are checked without a generator (every read and every refresh's lease runs it),
+    // in this order: version, token, lease, mark; then the token is opened and decoded.
+    const read = (id: string, row: Row): Effect.Effect<TokenStore.Versioned, RowError> => {
+      const version = SqlStore.integerOf(row.version, 1, Number.MAX_SAFE_INTEGER - 1)
+      if (version === undefined) return Effect.fail(new RowError({ reason: "VersionNotInteger" }))
+      const stored = row.token
+      if (typeof stored !== "string") return Effect.fail(new RowError({ reason: "ValueNotText" }))
+      const lease = leaseIn(row)
+      if (lease instanceof RowError) return Effect.fail(lease)
+      const mark = reconnectIn(row)
+      if (mark instanceof RowError) return Effect.fail(mark)
+      return Effect.map(Effect.flatMap(codec.open(stored, bindingOf(id, version)), decode), (token) => {
         const versioned: TokenStore.Versioned = lease === undefined ? { token, version } : { token, version, lease }
         return mark?.version === version ? { ...versioned, reconnect: mark } : versioned
       })
+    }
 
     const get = (key: TokenKey.TokenKey) => {
       const id = TokenKey.toId(key)
@@ -387,6 +404,60 @@ export const make = (
         Effect.mapError(SqlStore.storeError("acquireLease", key)),
         SqlStore.withKeySpan("SqlTokenStore.acquireLease", key)
       )
+
+    // `acquireLease` and `get` in one statement when the lease is taken: the conditional `UPDATE` of
+    // `acquireLease` (refused on a version marked "needs reconnect" too) returns the row it leased.
+    // A refused lease is followed by a read. (One statement for both outcomes, a data-modifying
+    // `WITH` read again by a `UNION`, measured slower on PostgreSQL than the `UPDATE` alone.)
+    const columns = sql.literal(
+      "version, token, lease_holder, lease_version, lease_until, reconnect_reason, reconnect_version, reconnect_at"
+    )
+    const leaseAndRead = (id: string, lease: TokenStore.Lease) =>
+      sql<{ readonly version: unknown; readonly token: unknown }>`
+        UPDATE ${table} SET lease_holder = ${lease.holder}, lease_version = ${lease.version},
+          lease_until = ${lease.until}
+        WHERE id = ${id} AND version = ${lease.version} AND token IS NOT NULL
+          AND (lease_version IS NULL OR lease_version <> version)
+          AND (reconnect_version IS NULL OR reconnect_version <> version)
+        RETURNING version, token
+      `.pipe(
+        // Taken, the row holds this lease, and no mark on its version (a mark on an older one is
+        // not read): the version and the token are all the statement returns.
+        Effect.flatMap((taken) =>
+          taken.length > 0
+            ? Effect.succeed({
+              acquired: true,
+              rows: taken.map((row): Row => ({
+                version: row.version,
+                token: row.token,
+                lease_holder: lease.holder,
+                lease_version: lease.version,
+                lease_until: lease.until,
+                reconnect_reason: null,
+                reconnect_version: null,
+                reconnect_at: null
+              }))
+            })
+            : Effect.map(
+              sql<Row>`SELECT ${columns} FROM ${table} WHERE id = ${id} AND token IS NOT NULL`,
+              (rows) => ({ acquired: false, rows })
+            )
+        )
+      )
+
+    const acquireLeaseAndGet = (key: TokenKey.TokenKey, lease: TokenStore.Lease) => {
+      const id = TokenKey.toId(key)
+      return leaseAndRead(id, lease).pipe(
+        Effect.flatMap(({ acquired, rows }): Effect.Effect<TokenStore.LeaseAndCurrent, SqlStore.Failure> => {
+          const row = rows[0]
+          if (row === undefined) return Effect.succeed({ acquired, current: Option.none() })
+          return Effect.map(read(id, row), (versioned) => ({ acquired, current: Option.some(versioned) }))
+        }),
+        SqlStore.retryLostConnection,
+        Effect.mapError(SqlStore.storeError("acquireLeaseAndGet", key)),
+        SqlStore.withKeySpan("SqlTokenStore.acquireLeaseAndGet", key)
+      )
+    }
 
     const endLease = (key: TokenKey.TokenKey, lease: TokenStore.Lease, end: TokenStore.LeaseEnd) =>
       (end === "Released"
@@ -536,6 +607,7 @@ export const make = (
       compareAndSet,
       delete: remove,
       acquireLease,
+      acquireLeaseAndGet,
       endLease,
       listDue,
       claimDue,
@@ -578,15 +650,14 @@ interface ClaimedRow extends DueRow {
 interface MarkRow extends KeyRow, Mark {}
 
 // The three columns are written together: all set, or all `NULL`.
-const leaseOf = (row: Row): Effect.Effect<TokenStore.Lease | undefined, RowError> => {
+const leaseIn = (row: Row): TokenStore.Lease | undefined | RowError => {
   const { lease_holder: holder, lease_until, lease_version } = row
-  if (holder === null && lease_version === null && lease_until === null) return Effect.succeed(undefined)
-  if (typeof holder !== "string") return Effect.fail(new RowError({ reason: "LeaseInvalid" }))
-  return Effect.zipWith(
-    SqlStore.toInteger(lease_version, "LeaseInvalid"),
-    SqlStore.toInteger(lease_until, "LeaseInvalid"),
-    (version, until) => ({ holder, version, until })
-  )
+  if (holder === null && lease_version === null && lease_until === null) return undefined
+  const version = SqlStore.integerOf(lease_version)
+  const until = SqlStore.integerOf(lease_until)
+  return typeof holder !== "string" || version === undefined || until === undefined
+    ? new RowError({ reason: "LeaseInvalid" })
+    : { holder, version, until }
 }
 
 const reconnectReasons: ReadonlySet<unknown> = new Set(
@@ -604,15 +675,19 @@ const isReconnectReason = (value: unknown): value is TokenStore.ReconnectReason 
 
 // The three columns are written together: all set, or all `NULL`. A mark on an older version (left
 // by a writer that does not know marks) is read, and does not count.
-const reconnectOf = (row: Mark): Effect.Effect<TokenStore.Reconnect | undefined, RowError> => {
+const reconnectIn = (row: Mark): TokenStore.Reconnect | undefined | RowError => {
   const { reconnect_at, reconnect_reason: reason, reconnect_version } = row
-  if (reason === null && reconnect_version === null && reconnect_at === null) return Effect.succeed(undefined)
-  if (!isReconnectReason(reason)) return Effect.fail(new RowError({ reason: "ReconnectInvalid" }))
-  return Effect.zipWith(
-    SqlStore.toInteger(reconnect_version, "ReconnectInvalid"),
-    SqlStore.toInteger(reconnect_at, "ReconnectInvalid"),
-    (version, at) => ({ reason, version, at })
-  )
+  if (reason === null && reconnect_version === null && reconnect_at === null) return undefined
+  const version = SqlStore.integerOf(reconnect_version)
+  const at = SqlStore.integerOf(reconnect_at)
+  return !isReconnectReason(reason) || version === undefined || at === undefined
+    ? new RowError({ reason: "ReconnectInvalid" })
+    : { reason, version, at }
+}
+
+const reconnectOf = (row: Mark): Effect.Effect<TokenStore.Reconnect | undefined, RowError> => {
+  const mark = reconnectIn(row)
+  return mark instanceof RowError ? Effect.fail(mark) : Effect.succeed(mark)
 }
 
 const keyOf = (row: KeyRow) =>

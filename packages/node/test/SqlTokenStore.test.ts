@@ -408,6 +408,32 @@ for (const [name, database] of databases) {
           assert.strictEqual(Option.isSome(yield* store.get(bad)), true)
         }))
 
+      it.effect("acquireLeaseAndGet: one statement takes the lease, a corrupted row fails with its TokenStoreError", () =>
+        Effect.gen(function*() {
+          const table = `lease_and_get_${suffix}`
+          const store = yield* SqlTokenStore.make({ tableName: table })
+          const acquireLeaseAndGet = store.acquireLeaseAndGet!
+          const key = fresh()
+          const v1 = yield* store.set(key, token("a1", "r1"))
+          const lease = { holder: "p1", version: v1.version, until: 2_000_000_000_000 }
+          const taken = yield* acquireLeaseAndGet(key, lease)
+          assert.isTrue(taken.acquired)
+          assert.deepStrictEqual(Option.getOrThrow(taken.current).lease, lease)
+          assert.strictEqual(Redacted.value(Option.getOrThrow(taken.current).token.refreshToken.value), "r1")
+          yield* store.endLease(key, lease, "Released")
+          // A row that does not decode: the operation's own error, naming the key and no value.
+          yield* writeRow(table, key, "{\"accessToken\": garbage")
+          const error = yield* Effect.flip(acquireLeaseAndGet(key, { ...lease, holder: "p2" }))
+          assert.strictEqual(error._tag, "TokenStoreError")
+          assert.strictEqual(error.operation, "SqlTokenStore.acquireLeaseAndGet")
+          assert.strictEqual(error.key?.userId, key.userId)
+          assert.notInclude(error.message, "garbage")
+          // Refused on a missing key: no row, no lease.
+          const missing = yield* acquireLeaseAndGet(fresh(), lease)
+          assert.isFalse(missing.acquired)
+          assert.isTrue(Option.isNone(missing.current))
+        }))
+
       it.effect("encrypted: no token value in clear in the database", () =>
         Effect.gen(function*() {
           const table = `sealed_${suffix}`

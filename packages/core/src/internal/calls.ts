@@ -62,10 +62,22 @@ export const encodeClaims = <A, I extends Readonly<Record<string, unknown>>>(
   schema: Schema.Schema<A, I>,
   claims: NoInfer<A>
 ): Effect.Effect<I, InvalidOptions> =>
-  Effect.mapError(
-    Schema.encode(schema)(claims),
-    (error) => new InvalidOptions({ operation, field: "claims", reason: describeParseError(error) })
-  )
+  Either.match(encoderOf(schema)(claims), {
+    onLeft: (error) =>
+      Effect.fail(new InvalidOptions({ operation, field: "claims", reason: describeParseError(error) })),
+    onRight: Effect.succeed
+  })
+
+// Each claims schema's encoder, made once (the claims schemas encode synchronously).
+const encoders = new WeakMap<Schema.Schema.Any, (input: unknown) => Either.Either<unknown, ParseResult.ParseError>>()
+const encoderOf = <A, I>(schema: Schema.Schema<A, I>): (input: A) => Either.Either<I, ParseResult.ParseError> => {
+  let encoder = encoders.get(schema)
+  if (encoder === undefined) {
+    encoder = Schema.encodeEither(schema) as (input: unknown) => Either.Either<unknown, ParseResult.ParseError>
+    encoders.set(schema, encoder)
+  }
+  return encoder as (input: A) => Either.Either<I, ParseResult.ParseError>
+}
 
 /** A request with a JSON body encoded with its wire schema. */
 /** @internal */
@@ -202,7 +214,10 @@ export function decodeSuccess<A, I>(
 
 // Each schema's decoder, made once (the wire schemas decode synchronously).
 const decoders = new WeakMap<Schema.Schema.Any, (input: unknown) => Either.Either<unknown, ParseResult.ParseError>>()
-const decoderOf = <A, I>(schema: Schema.Schema<A, I>): (input: unknown) => Either.Either<A, ParseResult.ParseError> => {
+/** @internal */
+export const decoderOf = <A, I>(
+  schema: Schema.Schema<A, I>
+): (input: unknown) => Either.Either<A, ParseResult.ParseError> => {
   let decoder = decoders.get(schema)
   if (decoder === undefined) {
     decoder = Schema.decodeUnknownEither(schema)

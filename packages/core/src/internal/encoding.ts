@@ -16,8 +16,24 @@ export const decodeUtf8 = (input: Uint8Array): string | undefined => {
   }
 }
 
-/** @internal */
-export const base64url = (input: Uint8Array | string): string => Encoding.encodeBase64Url(input)
+// Bytes a `String.fromCharCode` call takes at once (well under any engine's argument limit).
+const chunk = 0x8000
+
+/**
+ * Base64url without padding, encoded by the platform's `btoa` (Web API, on every runtime the
+ * library runs on): about twice as fast as a JavaScript encoder, and every request encodes its
+ * claims and its signature.
+ *
+ * @internal
+ */
+export const base64url = (input: Uint8Array | string): string => {
+  const bytes = typeof input === "string" ? encodeUtf8(input) : input
+  let binary = ""
+  for (let i = 0; i < bytes.length; i += chunk) {
+    binary += String.fromCharCode.apply(null, bytes.subarray(i, i + chunk) as unknown as Array<number>)
+  }
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "")
+}
 
 /** @internal */
 export const fromBase64url = (input: string): Uint8Array | undefined =>

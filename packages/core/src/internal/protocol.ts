@@ -310,14 +310,23 @@ export const describeParseError = (error: ParseResult.ParseError): string => {
   return `invalid or missing field(s): ${Array.from(new Set(paths)).join(", ")}`
 }
 
-/** @internal */
+/**
+ * The token of a decoded payload. The classes are built without validating their fields again:
+ * `TokenPayload` has just checked each of them against the same schema (a non-empty value, a valid
+ * instant, optional strings), and validating them twice cost more than a signature check.
+ *
+ * @internal
+ */
 export const toUserAccessToken = (payload: typeof TokenPayload.Type): UserAccessToken =>
   new UserAccessToken({
-    accessToken: new Token({ value: payload.access_token.value, expiresAt: payload.access_token.expires_on }),
-    refreshToken: new Token({ value: payload.refresh_token.value, expiresAt: payload.refresh_token.expires_on }),
+    accessToken: new Token({ value: payload.access_token.value, expiresAt: payload.access_token.expires_on }, true),
+    refreshToken: new Token(
+      { value: payload.refresh_token.value, expiresAt: payload.refresh_token.expires_on },
+      true
+    ),
     ...(payload.sub === undefined ? {} : { digimeUserId: payload.sub }),
     ...(payload.consentid === undefined ? {} : { consentId: payload.consentid })
-  })
+  }, true)
 
 /** @internal */
 export const fromUserAccessToken = (token: UserAccessToken): typeof TokenPayload.Encoded => ({

@@ -7,11 +7,15 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
+import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
+import * as MetricKey from "effect/MetricKey"
+import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
@@ -27,8 +31,10 @@ import type { AutoRefreshError, RefreshFailure } from "../TokenManager.js"
 import type { Lease, LeaseEnd, Reconnect, ReconnectReason, TokenStore, Versioned } from "../TokenStore.js"
 import { expiryFields } from "../TokenStore.js"
 import * as UserAccessToken from "../UserAccessToken.js"
+import * as MetricKeys from "./metricKeys.js"
 import type * as TokenCache from "./tokenCache.js"
 import * as Tracing from "./tracing.js"
+import { retryAfterFailure } from "./transport.js"
 
 // ---------------------------------------------------------------------------------------------
 // Single flight by key: of the fibers that need the same work at once, one starts it and the others
@@ -48,31 +54,54 @@ export interface SingleFlight<A, E> {
   readonly start: (id: string, work: Effect.Effect<A, E>) => Effect.Effect<void>
 }
 
+// A flight's outcome, once its fiber ended, and the callbacks of the fibers waiting for it. (A
+// `Deferred` would do, at the cost of one more object of a dozen fields per refresh.)
+interface Flight<A, E> {
+  exit: Exit.Exit<A, E> | undefined
+  readonly waiters: Set<(exit: Exit.Exit<A, E>) => void>
+}
+
+// Waits for the flight's outcome; an interrupted waiter leaves the flight, which goes on.
+const awaitFlight = <A, E>(flight: Flight<A, E>): Effect.Effect<A, E> =>
+  Effect.async<A, E>((resume) => {
+    if (flight.exit !== undefined) return resume(flight.exit)
+    flight.waiters.add(resume)
+    return Effect.sync(() => void flight.waiters.delete(resume))
+  })
+
 /** @internal */
 export const makeSingleFlight = <A, E>(scope: Scope.Scope): SingleFlight<A, E> => {
-  const flights = new Map<string, Deferred.Deferred<A, E>>()
+  const flights = new Map<string, Flight<A, E>>()
 
   const start = (id: string, work: Effect.Effect<A, E>) =>
-    Effect.flatMap(Deferred.make<A, E>(), (deferred) => {
-      flights.set(id, deferred)
+    Effect.suspend(() => {
+      const flight: Flight<A, E> = { exit: undefined, waiters: new Set() }
+      flights.set(id, flight)
       // The fiber itself is interruptible (time limits need that); only its start is protected.
       return Effect.interruptible(work).pipe(
-        Effect.onExit((exit) => Effect.zipRight(Effect.sync(() => flights.delete(id)), Deferred.done(deferred, exit))),
+        Effect.onExit((exit) =>
+          Effect.sync(() => {
+            flights.delete(id)
+            flight.exit = exit
+            for (const waiter of flight.waiters) waiter(exit)
+            flight.waiters.clear()
+          })
+        ),
         Effect.forkIn(scope),
-        Effect.as(deferred)
+        Effect.as(flight)
       )
     })
 
   return {
     join: (id) => {
       const running = flights.get(id)
-      return running === undefined ? undefined : Deferred.await(running)
+      return running === undefined ? undefined : awaitFlight(running)
     },
     lead: (id, work) =>
       Effect.uninterruptible(Effect.suspend(() => {
         const running = flights.get(id)
         return running === undefined ? start(id, work) : Effect.succeed(running)
-      })).pipe(Effect.flatMap(Deferred.await)),
+      })).pipe(Effect.flatMap(awaitFlight)),
     start: (id, work) =>
       Effect.uninterruptible(Effect.suspend(() => flights.has(id) ? Effect.void : Effect.asVoid(start(id, work))))
   }
@@ -106,8 +135,8 @@ export interface State {
   /** Set when the layer's scope starts closing: no lease is taken after that. */
   readonly closing: { value: boolean }
   readonly flights: SingleFlight<Versioned, AutoRefreshError>
-  /** One permit per refresh being sent: shutdown takes them all, so it waits for those. */
-  readonly sending: Effect.Semaphore
+  /** The refreshes being sent: shutdown waits until there is none. */
+  readonly sending: Sending
   readonly background: Scope.Scope
   readonly events: TokenEvents.Service
   /** Errors of flights whose outcome was reported already (a refresh abandoned under its lease). */
@@ -117,6 +146,33 @@ export interface State {
   /** Refreshes ahead that failed, by `TokenKey.toId`: the version, and when to try again. */
   readonly aheadFailed: Map<string, { readonly version: number; readonly retryAt: number }>
 }
+
+/**
+ * A count of the refreshes being sent (from taking the lease to the stored token) and a latch open
+ * while there is none: what shutdown waits for. A counter rather than a semaphore of permits: every
+ * refresh takes and returns one, and a semaphore's take is an asynchronous step.
+ *
+ * @internal
+ */
+export interface Sending {
+  count: number
+  readonly idle: Effect.Latch
+}
+
+/** @internal */
+export const makeSending = (): Sending => ({ count: 0, idle: Effect.unsafeMakeLatch(true) })
+
+// Runs `self` counted in `sending`: the count is taken and returned uninterruptibly.
+const whileSending = <A, E>(sending: Sending, self: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.uninterruptibleMask((restore) => {
+    if (sending.count++ === 0) sending.idle.unsafeClose()
+    return Effect.ensuring(
+      restore(self),
+      Effect.sync(() => {
+        if (--sending.count === 0) sending.idle.unsafeOpen()
+      })
+    )
+  })
 
 /** @internal */
 export interface Kept {
@@ -134,9 +190,6 @@ export interface OwnLease {
 const sameLease = (a: Lease, b: Lease): boolean =>
   a.holder === b.holder && a.version === b.version && a.until === b.until
 
-/** @internal */
-export const maxSending = Number.MAX_SAFE_INTEGER
-
 // Store writes: 5 attempts over about 1.5 s before the write is reported as failed.
 /** @internal */
 export const storeRetry = Schedule.exponential("100 millis").pipe(Schedule.intersect(Schedule.recurs(4)))
@@ -152,6 +205,26 @@ export const withKey =
       const attributes = { "digime.contract_id": key.contractId, "digime.key": tag }
       return self.pipe(Effect.annotateLogs(attributes), Tracing.withSpan(name, { attributes }))
     })
+
+/**
+ * `withKey` for an effect that is the rest of its fiber's life: a flight's work, which its fiber
+ * runs and ends with. The log annotations are set on that fiber rather than around the effect:
+ * `Effect.annotateLogs` acquires and releases the fiber's annotations (a dozen steps) on every
+ * refresh.
+ *
+ * @internal
+ */
+export const withKeyForFiber =
+  (key: TokenKey.TokenKey, name: string) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.flatMap(TokenKey.tag(key), (tag) =>
+      Effect.zipRight(
+        FiberRef.update(
+          FiberRef.currentLogAnnotations,
+          (annotations) =>
+            HashMap.set(HashMap.set(annotations, "digime.contract_id", key.contractId), "digime.key", tag)
+        ),
+        Tracing.withSpan(name, { attributes: { "digime.contract_id": key.contractId, "digime.key": tag } })(self)
+      ))
 
 /**
  * Logs once per manager when a token's access token lives no longer than the lead time: every call
@@ -187,12 +260,11 @@ export const remember = (
   versioned: Versioned,
   generation: number
 ): Effect.Effect<Versioned> =>
-  Effect.clockWith((clock) =>
-    Effect.sync(() => {
-      state.cache.set(key, versioned, clock.unsafeCurrentTimeMillis(), generation)
-      return versioned
-    })
-  )
+  // The callback runs when the effect does: one step, no `Effect.sync` inside.
+  Effect.clockWith((clock) => {
+    state.cache.set(key, versioned, clock.unsafeCurrentTimeMillis(), generation)
+    return Effect.succeed(versioned)
+  })
 
 /** @internal */
 export const loadOrFail = (
@@ -259,8 +331,11 @@ const persist = (
   token: UserAccessToken.UserAccessToken,
   generation: number
 ): Effect.Effect<Versioned, ReauthRequired | TokenStoreError> =>
-  Effect.suspend(() => state.store.compareAndSet(key, baseVersion, token)).pipe(
-    Effect.retry({ schedule: storeRetry }),
+  // The schedule is set up only after a first failure: setting one up costs every write otherwise.
+  retryAfterFailure(Effect.suspend(() => state.store.compareAndSet(key, baseVersion, token)), {
+    schedule: storeRetry,
+    while: () => true
+  }).pipe(
     Effect.tapError(() =>
       Effect.zipRight(
         Effect.sync(() => state.kept.set(TokenKey.toId(key), { key, baseVersion, token })),
@@ -293,9 +368,18 @@ const persist = (
 
 // What this process still holds for the key's stored version: an answer to verify, a token to
 // store. Answers the newest stored token, and the verification failure that still blocks, if any.
-const settle = (state: State, key: TokenKey.TokenKey, current: Versioned) =>
-  Effect.gen(function*() {
-    const id = TokenKey.toId(key)
+const settle = (
+  state: State,
+  key: TokenKey.TokenKey,
+  current: Versioned
+): Effect.Effect<
+  { readonly current: Versioned; readonly blocked: VerificationError | undefined },
+  ReauthRequired | TokenStoreError
+> => {
+  const id = TokenKey.toId(key)
+  // Nothing held for the key: the usual case, answered without a generator.
+  if (!state.unverified.has(id) && !state.kept.has(id)) return Effect.succeed({ current, blocked: undefined })
+  return Effect.gen(function*() {
     const pending = state.unverified.get(id)
     let blocked: VerificationError | undefined
     if (pending !== undefined && pending.lease.version !== current.version) state.unverified.delete(id)
@@ -320,6 +404,7 @@ const settle = (state: State, key: TokenKey.TokenKey, current: Versioned) =>
     }
     return { current, blocked }
   })
+}
 
 // An answer that may verify later: the key set could not be had, or does not list the answer's key
 // yet (a new key not everywhere yet). Kept under its lease rather than abandoned.
@@ -381,17 +466,22 @@ export const flushKept = (state: State): Effect.Effect<void> =>
     ))
   )
 
-// The refresh counter of each outcome and contract, tagged once: tagging builds a new metric key
-// (and hashes it) every time. Outcomes are a few tags, contracts the configured ones.
+// The refresh counter of each outcome and contract, made once from a key that carries both tags: a
+// metric tagged with `Metric.tagged` builds its tagged key (and hashes it) at every update.
+// Outcomes are a few tags, contracts the configured ones.
 const refreshCounters = new Map<string, Metric.Metric.Counter<number>>()
 const countRefresh = (key: TokenKey.TokenKey, outcome: string) => {
   const id = `${outcome}\u0000${key.contractId}`
   let counter = refreshCounters.get(id)
   if (counter === undefined) {
     if (refreshCounters.size >= 1_000) refreshCounters.clear()
-    counter = DigimeMetrics.refreshes.pipe(
-      Metric.tagged("outcome", outcome),
-      Metric.tagged("contract_id", key.contractId)
+    // The tags in the order `Metric.tagged` gives them (outcome, then contract_id): the same state
+    // as `DigimeMetrics.refreshes` tagged so.
+    counter = Metric.fromMetricKey(
+      MetricKey.taggedWithLabels(MetricKeys.refreshes, [
+        MetricLabel.make("outcome", outcome),
+        MetricLabel.make("contract_id", key.contractId)
+      ])
     )
     refreshCounters.set(id, counter)
   }
@@ -430,23 +520,193 @@ const refusal = (
     : error
 
 // From taking the lease until the new token is stored. It runs in a flight's fiber (a caller's
-// interruption does not reach it) and holds a permit of `sending`: shutdown waits for it, and no
+// interruption does not reach it) and is counted in `sending`: shutdown waits for it, and no
 // lease is taken once shutdown has begun. `None` when another process took the lease first.
 const leaseAndSend = (state: State, key: TokenKey.TokenKey, current: Versioned, lease: Lease) =>
-  state.sending.withPermits(1)(Effect.suspend(() => {
-    // Shutdown has begun: the flight is about to be interrupted, no lease is taken any more.
-    if (state.closing.value) return Effect.interrupt
-    // Known releasable until the send: if the answer to taking it is lost, nothing was sent.
-    state.leases.set(TokenKey.toId(key), { lease, releasable: true })
-    return state.store.acquireLease(key, lease).pipe(
-      Effect.tapError(() => endLeaseLater(state, key, lease, "Released")),
-      Effect.flatMap((acquired) =>
-        acquired
-          ? Effect.map(sendUnderLease(state, key, current, lease), Option.some)
-          : Effect.as(forgetLease(state, key, lease), Option.none())
+  whileSending(
+    state.sending,
+    Effect.suspend(() => {
+      // Shutdown has begun: the flight is about to be interrupted, no lease is taken any more.
+      if (state.closing.value) return Effect.interrupt
+      // Known releasable until the send: if the answer to taking it is lost, nothing was sent.
+      state.leases.set(TokenKey.toId(key), { lease, releasable: true })
+      return state.store.acquireLease(key, lease).pipe(
+        Effect.tapError(() => endLeaseLater(state, key, lease, "Released")),
+        Effect.flatMap((acquired) =>
+          acquired
+            ? Effect.map(sendUnderLease(state, key, current, lease), Option.some)
+            : Effect.as(forgetLease(state, key, lease), Option.none())
+        )
+      )
+    })
+  )
+
+// What the first look of a flight did: nothing (the loop reads), read the stored token without
+// taking the lease, or took the lease and refreshed.
+type FirstLook =
+  | { readonly _tag: "Skipped" }
+  | { readonly _tag: "Read"; readonly current: Versioned }
+  | { readonly _tag: "Refreshed"; readonly stored: Versioned }
+
+const skipped: Effect.Effect<FirstLook> = Effect.succeed({ _tag: "Skipped" })
+
+// The first look of a flight, on a store that takes a lease and reads in one step
+// (`acquireLeaseAndGet`), when the version to refresh is known (the one found due or rejected; the
+// cached one when forced) and this process holds nothing for the key (no lease of its own left to
+// end, nothing kept to store or verify): the lease and the re-read in one round trip. A lease is
+// taken only on the stored version, not marked "needs reconnect", with no lease taken on it since
+// it was written, where the loop below would take it too; the refresh token's expiry is checked
+// under it. Refused, the row read in the same step goes to the loop. Like `leaseAndSend`, it is
+// counted in `sending` from the lease to the stored token.
+const firstLook = (
+  state: State,
+  key: TokenKey.TokenKey,
+  reason: Reason,
+  now: number,
+  seen: { version: number; reported: boolean }
+): Effect.Effect<FirstLook, AutoRefreshError> => {
+  const acquireLeaseAndGet = state.store.acquireLeaseAndGet
+  if (acquireLeaseAndGet === undefined) return skipped
+  const id = TokenKey.toId(key)
+  if (state.leases.has(id) || state.kept.has(id) || state.unverified.has(id)) return skipped
+  const version = reason._tag === "Forced" ? state.cache.get(key, now)?.version : reason.version
+  if (version === undefined) return skipped
+  const lease: Lease = { holder: state.holder, version, until: Math.ceil(now + state.lease) }
+  return whileSending(
+    state.sending,
+    Effect.suspend(() => {
+      // Shutdown has begun: the flight is about to be interrupted, no lease is taken any more.
+      if (state.closing.value) return Effect.interrupt
+      // Known releasable until the send: if the answer to taking it is lost, nothing was sent.
+      state.leases.set(id, { lease, releasable: true })
+      seen.version = version
+      const generation = state.cache.generation()
+      return Metric.increment(DigimeMetrics.storeReads).pipe(
+        Effect.zipRight(acquireLeaseAndGet(key, lease)),
+        Effect.tapError(() => endLeaseLater(state, key, lease, "Released")),
+        Effect.flatMap(({ acquired, current }): Effect.Effect<FirstLook, AutoRefreshError> => {
+          const found = Option.getOrUndefined(current)
+          // Taken by this step, or by the same step repeated after its answer was lost.
+          const leased = found !== undefined && found.version === version &&
+            (acquired || (found.lease !== undefined && sameLease(found.lease, lease)))
+          if (!leased) {
+            // A store that says it took the lease but shows another version: nothing was sent.
+            const ended = acquired ? endLease(state, key, lease, "Released") : forgetLease(state, key, lease)
+            if (found === undefined) {
+              return Effect.zipRight(
+                ended,
+                Effect.suspend(() => {
+                  state.cache.delete(key)
+                  return Effect.fail(new ReauthRequired({ key, reason: "Missing" }))
+                })
+              )
+            }
+            return ended.pipe(
+              Effect.zipRight(remember(state, key, found, generation)),
+              Effect.as<FirstLook>({ _tag: "Read", current: found })
+            )
+          }
+          return remember(state, key, found, generation).pipe(
+            Effect.zipRight(Clock.currentTimeMillis),
+            Effect.flatMap((at): Effect.Effect<FirstLook, AutoRefreshError> => {
+              if (UserAccessToken.isRefreshTokenExpired(found.token, DateTime.unsafeMake(at))) {
+                // Nothing was sent under it.
+                return Effect.zipRight(
+                  endLease(state, key, lease, "Released"),
+                  Effect.fail(new RefreshTokenExpired({ key, detectedBy: "Clock" }))
+                )
+              }
+              return Effect.logDebug("Refreshing the token").pipe(
+                Effect.zipRight(sendUnderLease(state, key, found, lease)),
+                Effect.map((stored): FirstLook => ({ _tag: "Refreshed", stored }))
+              )
+            })
+          )
+        })
+      )
+    })
+  )
+}
+
+// digi.me's answer did not arrive, or refused the refresh token.
+const sendFailed = (
+  state: State,
+  key: TokenKey.TokenKey,
+  current: Versioned,
+  lease: Lease,
+  failure: Client.RequestFailure | InvalidOptions
+): Effect.Effect<never, AutoRefreshError> => {
+  const spent = maybeSpent(failure)
+  const error = refusal(key, failure)
+  return endLease(state, key, lease, spent ? "Abandoned" : "Released").pipe(
+    Effect.zipRight(countRefresh(key, error._tag)),
+    Effect.zipRight(spent ? reportAbandoned(state, key, current.version, error) : Effect.void),
+    Effect.zipRight(Effect.fail(error))
+  )
+}
+
+// An answer arrived (the refresh token is spent) but did not verify.
+const unverified = (
+  state: State,
+  key: TokenKey.TokenKey,
+  current: Versioned,
+  lease: Lease,
+  answer: Redacted.Redacted<string>,
+  error: VerificationError
+): Effect.Effect<never, VerificationError> =>
+  countRefresh(key, error._tag).pipe(
+    Effect.zipRight(
+      verifiableLater(error)
+        // Kept, unread, under its lease: verified (and stored) when the key set is back.
+        ? Effect.suspend(() => {
+          state.unverified.set(TokenKey.toId(key), { lease, answer })
+          return keepSettling(state, key)
+        })
+        : Effect.zipRight(
+          endLease(state, key, lease, "Abandoned"),
+          reportAbandoned(state, key, current.version, error)
+        )
+    ),
+    Effect.zipRight(Effect.fail(error))
+  )
+
+// The new token, verified: stored over the version it replaces, then announced.
+const storeRefreshed = (
+  state: State,
+  key: TokenKey.TokenKey,
+  current: Versioned,
+  token: UserAccessToken.UserAccessToken
+): Effect.Effect<Versioned, ReauthRequired | TokenStoreError> =>
+  countRefresh(key, "refreshed").pipe(
+    Effect.zipRight(Tracing.annotate("digime.outcome", "refreshed")),
+    Effect.zipRight(Effect.suspend(() => persist(state, key, current.version, token, state.cache.generation()))),
+    Effect.tap((stored) =>
+      logDebugWith("Refreshed token stored", { "digime.version": stored.version }).pipe(
+        Effect.zipRight(checkLifetime(state, stored.token)),
+        // Not when another writer's newer token was found instead of ours.
+        Effect.zipRight(
+          stored.token === token
+            ? publish(
+              state,
+              (at) =>
+                TokenEvents.TokenEvent.Refreshed({ key, at, version: stored.version, ...expiryFields(stored.token) })
+            )
+            : Effect.void
+        )
       )
     )
-  }))
+  )
+
+// A debug line with annotations, made only when debug lines are logged: annotating costs every
+// refresh otherwise (`Effect.logDebug` alone returns at once below the minimum level).
+const logDebugWith = (message: string, annotations: Record<string, unknown>): Effect.Effect<void> =>
+  FiberRef.getWith(
+    FiberRef.currentMinimumLogLevel,
+    (minimum) =>
+      LogLevel.greaterThan(minimum, LogLevel.Debug)
+        ? Effect.void
+        : Effect.annotateLogs(Effect.logDebug(message), annotations)
+  )
 
 // The version's refresh token may be spent and is never sent again: only the user can help now.
 // That is reported at once (rather than when its access token expires), and the flight's own
@@ -457,48 +717,23 @@ const reportAbandoned = (state: State, key: TokenKey.TokenKey, version: number, 
     report(state, key, version, new ReauthRequired({ key, reason: "RefreshOutcomeUnknown" }))
   )
 
+// Without a generator (every refresh runs it): the send, the verification, the write, each failure
+// handled by its own function.
 const sendUnderLease = (state: State, key: TokenKey.TokenKey, current: Versioned, lease: Lease) =>
-  Effect.gen(function*() {
+  Effect.suspend(() => {
     // From here on the refresh token may be spent: the lease is released only on digi.me's refusal.
-    yield* markLease(state, key, lease, false)
-    const sent = yield* Effect.either(state.client.requestRefresh({
-      contractId: key.contractId,
-      refreshToken: current.token.refreshToken.value
-    }))
-    if (Either.isLeft(sent)) {
-      const spent = maybeSpent(sent.left)
-      yield* endLease(state, key, lease, spent ? "Abandoned" : "Released")
-      const error = refusal(key, sent.left)
-      yield* countRefresh(key, error._tag)
-      if (spent) yield* reportAbandoned(state, key, current.version, error)
-      return yield* Effect.fail(error)
-    }
-    const verified = yield* Effect.either(state.client.verifyTokenAnswer("refreshToken", sent.right))
-    if (Either.isLeft(verified)) {
-      yield* countRefresh(key, verified.left._tag)
-      if (verifiableLater(verified.left)) {
-        // Kept, unread, under its lease: verified (and stored) when the key set is back.
-        state.unverified.set(TokenKey.toId(key), { lease, answer: sent.right })
-        yield* keepSettling(state, key)
-      } else {
-        yield* endLease(state, key, lease, "Abandoned")
-        yield* reportAbandoned(state, key, current.version, verified.left)
+    state.leases.set(TokenKey.toId(key), { lease, releasable: false })
+    return Effect.matchEffect(
+      state.client.requestRefresh({ contractId: key.contractId, refreshToken: current.token.refreshToken.value }),
+      {
+        onFailure: (failure) => sendFailed(state, key, current, lease, failure),
+        onSuccess: (answer) =>
+          Effect.matchEffect(state.client.verifyTokenAnswer("refreshToken", answer), {
+            onFailure: (error) => unverified(state, key, current, lease, answer, error),
+            onSuccess: (token) => storeRefreshed(state, key, current, token)
+          })
       }
-      return yield* Effect.fail(verified.left)
-    }
-    yield* countRefresh(key, "refreshed")
-    yield* Tracing.annotate("digime.outcome", "refreshed")
-    const stored = yield* persist(state, key, current.version, verified.right, state.cache.generation())
-    yield* Effect.logDebug("Refreshed token stored").pipe(Effect.annotateLogs("digime.version", stored.version))
-    yield* checkLifetime(state, stored.token)
-    // Not when another writer's newer token was found instead of ours.
-    if (stored.token === verified.right) {
-      yield* publish(
-        state,
-        (at) => TokenEvents.TokenEvent.Refreshed({ key, at, version: stored.version, ...expiryFields(stored.token) })
-      )
-    }
-    return stored
+    )
   }).pipe(
     // A defect or an interruption after the send: the refresh token may be spent.
     Effect.onExit((exit) =>
@@ -533,8 +768,19 @@ const refreshFlight = (
   return Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
     let refused = 0
+    const first = state.store.acquireLeaseAndGet === undefined
+      ? { _tag: "Skipped" } as const
+      : yield* firstLook(state, key, reason, started, seen)
+    if (first._tag === "Refreshed") return first.stored
+    // The row the first look read, if it did: the first turn of the loop decides on it.
+    let read = first._tag === "Read" ? first.current : undefined
     for (let polls = 0;; polls++) {
-      const settled = yield* Effect.flatMap(loadOrFail(state, key), (found) => settle(state, key, found))
+      const found = read
+      read = undefined
+      const settled = yield* Effect.flatMap(
+        found === undefined ? loadOrFail(state, key) : Effect.succeed(found),
+        (versioned) => settle(state, key, versioned)
+      )
       const current = settled.current
       seen.version = current.version
       const now = yield* Clock.currentTimeMillis
@@ -610,7 +856,8 @@ const refreshFlight = (
       )
     ),
     Metric.trackDuration(DigimeMetrics.refreshDuration),
-    withKey(key, "AutoRefresh.refresh")
+    // The work of a flight's fiber (see `refresh` and `ahead`), which ends with it.
+    withKeyForFiber(key, "AutoRefresh.refresh")
   )
 }
 

@@ -4,9 +4,11 @@
  * claims, never their values.
  */
 import * as Effect from "effect/Effect"
-import * as Schema from "effect/Schema"
+import * as Either from "effect/Either"
+import type * as Schema from "effect/Schema"
 import { VerificationError } from "../DigimeError.js"
 import { KeySet } from "../KeySet.js"
+import { decoderOf } from "./calls.js"
 import { describeParseError } from "./protocol.js"
 
 /** @internal */
@@ -17,8 +19,14 @@ export const verified = <A, I>(
 ): Effect.Effect<A, VerificationError, KeySet> =>
   KeySet.pipe(
     Effect.flatMap((keySet) => keySet.verify(operation, token)),
+    // The schema's decoder is made once (the payload schemas decode synchronously).
     Effect.flatMap((payload) =>
-      Effect.mapError(Schema.decodeUnknown(schema)(payload), (error) =>
-        new VerificationError({ operation, reason: "InvalidClaims", description: describeParseError(error) }))
+      Either.match(decoderOf(schema)(payload), {
+        onLeft: (error) =>
+          Effect.fail(
+            new VerificationError({ operation, reason: "InvalidClaims", description: describeParseError(error) })
+          ),
+        onRight: Effect.succeed
+      })
     )
   )

@@ -11,6 +11,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
 import * as Schedule from "effect/Schedule"
+import type * as Tracer from "effect/Tracer"
 import type { Options, Reencrypted } from "../SqlTokenStore.js"
 import * as AesGcm from "./aesGcm.js"
 import { type Reason, RowError } from "./rowError.js"
@@ -95,14 +96,27 @@ export const toInteger = (
   min: number = Number.MIN_SAFE_INTEGER,
   max: number = Number.MAX_SAFE_INTEGER
 ): Effect.Effect<number, RowError> => {
+  const integer = integerOf(value, min, max)
+  return integer === undefined ? Effect.fail(new RowError({ reason })) : Effect.succeed(integer)
+}
+
+/**
+ * `toInteger` without an effect: the integer, or `undefined`.
+ *
+ * @since 0.4.0
+ * @category constructors
+ */
+export const integerOf = (
+  value: unknown,
+  min: number = Number.MIN_SAFE_INTEGER,
+  max: number = Number.MAX_SAFE_INTEGER
+): number | undefined => {
   const integer = typeof value === "number"
     ? value
     : typeof value === "bigint" || (typeof value === "string" && /^-?[0-9]{1,16}$/.test(value))
     ? Number(value)
     : Number.NaN
-  return Number.isSafeInteger(integer) && integer >= min && integer <= max
-    ? Effect.succeed(integer)
-    : Effect.fail(new RowError({ reason }))
+  return Number.isSafeInteger(integer) && integer >= min && integer <= max ? integer : undefined
 }
 
 /**
@@ -156,19 +170,36 @@ const connectionLost = (error: SqlError): boolean => {
     code === "EPIPE"
 }
 
+const lostConnectionRetry = Schedule.exponential("20 millis").pipe(Schedule.intersect(Schedule.recurs(5)))
+
+const isLostConnection = (error: unknown): boolean =>
+  Predicate.isTagged(error, "SqlError") && connectionLost(error as SqlError)
+
 /**
  * Runs a statement again when its connection died under it: up to 5 times over about 0.6 s, so
  * that the pool, which learns of its dead connections asynchronously, hands out a live one. Every
  * statement of the stores is safe to repeat: a repeated write finds its version moved, or its
- * lease taken, and says so.
+ * lease taken, and says so. The schedule is set up only after a first lost connection: setting one
+ * up costs every statement otherwise (tens of microseconds), and the first attempt counts as the
+ * schedule's first, as with `Effect.retry`.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const retryLostConnection = <A, E, R>(statement: Effect.Effect<A, E | SqlError, R>) =>
-  Effect.retry(statement, {
-    schedule: Schedule.exponential("20 millis").pipe(Schedule.intersect(Schedule.recurs(5))),
-    while: (error) => Predicate.isTagged(error, "SqlError") && connectionLost(error as SqlError)
+export const retryLostConnection = <A, E, R>(
+  statement: Effect.Effect<A, E | SqlError, R>
+): Effect.Effect<A, E | SqlError, R> =>
+  Effect.catchAll(statement, (first) => {
+    if (!isLostConnection(first)) return Effect.fail(first)
+    let replayed = false
+    return Effect.retry(
+      Effect.suspend(() => {
+        if (replayed) return statement
+        replayed = true
+        return Effect.fail(first)
+      }),
+      { schedule: lostConnectionRetry, while: isLostConnection }
+    )
   })
 
 /**
@@ -194,18 +225,25 @@ export const storeError =
       description: failure._tag === "SqlError" ? describeSqlError(failure) : failure.message
     })
 
+// What `Effect.tracer` gives a program that installed none: its spans go nowhere.
+const defaultTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
+
 /**
  * Runs `self` in a span named `name` whose attributes name the key by its contract id and its
- * keyed tag (`TokenKey.tag`), never by the user id.
+ * keyed tag (`TokenKey.tag`), never by the user id. With Effect's default tracer (no tracer
+ * installed) no span is made: nothing would receive it, and it costs every store call.
  *
  * @since 0.2.0
  * @category combinators
  */
 export const withKeySpan =
   (name: string, key: TokenKey.TokenKey) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.flatMap(
-      TokenKey.tag(key),
-      (tag) => Effect.withSpan(self, name, { attributes: { "digime.contract_id": key.contractId, "digime.key": tag } })
+    Effect.tracerWith((tracer) =>
+      tracer === defaultTracer ? self : Effect.flatMap(
+        TokenKey.tag(key),
+        (tag) =>
+          Effect.withSpan(self, name, { attributes: { "digime.contract_id": key.contractId, "digime.key": tag } })
+      )
     )
 
 /**
