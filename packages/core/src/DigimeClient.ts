@@ -95,7 +95,7 @@ export interface FileOptions extends DataProtocol.Credentials {
 /**
  * A file of the user's library, read whole: what its headers say, and its content decrypted.
  *
- * @since 0.2.0
+ * @since 0.4.0
  * @category models
  */
 export interface FileContent extends FileProtocol.FileHeaders {
@@ -103,7 +103,7 @@ export interface FileContent extends FileProtocol.FileHeaders {
 }
 
 /**
- * @since 0.2.0
+ * @since 0.4.0
  * @category models
  */
 export interface FileContentOptions extends FileOptions {
@@ -114,7 +114,7 @@ export interface FileContentOptions extends FileOptions {
 /**
  * Failures of reading a file whole: those of the call, and those of its content.
  *
- * @since 0.2.0
+ * @since 0.4.0
  * @category errors
  */
 export type FileContentError = DataCallError | RequestError | FileDecryptionError | InvalidContractKey

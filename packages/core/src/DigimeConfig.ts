@@ -44,7 +44,7 @@ export const defaultTokenCacheCapacity = 10_000
 /**
  * The default of `Options.warmUpTimeout`: how long building the layer waits for its warm-up at most.
  *
- * @since 0.2.0
+ * @since 0.4.0
  * @category models
  */
 export const defaultWarmUpTimeout: Duration.Duration = Duration.seconds(1)

@@ -61,7 +61,7 @@ export interface StreamedResponse {
    * does not (read `body` then). Either this or `body` is read, once. Absent when the HTTP client
    * cannot say what it received on the wire (`fetch` may undo a coding and hide it).
    *
-   * @since 0.2.0
+   * @since 0.4.0
    */
   readonly whole?: ((limit: number) => Effect.Effect<Option.Option<Uint8Array>, RequestError>) | undefined
 }

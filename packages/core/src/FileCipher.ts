@@ -87,7 +87,7 @@ export interface DecryptOptions {
 }
 
 /**
- * @since 0.2.0
+ * @since 0.4.0
  * @category models
  */
 export interface DecryptBytesOptions extends DecryptOptions {
@@ -99,7 +99,7 @@ export interface DecryptBytesOptions extends DecryptOptions {
  * A file's content is longer than the caller's limit (`DecryptBytesOptions.maxBytes`): the
  * decompression stopped there.
  *
- * @since 0.2.0
+ * @since 0.4.0
  * @category errors
  */
 export class ContentTooLarge extends Data.TaggedError("ContentTooLarge")<{
@@ -195,7 +195,7 @@ export type Decompress = <E, R>(
  * Decompresses a whole decrypted content in one go, failing with `Decompression` on content that
  * is not in its format and with `ContentTooLarge` as soon as the output would pass `maxBytes`.
  *
- * @since 0.2.0
+ * @since 0.4.0
  * @category models
  */
 export type DecompressBytes = (
