@@ -34,7 +34,7 @@ import type {
 } from "./DigimeError.js"
 import type { Request, StreamedResponse } from "./DigimeRequest.js"
 import * as DiscoveryProtocol from "./DiscoveryProtocol.js"
-import { FileCipher } from "./FileCipher.js"
+import { compressionOf, FileCipher } from "./FileCipher.js"
 import * as FileProtocol from "./FileProtocol.js"
 import * as Calls from "./internal/calls.js"
 import { base64url, randomBytes, sha256 } from "./internal/encoding.js"
@@ -377,6 +377,9 @@ const defaultMaxFileBytes = 64 * 1024 * 1024
 // body and its content are not both in memory whole.
 const inOneGoBytes = 4 * 1024 * 1024
 
+// The most an envelope adds to its content: the wrapped key, the IV and a block of padding.
+const envelopeBytes = 256 + 16 + 16
+
 /**
  * Builds the client, parsing every configured contract key (an unusable key fails with
  * `InvalidContractKey`, naming the contract).
@@ -441,7 +444,13 @@ export const make: Effect.Effect<
       )
       const { body, whole, ...headers } = file
       const decryptOptions = { contract, fileName: options.fileName, compression: file.compression }
-      const inOneGo = whole === undefined ? Option.none() : yield* whole(inOneGoBytes)
+      // Without compression, a body longer than the envelope of `limit` bytes of content cannot fit:
+      // it streams, and fails as soon as the limit is passed.
+      const inOneGo = whole === undefined ? Option.none() : yield* whole(
+        Option.getOrUndefined(compressionOf(file.compression)) === "none"
+          ? Math.min(inOneGoBytes, limit + envelopeBytes)
+          : inOneGoBytes
+      )
       const tooLarge = () =>
         Effect.fail(
           new ResponseError({

@@ -139,8 +139,8 @@ export interface Options {
    * Whether the platform's layer gets the first call ready while it is built, so that the first
    * call of a process costs about what a later one does; default `true`. On Node
    * (`NodeDigime.layer`): the connection to the origin of `baseUrl` is opened ahead (TCP, and TLS
-   * for https), to be taken by the first request that needs one within 4 seconds (as long as undici
-   * keeps an idle connection), and one data call runs in memory against a canned answer, without a
+   * for https), to be taken by the first request that needs one within 2 seconds (less than undici
+   * keeps an idle connection, so that it is not one a server may have dropped), and one data call runs in memory against a canned answer, without a
    * byte leaving the process, so that the code of a call, each contract's key and the HTTP parser
    * are ready. Nothing is sent to digi.me,
    * no store is read, no span is made; a failure of the warm-up never fails the layer (it is only

@@ -91,7 +91,10 @@ export interface DecryptOptions {
  * @category models
  */
 export interface DecryptBytesOptions extends DecryptOptions {
-  /** The most content that may come out (after decompression); more is `ContentTooLarge`. */
+  /**
+   * The most content that may come out (after decompression), 64 MiB unless given; more is
+   * `ContentTooLarge`, and decompression stops there.
+   */
   readonly maxBytes?: number | undefined
 }
 
@@ -295,6 +298,16 @@ const decryptChannel = <E>(
     return loop
   })
 
+const defaultMaxBytes = 64 * 1024 * 1024
+
+// The content as a plain array with a buffer of its own: a platform's output may be a view of a
+// larger buffer (zlib's one-shot output is a view of its 64 KiB output chunk), which would keep
+// that buffer alive, and show its other bytes, for as long as the content is held.
+const ownArray = (bytes: Uint8Array): Uint8Array =>
+  bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+    ? new Uint8Array(bytes.buffer, 0, bytes.byteLength)
+    : new Uint8Array(bytes)
+
 // The parts in one array: the part itself when there is only one with bytes.
 const concatenated = (parts: ReadonlyArray<Uint8Array>, tail: Uint8Array): Uint8Array => {
   const all = tail.length === 0 ? parts : [...parts, tail]
@@ -366,7 +379,7 @@ export const make = (implementation: Implementation): Effect.Effect<Service> =>
       body: Uint8Array
     ): Effect.Effect<Uint8Array, FileDecryptionError | InvalidContractKey | ContentTooLarge> => {
       const { contract, fileName } = options
-      const maxBytes = options.maxBytes ?? Number.MAX_SAFE_INTEGER
+      const maxBytes = options.maxBytes ?? defaultMaxBytes
       const compression = checked(options)
       if (Either.isLeft(compression)) return Effect.fail(compression.left)
       const decompress: Either.Either<DecompressBytes, FileDecryptionError> = compression.right === "none"
@@ -391,22 +404,21 @@ export const make = (implementation: Implementation): Effect.Effect<Service> =>
         (options.size !== undefined && options.size !== body.length
           ? `the body is ${body.length} bytes, not its declared ${options.size}`
           : undefined)
-      if (size !== undefined) {
-        return Effect.fail(fileError(fileName, "InvalidSize", size))
-      }
       const end = body.length - Envelope.blockLength
-      const last = body.slice(end)
+      // The key first, as `decrypt` prepares it before it reads the body.
       return keyFor(contract).pipe(
         Effect.flatMap((key) =>
-          key.open(
-            fileName,
-            body.slice(0, Envelope.keySlotLength),
-            body.slice(Envelope.keySlotLength, Envelope.headerLength)
-          )
+          size !== undefined
+            ? Effect.fail(fileError(fileName, "InvalidSize", size))
+            : key.open(
+              fileName,
+              body.slice(0, Envelope.keySlotLength),
+              body.slice(Envelope.keySlotLength, Envelope.headerLength)
+            )
         ),
         Effect.flatMap((decipher) => {
           const finish = (parts: ReadonlyArray<Uint8Array>) =>
-            Effect.map(decipher.final(last), (tail) =>
+            Effect.map(decipher.final(body.slice(end)), (tail) =>
               concatenated(parts, tail))
           if (end === Envelope.headerLength) return finish([])
           const blocks = [body.subarray(Envelope.headerLength, end)]
@@ -415,6 +427,7 @@ export const make = (implementation: Implementation): Effect.Effect<Service> =>
             : Effect.flatMap(decipher.update(blocks), finish)
         }),
         Effect.flatMap((content) => decompress.right(content, maxBytes)),
+        Effect.map(ownArray),
         Tracing.withSpan("FileCipher.decryptBytes", {
           attributes: { "digime.contract_id": contract.contractId, "digime.compression": compression.right }
         })

@@ -668,6 +668,12 @@ export const suite = (name: string, options: Options) =>
           const envelope = envelopeOf(v)
           const bytes = bytesOf(yield* decryptBytes(envelope, { compression: v.compression, fileName: v.name }))
           assert.deepStrictEqual(bytes, utf8(v.plaintextUtf8), v.name)
+          // A plain array with a buffer of its own: no view of a larger one (zlib's output chunk).
+          assert.strictEqual(Object.getPrototypeOf(bytes), Uint8Array.prototype, v.name)
+          assert.strictEqual(bytes.buffer.byteLength, bytes.byteLength, v.name)
+          // A plain array with a buffer of its own: no view of a larger one (zlib's output chunk).
+          assert.strictEqual(Object.getPrototypeOf(bytes), Uint8Array.prototype, v.name)
+          assert.strictEqual(bytes.buffer.byteLength, bytes.byteLength, v.name)
           // Exactly as long as allowed is allowed; a byte less is ContentTooLarge, naming the file.
           const length = utf8(v.plaintextUtf8).length
           bytesOf(yield* decryptBytes(envelope, { compression: v.compression, maxBytes: length }))
@@ -728,6 +734,9 @@ export const suite = (name: string, options: Options) =>
             compression
           )
         }
+        // Without maxBytes, 64 MiB at most.
+        const bomb = yield* Effect.promise(() => seal(new Uint8Array(64 * 1024 * 1024 + 1), "gzip"))
+        assert.strictEqual(bytesOutcome(yield* decryptBytes(bomb, { compression: "gzip" }))._tag, "TooLarge")
       }))
 
     it.effect("decryptBytes: a declared size other than the body's, InvalidSize; an unknown compression, UnsupportedCompression; an unusable key, InvalidContractKey", () =>
@@ -742,8 +751,11 @@ export const suite = (name: string, options: Options) =>
           "UnsupportedCompression"
         )
         const bad = Contract.make({ contractId: "bad", privateKey: Redacted.make("not a key") })
-        const exit = yield* decryptBytes(envelope, { contract: bad })
-        const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
-        assert.instanceOf(error, DigimeError.InvalidContractKey)
+        // The key is prepared first, as decrypt does: with a body of a wrong size too.
+        for (const body of [envelope, envelope.subarray(0, 300)]) {
+          const exit = yield* decryptBytes(body, { contract: bad })
+          const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+          assert.instanceOf(error, DigimeError.InvalidContractKey)
+        }
       }))
   })

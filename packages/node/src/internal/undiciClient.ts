@@ -294,11 +294,12 @@ export const make = (dispatcher: Undici.Dispatcher): HttpClient.HttpClient =>
 // ---------------------------------------------------------------------------------------------
 
 /**
- * How long a connection opened ahead waits for a request before it is closed: as long as undici
- * keeps an idle connection open (its default `keepAliveTimeout`), so that it is not one a server
- * may already have given up on.
+ * How long a connection opened ahead waits for a request before it is closed: half of what undici
+ * keeps an idle connection open (its default `keepAliveTimeout`, 4 s), so that the request that
+ * takes it (possibly a refresh, which is never repeated) does not meet a connection a server or a
+ * load balancer has given up on.
  */
-const aheadMillis = 4_000
+const aheadMillis = 2_000
 
 interface Ahead {
   readonly socket: Net.Socket

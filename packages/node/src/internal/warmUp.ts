@@ -192,7 +192,9 @@ export const warmUp: Effect.Effect<void, never, DigimeConfig | Signer | FileCiph
     const [first, ...others] = config.contracts.values()
     const local = Effect.zipRight(
       first === undefined ? Effect.void : dryRun(first),
-      Effect.forEach(others, (contract) => Effect.ignore(signer.sign(contract, {})), { discard: true })
+      Effect.forEach(others, (contract) => Effect.catchAllCause(signer.sign(contract, {}), () => Effect.void), {
+        discard: true
+      })
     )
     // The connection opens while the rest runs.
     const connected = yield* connectAhead(yield* HttpClient.HttpClient, origin)
