@@ -28,6 +28,7 @@ import type { Contract } from "./Contract.js"
 import type { InvalidContractKey } from "./DigimeError.js"
 import type { FileDecryptionError } from "./DigimeError.js"
 import { preparedPerContract } from "./internal/contractKey.js"
+import { concat } from "./internal/der.js"
 import * as Envelope from "./internal/envelope.js"
 import { fileError } from "./internal/envelope.js"
 import * as Tracing from "./internal/tracing.js"
@@ -310,16 +311,8 @@ const ownArray = (bytes: Uint8Array): Uint8Array =>
 
 // The parts in one array: the part itself when there is only one with bytes.
 const concatenated = (parts: ReadonlyArray<Uint8Array>, tail: Uint8Array): Uint8Array => {
-  const all = tail.length === 0 ? parts : [...parts, tail]
-  const filled = all.filter((part) => part.length > 0)
-  if (filled.length === 1) return filled[0]!
-  const out = new Uint8Array(filled.reduce((length, part) => length + part.length, 0))
-  let offset = 0
-  for (const part of filled) {
-    out.set(part, offset)
-    offset += part.length
-  }
-  return out
+  const filled = [...parts, tail].filter((part) => part.length > 0)
+  return filled.length === 1 ? filled[0]! : concat(...filled)
 }
 
 /**
