@@ -45,7 +45,11 @@ import { DigimeConfig } from "./DigimeConfig.js"
 import { InvalidAccessToken, ReauthRequired } from "./DigimeError.js"
 import type { RefreshTokenExpired, TokenStoreError, VerificationError } from "./DigimeError.js"
 import { base64url, randomBytes } from "./internal/encoding.js"
+import * as ManagerState from "./internal/managerState.js"
 import * as Refresh from "./internal/refresh.js"
+import * as RefreshReport from "./internal/refreshReport.js"
+import * as Settle from "./internal/settle.js"
+import * as SingleFlight from "./internal/singleFlight.js"
 import * as TokenCache from "./internal/tokenCache.js"
 import * as TokenEvents from "./TokenEvents.js"
 import * as TokenKey from "./TokenKey.js"
@@ -162,7 +166,7 @@ export interface Service {
  */
 export class TokenManager extends Context.Tag("@digime-effect/core/TokenManager")<TokenManager, Service>() {}
 
-const current = (state: Refresh.State, key: TokenKey.TokenKey): Effect.Effect<Current, AutoRefreshError> =>
+const current = (state: ManagerState.State, key: TokenKey.TokenKey): Effect.Effect<Current, AutoRefreshError> =>
   Effect.clockWith((clock) => {
     const now = clock.unsafeCurrentTimeMillis()
     const decide = (found: Versioned): Effect.Effect<Current, AutoRefreshError> => {
@@ -177,45 +181,45 @@ const current = (state: Refresh.State, key: TokenKey.TokenKey): Effect.Effect<Cu
       )
     }
     const hit = state.cache.get(key, now)
-    return hit !== undefined ? decide(hit) : Effect.flatMap(Refresh.loadOrFail(state, key), decide)
+    return hit !== undefined ? decide(hit) : Effect.flatMap(ManagerState.loadOrFail(state, key), decide)
   })
 
-const store = (state: Refresh.State, key: TokenKey.TokenKey, token: UserAccessToken.UserAccessToken) =>
+const store = (state: ManagerState.State, key: TokenKey.TokenKey, token: UserAccessToken.UserAccessToken) =>
   Effect.suspend(() => {
     const generation = state.cache.generation()
     return Effect.suspend(() => state.store.set(key, token)).pipe(
-      Effect.retry({ schedule: Refresh.storeRetry }),
+      Effect.retry({ schedule: ManagerState.storeRetry }),
       Effect.flatMap((versioned) => {
         state.kept.delete(TokenKey.toId(key))
         state.unverified.delete(TokenKey.toId(key))
         state.aheadFailed.delete(TokenKey.toId(key))
-        return Refresh.remember(state, key, versioned, generation)
+        return ManagerState.remember(state, key, versioned, generation)
       }),
       Effect.tap((versioned) =>
         Effect.zipRight(
-          Refresh.checkLifetime(state, versioned.token),
-          Refresh.publish(state, (at) => TokenEvents.TokenEvent.Stored({ key, at, version: versioned.version }))
+          ManagerState.checkLifetime(state, versioned.token),
+          ManagerState.publish(state, (at) => TokenEvents.TokenEvent.Stored({ key, at, version: versioned.version }))
         )
       )
     )
   })
 
-const remove = (state: Refresh.State, key: TokenKey.TokenKey): Effect.Effect<void, TokenStoreError> => {
+const remove = (state: ManagerState.State, key: TokenKey.TokenKey): Effect.Effect<void, TokenStoreError> => {
   const forget = Effect.sync(() => {
     state.cache.invalidate(key)
     state.kept.delete(TokenKey.toId(key))
     state.unverified.delete(TokenKey.toId(key))
   })
   return forget.pipe(
-    Effect.zipRight(Effect.retry(Effect.suspend(() => state.store.delete(key)), { schedule: Refresh.storeRetry })),
-    Effect.zipRight(Refresh.publish(state, (at) => TokenEvents.TokenEvent.Deleted({ key, at }))),
+    Effect.zipRight(Effect.retry(Effect.suspend(() => state.store.delete(key)), { schedule: ManagerState.storeRetry })),
+    Effect.zipRight(ManagerState.publish(state, (at) => TokenEvents.TokenEvent.Deleted({ key, at }))),
     // Once more when the store is done: a copy read while the delete ran is not cached either.
     Effect.ensuring(forget),
-    Refresh.withKey(key, "TokenManager.delete")
+    ManagerState.withKey(key, "TokenManager.delete")
   )
 }
 
-const getReauthorizeUrl = (state: Refresh.State, options: Parameters<Service["getReauthorizeUrl"]>[0]) =>
+const getReauthorizeUrl = (state: ManagerState.State, options: Parameters<Service["getReauthorizeUrl"]>[0]) =>
   Effect.gen(function*() {
     const { key, ...rest } = options
     const stored = yield* state.store.get(key)
@@ -227,10 +231,10 @@ const getReauthorizeUrl = (state: Refresh.State, options: Parameters<Service["ge
     }).pipe(
       Effect.catchIf(Refresh.isRefused, () => {
         const error = new InvalidAccessToken({ key })
-        return Effect.zipRight(Refresh.report(state, key, stored.value.version, error), Effect.fail(error))
+        return Effect.zipRight(RefreshReport.report(state, key, stored.value.version, error), Effect.fail(error))
       })
     )
-  }).pipe(Refresh.withKey(options.key, "TokenManager.getReauthorizeUrl"))
+  }).pipe(ManagerState.withKey(options.key, "TokenManager.getReauthorizeUrl"))
 
 /**
  * Builds the manager. Refreshes run in fibers of the layer's scope; when it closes, refreshes in
@@ -245,7 +249,7 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
     const scope = yield* Effect.scope
     const flightScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
     const background = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-    const sending = Refresh.makeSending()
+    const sending = ManagerState.makeSending()
     const closing = { value: false }
     // Shutdown: no lease is taken any more, refreshes being sent finish (up to their lease), the
     // flights are interrupted, and what is kept gets one last chance to be stored.
@@ -260,12 +264,12 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
           )
         ),
         Effect.zipRight(Scope.close(flightScope, Exit.void)),
-        Effect.zipRight(Effect.suspend(() => Refresh.flushKept(state)))
+        Effect.zipRight(Effect.suspend(() => Settle.flushKept(state)))
       )
     )
     // Open while the token cache holds something.
     const filled = Effect.unsafeMakeLatch(false)
-    const state: Refresh.State = {
+    const state: ManagerState.State = {
       config,
       client: yield* DigimeClient,
       store: yield* TokenStore,
@@ -283,7 +287,7 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
       settling: new Set(),
       leases: new Map(),
       closing,
-      flights: Refresh.makeSingleFlight(flightScope),
+      flights: SingleFlight.makeSingleFlight(flightScope),
       sending,
       background,
       events: yield* TokenEvents.TokenEvents,
@@ -309,15 +313,15 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
     return {
       cached: (key, now) => {
         const hit = state.cache.get(key, now)
-        return hit !== undefined && Refresh.usable(state, hit, now) ? hit : undefined
+        return hit !== undefined && ManagerState.usable(state, hit, now) ? hit : undefined
       },
-      usable: (versioned, now) => Refresh.usable(state, versioned, now),
+      usable: (versioned, now) => ManagerState.usable(state, versioned, now),
       current: (key) => current(state, key),
       get: (key) =>
         Effect.clockWith((clock) => {
           const now = clock.unsafeCurrentTimeMillis()
           const hit = state.cache.get(key, now)
-          return hit !== undefined && Refresh.usable(state, hit, now)
+          return hit !== undefined && ManagerState.usable(state, hit, now)
             ? Effect.succeed(hit)
             : Effect.map(current(state, key), (found) => found.versioned)
         }),
@@ -325,8 +329,8 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
       refresh: (key) => Refresh.refresh(state, key, { _tag: "Forced" }),
       refreshVersion: (key, version) => Refresh.refresh(state, key, { _tag: "Due", version }),
       reportInvalidAccessToken: (key, version) =>
-        Refresh.report(state, key, version, new InvalidAccessToken({ key })).pipe(
-          Refresh.withKey(key, "TokenManager.reportInvalidAccessToken")
+        RefreshReport.report(state, key, version, new InvalidAccessToken({ key })).pipe(
+          ManagerState.withKey(key, "TokenManager.reportInvalidAccessToken")
         ),
       delete: (key) => remove(state, key),
       cacheSize: Effect.sync(() => state.cache.size()),
@@ -335,7 +339,7 @@ export const make: Effect.Effect<Service, never, DigimeClient | TokenStore | Dig
         state.client.exchangeCodeForToken({ contractId: key.contractId, code, codeVerifier }).pipe(
           // The code is spent: a token that cannot be stored can only be had again by a new consent.
           Effect.tap((token) => store(state, key, token)),
-          Refresh.withKey(key, "TokenManager.exchangeCodeForToken")
+          ManagerState.withKey(key, "TokenManager.exchangeCodeForToken")
         ),
       getReauthorizeUrl: (options) => getReauthorizeUrl(state, options)
     } satisfies Service
