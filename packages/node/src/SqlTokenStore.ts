@@ -74,6 +74,7 @@ import * as Migration from "./internal/migration.js"
 import { RowError } from "./internal/rowError.js"
 import * as SqlStore from "./internal/sqlStore.js"
 import * as TokenJson from "./internal/tokenJson.js"
+import * as TokenRows from "./internal/tokenRows.js"
 
 /**
  * A key of an encryption key ring.
@@ -260,14 +261,14 @@ export const make = (
 
     // The columns are checked without a generator (every read and every refresh's lease runs it),
     // in this order: version, token, lease, mark; then the token is opened and decoded.
-    const read = (id: string, row: Row): Effect.Effect<TokenStore.Versioned, RowError> => {
+    const read = (id: string, row: TokenRows.Row): Effect.Effect<TokenStore.Versioned, RowError> => {
       const version = SqlStore.integerOf(row.version, 1, Number.MAX_SAFE_INTEGER - 1)
       if (version === undefined) return Effect.fail(new RowError({ reason: "VersionNotInteger" }))
       const stored = row.token
       if (typeof stored !== "string") return Effect.fail(new RowError({ reason: "ValueNotText" }))
-      const lease = leaseIn(row)
+      const lease = TokenRows.leaseIn(row)
       if (lease instanceof RowError) return Effect.fail(lease)
-      const mark = reconnectIn(row)
+      const mark = TokenRows.reconnectIn(row)
       if (mark instanceof RowError) return Effect.fail(mark)
       return Effect.map(Effect.flatMap(codec.open(stored, bindingOf(id, version)), decode), (token) => {
         const versioned: TokenStore.Versioned = lease === undefined ? { token, version } : { token, version, lease }
@@ -277,7 +278,7 @@ export const make = (
 
     const get = (key: TokenKey.TokenKey) => {
       const id = TokenKey.toId(key)
-      return sql<Row>`
+      return sql<TokenRows.Row>`
         SELECT version, token, lease_holder, lease_version, lease_until, reconnect_reason, reconnect_version,
           reconnect_at
         FROM ${table}
@@ -427,7 +428,7 @@ export const make = (
           taken.length > 0
             ? Effect.succeed({
               acquired: true,
-              rows: taken.map((row): Row => ({
+              rows: taken.map((row): TokenRows.Row => ({
                 version: row.version,
                 token: row.token,
                 lease_holder: lease.holder,
@@ -439,7 +440,7 @@ export const make = (
               }))
             })
             : Effect.map(
-              sql<Row>`SELECT ${columns} FROM ${table} WHERE id = ${id} AND token IS NOT NULL`,
+              sql<TokenRows.Row>`SELECT ${columns} FROM ${table} WHERE id = ${id} AND token IS NOT NULL`,
               (rows) => ({ acquired: false, rows })
             )
         )
@@ -490,13 +491,13 @@ export const make = (
         const column = sql(expires)
         // A row value, so that a page starts at its place in the index of (expiry, id).
         const cursor = after === undefined ? sql.literal("") : sql`AND (${column}, id) > (${after.at}, ${after.id})`
-        return yield* sql<DueRow>`
+        return yield* sql<TokenRows.DueRow>`
           SELECT id, user_id, contract_id, version, access_expires_at, refresh_expires_at FROM ${table}
           WHERE token IS NOT NULL AND ${column} < ${before}
             AND (reconnect_version IS NULL OR reconnect_version <> version) ${cursor}
           ORDER BY ${column}, id LIMIT ${limit}
         `.pipe(
-          Effect.flatMap((rows) => Effect.forEach(rows, dueOf)),
+          Effect.flatMap((rows) => Effect.forEach(rows, TokenRows.dueOf)),
           SqlStore.retryLostConnection,
           Effect.mapError(SqlStore.storeError("listDue", undefined))
         )
@@ -512,13 +513,13 @@ export const make = (
         AND (reconnect_version IS NULL OR reconnect_version <> version)
         ORDER BY ${due}, id LIMIT ${limit}`
       const claimed = dialect === "pg"
-        ? sql<ClaimedRow>`
+        ? sql<TokenRows.ClaimedRow>`
           WITH claimed AS (SELECT id, ${due} AS due FROM ${table} WHERE ${claimable} FOR UPDATE SKIP LOCKED)
           UPDATE ${table} AS t SET ${due} = ${until} FROM claimed WHERE t.id = claimed.id
           RETURNING t.id, t.user_id, t.contract_id, t.version, t.access_expires_at, t.refresh_expires_at,
             claimed.due
         `
-        : sql<ClaimedRow>`
+        : sql<TokenRows.ClaimedRow>`
           UPDATE ${table} SET ${due} = ${until} WHERE id IN (SELECT id FROM ${table} WHERE ${claimable})
           RETURNING id, user_id, contract_id, version, access_expires_at, refresh_expires_at,
             ${sql(columns.expires)} AS due
@@ -528,7 +529,7 @@ export const make = (
         // handled: one bad row never holds up a whole batch.
         Effect.flatMap((rows) =>
           Effect.forEach(rows, (row) =>
-            Effect.zip(dueOf(row), SqlStore.toInteger(row.due, "ExpiryInvalid")).pipe(
+            Effect.zip(TokenRows.dueOf(row), SqlStore.toInteger(row.due, "ExpiryInvalid")).pipe(
               Effect.asSome,
               Effect.catchAll((error) =>
                 Effect.as(
@@ -538,7 +539,11 @@ export const make = (
               )
             ))
         ),
-        Effect.map((read) => byDue(read.flatMap((entry) => Option.isSome(entry) ? [entry.value] : [])))
+        Effect.map((read) =>
+          TokenRows.byDue(read.flatMap((entry) =>
+            Option.isSome(entry) ? [entry.value] : []
+          ))
+        )
       )
     }
 
@@ -561,7 +566,7 @@ export const make = (
     // token is written.
     const markReconnect = (key: TokenKey.TokenKey, reconnect: TokenStore.Reconnect) =>
       Effect.gen(function*() {
-        if (!isReconnectReason(reconnect.reason)) {
+        if (!TokenRows.isReconnectReason(reconnect.reason)) {
           return yield* invalid("markReconnect", "reason must be a ReconnectReason", key)
         }
         const at = yield* timeOf("markReconnect", "at", reconnect.at, key)
@@ -589,13 +594,13 @@ export const make = (
         if (limit === 0) {
           return []
         }
-        return yield* sql<MarkRow>`
+        return yield* sql<TokenRows.MarkRow>`
           SELECT id, user_id, contract_id, reconnect_reason, reconnect_version, reconnect_at FROM ${table}
           WHERE reconnect_reason IS NOT NULL AND reconnect_version = version AND token IS NOT NULL
             AND id > ${after ?? ""}
           ORDER BY id LIMIT ${limit}
         `.pipe(
-          Effect.flatMap((rows) => Effect.forEach(rows, needsReconnectOf)),
+          Effect.flatMap((rows) => Effect.forEach(rows, TokenRows.needsReconnectOf)),
           SqlStore.retryLostConnection,
           Effect.mapError(SqlStore.storeError("listReconnect", undefined))
         )
@@ -615,117 +620,6 @@ export const make = (
       listReconnect
     }
   })
-
-interface Mark {
-  readonly reconnect_reason: unknown
-  readonly reconnect_version: unknown
-  readonly reconnect_at: unknown
-}
-
-interface Row extends Mark {
-  readonly version: unknown
-  readonly token: unknown
-  readonly lease_holder: unknown
-  readonly lease_version: unknown
-  readonly lease_until: unknown
-}
-
-interface KeyRow {
-  readonly id: unknown
-  readonly user_id: unknown
-  readonly contract_id: unknown
-}
-
-interface DueRow extends KeyRow {
-  readonly version: unknown
-  readonly access_expires_at: unknown
-  readonly refresh_expires_at: unknown
-}
-
-// The due time a claimed row had (on SQLite, its expiry).
-interface ClaimedRow extends DueRow {
-  readonly due: unknown
-}
-
-interface MarkRow extends KeyRow, Mark {}
-
-// The three columns are written together: all set, or all `NULL`.
-const leaseIn = (row: Row): TokenStore.Lease | undefined | RowError => {
-  const { lease_holder: holder, lease_until, lease_version } = row
-  if (holder === null && lease_version === null && lease_until === null) return undefined
-  const version = SqlStore.integerOf(lease_version)
-  const until = SqlStore.integerOf(lease_until)
-  return typeof holder !== "string" || version === undefined || until === undefined
-    ? new RowError({ reason: "LeaseInvalid" })
-    : { holder, version, until }
-}
-
-const reconnectReasons: ReadonlySet<unknown> = new Set(
-  Object.keys(
-    {
-      RefreshTokenExpired: null,
-      RefreshTokenInvalid: null,
-      RefreshOutcomeUnknown: null,
-      InvalidAccessToken: null
-    } satisfies Record<TokenStore.ReconnectReason, null>
-  )
-)
-
-const isReconnectReason = (value: unknown): value is TokenStore.ReconnectReason => reconnectReasons.has(value)
-
-// The three columns are written together: all set, or all `NULL`. A mark on an older version (left
-// by a writer that does not know marks) is read, and does not count.
-const reconnectIn = (row: Mark): TokenStore.Reconnect | undefined | RowError => {
-  const { reconnect_at, reconnect_reason: reason, reconnect_version } = row
-  if (reason === null && reconnect_version === null && reconnect_at === null) return undefined
-  const version = SqlStore.integerOf(reconnect_version)
-  const at = SqlStore.integerOf(reconnect_at)
-  return !isReconnectReason(reason) || version === undefined || at === undefined
-    ? new RowError({ reason: "ReconnectInvalid" })
-    : { reason, version, at }
-}
-
-const reconnectOf = (row: Mark): Effect.Effect<TokenStore.Reconnect | undefined, RowError> => {
-  const mark = reconnectIn(row)
-  return mark instanceof RowError ? Effect.fail(mark) : Effect.succeed(mark)
-}
-
-const keyOf = (row: KeyRow) =>
-  Effect.all({
-    id: SqlStore.toText(row.id, "KeyInvalid"),
-    key: Effect.flatMap(
-      Effect.zip(SqlStore.toText(row.user_id, "KeyInvalid"), SqlStore.toText(row.contract_id, "KeyInvalid")),
-      ([userId, contractId]) =>
-        Effect.mapError(TokenKey.decode(userId, contractId), () => new RowError({ reason: "KeyInvalid" }))
-    )
-  })
-
-const dueOf = (row: DueRow): Effect.Effect<TokenStore.Due, RowError> =>
-  Effect.zipWith(
-    keyOf(row),
-    Effect.all({
-      version: SqlStore.toVersion(row.version),
-      accessExpiresAt: SqlStore.toInteger(row.access_expires_at, "ExpiryInvalid"),
-      refreshExpiresAt: SqlStore.toInteger(row.refresh_expires_at, "ExpiryInvalid")
-    }),
-    (keyed, fields) => ({ ...keyed, ...fields })
-  )
-
-const needsReconnectOf = (row: MarkRow): Effect.Effect<TokenStore.NeedsReconnect, RowError> =>
-  Effect.zipWith(
-    keyOf(row),
-    Effect.flatMap(
-      reconnectOf(row),
-      (reconnect) =>
-        reconnect === undefined ? Effect.fail(new RowError({ reason: "ReconnectInvalid" })) : Effect.succeed(reconnect)
-    ),
-    (keyed, reconnect) => ({ ...keyed, reconnect })
-  )
-
-// Oldest due first, then by id.
-const byDue = (entries: ReadonlyArray<readonly [TokenStore.Due, number]>): Array<TokenStore.Due> =>
-  [...entries].sort(([a, atA], [b, atB]) => atA - atB || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-    .map(([entry]) => entry)
 
 interface Columns {
   readonly expires: string
