@@ -535,17 +535,19 @@ export const make: Effect.Effect<
     name: string,
     build: (options: O) => Effect.Effect<Request, InvalidOptions>,
     process: (response: HttpClientResponse.HttpClientResponse, request: Request) => Effect.Effect<A, E>
-  ) =>
-  (options: O & { readonly contractId: string }) =>
-    build(options).pipe(
-      Effect.flatMap((request) =>
-        Effect.flatMap(
-          exchange(request, false),
-          (answer) => process(answer.response as HttpClientResponse.HttpClientResponse, request)
-        )
-      ),
-      Tracing.withSpan(`DigimeClient.${name}`, spanOf(options.contractId))
-    )
+  ) => {
+    const spanName = `DigimeClient.${name}`
+    return (options: O & { readonly contractId: string }) =>
+      build(options).pipe(
+        Effect.flatMap((request) =>
+          Effect.flatMap(
+            exchange(request, false),
+            (answer) => process(answer.response as HttpClientResponse.HttpClientResponse, request)
+          )
+        ),
+        Tracing.withSpan(spanName, spanOf(options.contractId))
+      )
+  }
 
   // A call whose answer digi.me signs: its processor reads it with the client's key set.
   const verifiedCall = <O, A, E>(
@@ -655,7 +657,8 @@ export const make: Effect.Effect<
   } satisfies Service
 })
 
-const spanOf = (contractId: string) => ({ attributes: { "digime.contract_id": contractId } })
+// A function: the options are made only when a span is (see `Tracing.withSpan`).
+const spanOf = (contractId: string) => () => ({ attributes: { "digime.contract_id": contractId } })
 
 /**
  * The client with its `KeySet` (on the same `HttpClient` and `DigimeConfig`).

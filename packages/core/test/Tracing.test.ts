@@ -60,4 +60,27 @@ describe("Tracing", () => {
       assert.notInclude(attributes, "code.stacktrace")
     }).pipe(Effect.withTracer(recordingTracer(names, attributes)))
   })
+
+  it.effect("options given as a function are made only when a span is, and then apply", () => {
+    let made = 0
+    const options = () => {
+      made++
+      return { attributes: { "digime.operation": "readAccounts" } }
+    }
+    const names: Array<string> = []
+    const attributes: Array<string> = []
+    const calls = Effect.all([
+      Effect.void.pipe(Tracing.withSpan("Library.call", options)),
+      Tracing.useSpan("Library.send", options, () => Effect.void),
+      Stream.runDrain(Stream.make(1).pipe(Tracing.withStreamSpan("Library.stream", options)))
+    ])
+    return Effect.gen(function*() {
+      yield* calls
+      assert.strictEqual(made, 0)
+      yield* Effect.withTracer(calls, recordingTracer(names, attributes))
+      assert.strictEqual(made, 3)
+      assert.deepStrictEqual(names, ["Library.call", "Library.send", "Library.stream"])
+      assert.deepStrictEqual(attributes.filter((name) => name === "digime.operation").length, 3)
+    })
+  })
 })

@@ -29,11 +29,17 @@ const prepare = (contract: Contract): Effect.Effect<Signer.SignBytes, InvalidCon
       })
   })
 
+// Node's own base64url: several times faster than core's, which every runtime has.
+const base64url: Signer.Base64url = {
+  encodeText: (text) => Buffer.from(text, "utf8").toString("base64url"),
+  encodeBytes: (bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64url")
+}
+
 /**
  * @since 0.1.0
  * @category constructors
  */
-export const make: Effect.Effect<Signer.Service> = Signer.make(prepare)
+export const make: Effect.Effect<Signer.Service> = Signer.make(prepare, base64url)
 
 /**
  * @since 0.1.0

@@ -2,6 +2,7 @@ import { Contract, Signer } from "@digime-effect/core"
 import { NodeSigner } from "@digime-effect/node"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
+import * as fc from "fast-check"
 import * as Crypto from "node:crypto"
 
 const rsa = (modulusLength: number) =>
@@ -91,3 +92,31 @@ for (const [name, layer] of signers) {
     }
   })
 }
+
+describe("NodeSigner's base64url", () => {
+  // Node's `Buffer` encodes where core uses `btoa`: both must give the same segments for any claims,
+  // non-ASCII text and lone surrogates included (each becomes U+FFFD in UTF-8 on both sides).
+  it.effect("gives the claims segment core's signer gives, for any claims", () =>
+    Effect.gen(function*() {
+      const node = yield* Effect.provide(Signer.Signer, NodeSigner.layer)
+      const web = yield* Effect.provide(Signer.Signer, Signer.layerWebCrypto)
+      const claims = fc.dictionary(
+        fc.string({ unit: "binary" }),
+        fc.oneof(fc.string({ unit: "binary" }), fc.integer(), fc.boolean(), fc.constant(null))
+      )
+      const samples = fc.sample(claims, { numRuns: 200, seed: 424242 })
+      samples.push({ text: "é€😀", lone: "\ud800", mixed: "a\udfffb" })
+      for (const sample of samples) {
+        const jwt = Redacted.value(yield* node.sign(contract, sample))
+        const [nodeHeader, nodePayload, nodeSignature] = jwt.split(".")
+        const [webHeader, webPayload] = Redacted.value(yield* web.sign(contract, sample)).split(".")
+        assert.strictEqual(nodeHeader, webHeader)
+        assert.strictEqual(nodePayload, webPayload)
+        assert.notInclude(nodePayload!, "=")
+        // 256 bytes (a 2048-bit key), unpadded, and the signature of that header and payload.
+        assert.match(nodeSignature!, /^[A-Za-z0-9_-]{342}$/)
+        assert.isTrue(verifyPs512(jwt, rsa2048.publicKey, 64))
+        assert.deepStrictEqual(decodeSegment(nodePayload!), JSON.parse(JSON.stringify(sample)))
+      }
+    }))
+})

@@ -24,14 +24,25 @@ class BufferedResponse extends Inspectable.Class implements HttpClientResponse.H
   readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId = HttpClientResponse.TypeId
   readonly remoteAddress: Option.Option<string> = Option.none()
   private decoded: string | undefined
+  private requestMade: HttpClientRequest.HttpClientRequest | undefined
 
   constructor(
-    readonly request: HttpClientRequest.HttpClientRequest,
+    private readonly method: HttpClientRequest.HttpClientRequest["method"],
+    private readonly url: string,
+    private readonly urlParams: UrlParams.UrlParams,
     readonly status: number,
     readonly headers: Headers.Headers,
     private readonly body: Uint8Array<ArrayBuffer>
   ) {
     super()
+  }
+
+  // Made when asked for (an error, a log): most answers are read and dropped without it.
+  get request(): HttpClientRequest.HttpClientRequest {
+    return this.requestMade ??= HttpClientRequest.make(this.method)(this.url, {
+      urlParams: this.urlParams,
+      acceptJson: true
+    })
   }
 
   private decodeError(cause: unknown) {
@@ -106,10 +117,9 @@ export const make = (
   body: Uint8Array<ArrayBuffer>
 ): HttpClientResponse.HttpClientResponse =>
   new BufferedResponse(
-    HttpClientRequest.make(response.request.method)(response.request.url, {
-      urlParams: response.request.urlParams,
-      acceptJson: true
-    }),
+    response.request.method,
+    response.request.url,
+    response.request.urlParams,
     response.status,
     headers,
     body

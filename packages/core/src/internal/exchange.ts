@@ -16,8 +16,8 @@ import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import type { Contract } from "../Contract.js"
 import type * as DigimeConfig from "../DigimeConfig.js"
-import { RequestError, ResponseError } from "../DigimeError.js"
-import type { InvalidContractKey, UnknownContract } from "../DigimeError.js"
+import { RequestError, ResponseError, UnknownContract } from "../DigimeError.js"
+import type { InvalidContractKey } from "../DigimeError.js"
 import type { Request, StreamedResponse } from "../DigimeRequest.js"
 import type * as Signer from "../Signer.js"
 import { randomAlphanumeric } from "./encoding.js"
@@ -162,7 +162,7 @@ export const make = (
   // The exchange in a span of ours: the platform's would hold the request's headers, and so the
   // client assertion with every secret it carries.
   const send = (request: Request, assertion: Redacted.Redacted<string>, streamed: boolean) =>
-    Tracing.useSpan("DigimeClient.send", {
+    Tracing.useSpan("DigimeClient.send", () => ({
       kind: "client",
       attributes: {
         "digime.operation": request.operation,
@@ -170,7 +170,7 @@ export const make = (
         "http.request.method": request.request.method,
         "server.address": serverAddress
       }
-    }, (span) =>
+    }), (span) =>
       httpClient.execute(prepare(request.request, assertion)).pipe(
         Effect.mapError((error) => fromHttpClientError(request.operation, error, deadline)),
         Effect.flatMap((response): Effect.Effect<Answer, RequestError | ResponseError> => {
@@ -230,15 +230,16 @@ export const make = (
     ).pipe(Effect.catchTag("TransientStatus", (error) => Effect.succeed(error.answer)))
 
   // Every attempt of a call: repeated on transient failures when the call is idempotent.
-  const exchange = (request: Request, streamed: boolean) =>
-    Effect.flatMap(
-      config.contract(request.contractId),
-      (contract) =>
-        Effect.flatMap(signHeaders(request, contract), (signed) => {
-          const once = attempt(signed, contract, streamed)
-          return signed.idempotent ? repeated(once) : once
-        })
-    )
+  const exchange = (request: Request, streamed: boolean) => {
+    const contract = config.contracts.get(request.contractId)
+    if (contract === undefined) return Effect.fail(new UnknownContract({ contractId: request.contractId }))
+    const run = (signed: Request) => {
+      const once = attempt(signed, contract, streamed)
+      return signed.idempotent ? repeated(once) : once
+    }
+    // Most requests have no signed headers: no step for them.
+    return request.signedHeaders === undefined ? run(request) : Effect.flatMap(signHeaders(request, contract), run)
+  }
 
   return exchange
 }

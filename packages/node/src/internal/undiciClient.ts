@@ -68,7 +68,8 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
   readonly remoteAddress: Option.Option<string> = Option.none()
   readonly status: number
   private convertedHeaders: Headers.Headers | undefined
-  private readonly reads = new Map<string, Promise<unknown>>()
+  // Made on the first read: most answers are read once, in one way.
+  private reads: Map<string, Promise<unknown>> | undefined = undefined
 
   constructor(
     readonly request: HttpClientRequest.HttpClientRequest,
@@ -102,11 +103,12 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
   // body. The deadline goes on until the read ends.
   private whole<A>(kind: "arrayBuffer" | "text" | "formData", read: (body: Body) => Promise<A>) {
     return Effect.async<A, HttpClientError.ResponseError>((resume) => {
-      let reading = this.reads.get(kind) as Promise<A> | undefined
+      const reads = this.reads ??= new Map()
+      let reading = reads.get(kind) as Promise<A> | undefined
       if (reading === undefined) {
         unread.unregister(this)
         reading = read(this.source.body)
-        this.reads.set(kind, reading)
+        reads.set(kind, reading)
       }
       reading.then(
         (value) => {
@@ -205,6 +207,41 @@ const deadlines = new WeakMap<HttpClientRequest.HttpClientRequest, number>()
 
 const maxTimerMillis = 2 ** 31 - 1
 
+/**
+ * A request's abort signal as undici takes it (an `EventEmitter`-like `signal`: `on`, `once`,
+ * `removeListener`, `aborted`, `reason`): an `AbortController` and its `AbortSignal`, an event
+ * target, cost about 10 µs per request to make and listen to, and nothing of theirs is needed.
+ */
+class Abort {
+  aborted = false
+  reason: unknown = undefined
+  private listeners: Array<() => void> = []
+
+  on(_event: "abort", listener: () => void): this {
+    this.listeners.push(listener)
+    return this
+  }
+
+  once(event: "abort", listener: () => void): this {
+    return this.on(event, listener)
+  }
+
+  removeListener(_event: "abort", listener: () => void): this {
+    const index = this.listeners.indexOf(listener)
+    if (index !== -1) this.listeners.splice(index, 1)
+    return this
+  }
+
+  abort(reason?: unknown): void {
+    if (this.aborted) return
+    this.aborted = true
+    this.reason = reason
+    const listeners = this.listeners
+    this.listeners = []
+    for (const listener of listeners) listener()
+  }
+}
+
 const send = (
   dispatcher: Undici.Dispatcher,
   request: HttpClientRequest.HttpClientRequest
@@ -222,7 +259,7 @@ const send = (
     bodyOf(request.body),
     (body) =>
       Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>((resume) => {
-        const controller = new AbortController()
+        const controller = new Abort()
         const deadline: Deadline = { millis: millis ?? 0, timer: undefined, passed: false }
         if (timed) {
           deadline.timer = setTimeout(() => {
@@ -237,7 +274,8 @@ const send = (
           path: pathname + search,
           headers: request.headers,
           body: body ?? null,
-          signal: controller.signal,
+          // undici takes an event emitter as well as an `AbortSignal`.
+          signal: controller as unknown as AbortSignal,
           // The deadline's timer waits for the answer; once its body streams, undici's own idle
           // limit (which does not count while the reader holds back) keeps the same time.
           headersTimeout: 0,
