@@ -29,7 +29,7 @@ describe("BufferedResponse", () => {
     assert.isUndefined(request.headers["authorization"])
     assert.notInclude(JSON.stringify(response), assertion)
     assert.notInclude(JSON.stringify(request), assertion)
-    // Made once, on first use: the same request every time.
+    // Made once: the same request every time.
     assert.strictEqual(response.request, request)
   })
 

@@ -67,20 +67,34 @@ describe("Tracing", () => {
       made++
       return { attributes: { "digime.operation": "readAccounts" } }
     }
+    // Each span's value of the attribute, or none when no span is made.
+    const operation = Effect.map(
+      Effect.option(Effect.currentSpan),
+      Option.map((span) => span.attributes.get("digime.operation"))
+    )
     const names: Array<string> = []
     const attributes: Array<string> = []
     const calls = Effect.all([
-      Effect.void.pipe(Tracing.withSpan("Library.call", options)),
-      Tracing.useSpan("Library.send", options, () => Effect.void),
-      Stream.runDrain(Stream.make(1).pipe(Tracing.withStreamSpan("Library.stream", options)))
+      operation.pipe(Tracing.withSpan("Library.call", options)),
+      Tracing.useSpan("Library.send", options, (span) =>
+        Effect.succeed(
+          span === undefined ? Option.none() : Option.some(span.attributes.get("digime.operation"))
+        )),
+      Stream.runHead(Stream.fromEffect(operation).pipe(Tracing.withStreamSpan("Library.stream", options))).pipe(
+        Effect.map(Option.flatten)
+      )
     ])
     return Effect.gen(function*() {
-      yield* calls
+      assert.deepStrictEqual(yield* calls, [Option.none(), Option.none(), Option.none()])
       assert.strictEqual(made, 0)
-      yield* Effect.withTracer(calls, recordingTracer(names, attributes))
+      const traced = yield* Effect.withTracer(calls, recordingTracer(names, attributes))
       assert.strictEqual(made, 3)
       assert.deepStrictEqual(names, ["Library.call", "Library.send", "Library.stream"])
-      assert.deepStrictEqual(attributes.filter((name) => name === "digime.operation").length, 3)
+      assert.deepStrictEqual(traced, [
+        Option.some("readAccounts"),
+        Option.some("readAccounts"),
+        Option.some("readAccounts")
+      ])
     })
   })
 })

@@ -166,6 +166,7 @@ export const recordingTracer = (names: Array<string>, attributes: Array<string>)
   Tracer.make({
     span: (name, parent, context, links, startTime, kind) => {
       names.push(name)
+      const values = new Map<string, unknown>()
       return {
         _tag: "Span",
         name,
@@ -174,12 +175,15 @@ export const recordingTracer = (names: Array<string>, attributes: Array<string>)
         parent,
         context,
         status: { _tag: "Started", startTime },
-        attributes: new Map(),
+        attributes: values,
         links,
         sampled: true,
         kind,
         end: () => {},
-        attribute: (key) => void attributes.push(key),
+        attribute: (key, value) => {
+          attributes.push(key)
+          values.set(key, value)
+        },
         event: () => {},
         addLinks: () => {}
       }

@@ -95,7 +95,7 @@ for (const [name, layer] of signers) {
 
 describe("NodeSigner's base64url", () => {
   // Node's `Buffer` encodes where core uses `btoa`: both must give the same segments for any claims,
-  // non-ASCII text and lone surrogates included (each becomes U+FFFD in UTF-8 on both sides).
+  // non-ASCII text included. (Lone surrogates never reach either encoder: JSON escapes them.)
   it.effect("gives the claims segment core's signer gives, for any claims", () =>
     Effect.gen(function*() {
       const node = yield* Effect.provide(Signer.Signer, NodeSigner.layer)

@@ -32,6 +32,7 @@ import * as Inspectable from "effect/Inspectable"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { EventEmitter } from "node:events"
 import * as Net from "node:net"
 
 type Body = Undici.Dispatcher.ResponseData["body"]
@@ -208,37 +209,19 @@ const deadlines = new WeakMap<HttpClientRequest.HttpClientRequest, number>()
 const maxTimerMillis = 2 ** 31 - 1
 
 /**
- * A request's abort signal as undici takes it (an `EventEmitter`-like `signal`: `on`, `once`,
- * `removeListener`, `aborted`, `reason`): an `AbortController` and its `AbortSignal`, an event
- * target, cost about 10 µs per request to make and listen to, and nothing of theirs is needed.
+ * A request's abort signal as undici takes it (an `EventEmitter` with `aborted` and `reason`):
+ * an `AbortController` and its `AbortSignal`, an event target, cost about 10 µs per request to make
+ * and listen to, and nothing of theirs is needed; an emitter costs about 0.2 µs.
  */
-class Abort {
+class Abort extends EventEmitter {
   aborted = false
   reason: unknown = undefined
-  private listeners: Array<() => void> = []
-
-  on(_event: "abort", listener: () => void): this {
-    this.listeners.push(listener)
-    return this
-  }
-
-  once(event: "abort", listener: () => void): this {
-    return this.on(event, listener)
-  }
-
-  removeListener(_event: "abort", listener: () => void): this {
-    const index = this.listeners.indexOf(listener)
-    if (index !== -1) this.listeners.splice(index, 1)
-    return this
-  }
 
   abort(reason?: unknown): void {
     if (this.aborted) return
     this.aborted = true
     this.reason = reason
-    const listeners = this.listeners
-    this.listeners = []
-    for (const listener of listeners) listener()
+    this.emit("abort")
   }
 }
 
@@ -274,8 +257,7 @@ const send = (
           path: pathname + search,
           headers: request.headers,
           body: body ?? null,
-          // undici takes an event emitter as well as an `AbortSignal`.
-          signal: controller as unknown as AbortSignal,
+          signal: controller,
           // The deadline's timer waits for the answer; once its body streams, undici's own idle
           // limit (which does not count while the reader holds back) keeps the same time.
           headersTimeout: 0,

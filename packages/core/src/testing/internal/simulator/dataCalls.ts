@@ -13,11 +13,11 @@ import { AbsoluteHttpUrl, type Assertion, FileDescriptor } from "../../../intern
 import type { AccessType, Endpoint, SimRequest, SimResponse } from "../../DigimeSimulator.js"
 import { bodyDecoder, decodeSegment, noBody, valueDecoder } from "./checks.js"
 import { damage, seal } from "./envelope.js"
-import { takeDownloadFaults } from "./faults.js"
+import { strayEncryptKey, takeDownloadFaults } from "./faults.js"
 import type { RouteParams } from "./handlers.js"
 import { deleteAccount, poll, recordPush, syncView } from "./library.js"
 import { invalidToken, isRecord, jsonResponse, randomToken, type Refusal, refuse, validation } from "./responses.js"
-import { generateStrayEncryptKey, verifyPs512 } from "./signing.js"
+import { verifyPs512 } from "./signing.js"
 import {
   type AccessToken,
   type Account,
@@ -138,8 +138,7 @@ const download = (state: State, file: StoredFile, clientId: string): Effect.Effe
     const faults = takeDownloadFaults(state, file.name)
     let key = state.contracts.get(clientId)!.encryptKey
     if (faults.envelope === "WrongKeyEnvelope") {
-      state.strayEncryptKey ??= generateStrayEncryptKey()
-      key = await state.strayEncryptKey
+      key = await strayEncryptKey(state)
     }
     const sealed = await seal(key, file.bytes)
     const body = faults.envelope === undefined ? sealed : damage(sealed, faults.envelope)

@@ -9,6 +9,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type { Endpoint, Fault } from "../../DigimeSimulator.js"
 import { type Refusal, refuse } from "./responses.js"
+import { generateStrayEncryptKey } from "./signing.js"
 import type { State } from "./state.js"
 
 /**
@@ -124,11 +125,30 @@ export const failEveryRefusal = (state: State): Refusal | undefined => {
 }
 
 /**
- * `Service.injectFault`: the fault waits for the first request it matches.
+ * `Service.injectFault`: the fault waits for the first request it matches. A `WrongKeyEnvelope`
+ * makes its stray key here, not in the download it damages: generating an RSA key takes real time
+ * (up to seconds on a loaded machine), during which a test's `TestClock` may pass a request's
+ * timeout, which would turn the fault into another one.
  *
  * @internal
  */
 export const injectFault = (state: State, fault: Fault): Effect.Effect<void> =>
-  Effect.sync(() => {
+  Effect.suspend(() => {
+    // In the queue at once, in the order of the calls; a download that takes it before the key is
+    // ready waits for the key.
     state.faults.push(fault)
+    if (fault._tag !== "WrongKeyEnvelope") return Effect.void
+    const stray = strayEncryptKey(state)
+    return Effect.promise(() => stray).pipe(Effect.asVoid)
+  })
+
+/**
+ * The key a `WrongKeyEnvelope` seals to, made once per simulator (made again if making it failed).
+ *
+ * @internal
+ */
+export const strayEncryptKey = (state: State): Promise<CryptoKey> =>
+  state.strayEncryptKey ??= generateStrayEncryptKey().catch((error: unknown) => {
+    state.strayEncryptKey = undefined
+    throw error
   })
