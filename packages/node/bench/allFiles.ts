@@ -176,7 +176,7 @@ export const run = (options: SectionOptions) =>
     // the total would be four times as high. This one carries the target: with 1,000 files the
     // total (62.5 MiB) is of the size of V8's own thresholds for collecting what a file leaves
     // outside the heap, so the growth there says when V8 collected, not whether memory follows the
-    // total (a quarter of the files has measured 0 MiB, all of them 2 to 28 MiB).
+    // total (a quarter of the files has measured 0 to 1.3 MiB, all of them 1 to 28 MiB).
     const fourTimes = yield* Effect.promise(() =>
       peakRss(() => runtime.runPromise(Effect.replicateEffect(readAll(), 4, { discard: true })))
     )
